@@ -1,0 +1,47 @@
+"""The `conveyor` command: thin wiring from verbs to the stages."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from conveyor.cli import _context
+from conveyor.cli.models_cmd import models_app
+from conveyor.cli.recipe_cmd import recipe_app
+from conveyor.errors import ConveyorError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="conveyor",
+    help="Carry a language model from data to a live HTTP endpoint, and back when it misbehaves.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(recipe_app, name="recipe")
+app.add_typer(models_app, name="models")
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    _context.setup_process(verbose)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one line on stderr and a non-zero exit."""
+    try:
+        app()
+    except ConveyorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except OperationalError as exc:
+        url = _context.settings().registry_url
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        typer.echo(f"error: cannot use the registry at {url}: {reason}", err=True)
+        sys.exit(2)

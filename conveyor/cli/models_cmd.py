@@ -1,0 +1,84 @@
+"""`conveyor models ...`: what the registry holds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from conveyor.cli import _context
+from conveyor.cli._render import (
+    format_table,
+    render_audit,
+    render_history,
+    render_version,
+    when,
+)
+
+__all__ = ["models_app"]
+
+models_app = typer.Typer(help="Versions, aliases and history in the registry.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@models_app.command("list")
+def list_versions(
+    deployment: Annotated[str | None, typer.Option(help="Only this deployment.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List versions, newest first per deployment."""
+    registry = _context.registry()
+    records = registry.list_versions(deployment, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in records], default=str, indent=2))
+        return
+    if not records:
+        typer.echo("no versions yet" + (f" for {deployment}" if deployment else ""))
+        return
+    aliases = {d: registry.aliases(d) for d in {r.deployment for r in records}}
+    rows = []
+    for record in records:
+        held = [a for a, v in aliases[record.deployment].items() if v == record.version]
+        rows.append((record.version, record.status, ",".join(sorted(held)) or "-", when(record.created_at), record.created_by))
+    typer.echo(format_table(("version", "status", "aliases", "created", "by"), rows))
+
+
+@models_app.command("show")
+def show(
+    version: Annotated[str, typer.Argument(help="DEPLOYMENT:vN, DEPLOYMENT:latest or DEPLOYMENT@ALIAS.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Everything about one version: lineage, metrics, gate verdict."""
+    registry = _context.registry()
+    record = registry.resolve(version)
+    if as_json:
+        typer.echo(json.dumps(asdict(record), default=str, indent=2))
+        return
+    typer.echo(render_version(record, registry.aliases(record.deployment)))
+
+
+@models_app.command("history")
+def history(
+    deployment: Annotated[str, typer.Argument(help="The deployment (recipe name).")],
+    audit: Annotated[bool, typer.Option("--audit", help="Also print the audit log.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every alias move of a deployment (promotions, rollbacks), oldest first."""
+    registry = _context.registry()
+    moves = registry.alias_history(deployment)
+    entries = registry.audit_log(deployment) if audit else []
+    if as_json:
+        payload = {"aliases": [asdict(m) for m in moves], "audit": [asdict(e) for e in entries]}
+        typer.echo(json.dumps(payload, default=str, indent=2))
+        return
+    if not moves and not registry.list_versions(deployment, limit=1):
+        typer.echo(f"no versions or alias moves for {deployment}")
+        return
+    typer.echo(render_history(moves) if moves else f"no alias moves for {deployment} yet")
+    if audit:
+        typer.echo("")
+        typer.echo(render_audit(list(reversed(entries))))

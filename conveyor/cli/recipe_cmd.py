@@ -1,0 +1,44 @@
+"""`conveyor recipe ...`: check a recipe before anything runs on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from conveyor.recipe import BUILTIN_MODELS, load_recipe
+
+__all__ = ["recipe_app"]
+
+recipe_app = typer.Typer(help="Check and show recipes.", no_args_is_help=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a field: --set training.max_steps=50 (repeatable)."),
+]
+
+
+@recipe_app.command("check")
+def check(
+    file: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    overrides: SetOption = None,
+    show: Annotated[bool, typer.Option("--show", help="Print the resolved recipe.")] = False,
+) -> None:
+    """Validate a recipe: keys, types, data files, base model. Exit 0 when usable."""
+    recipe = load_recipe(file, overrides or [])
+    if show:
+        typer.echo(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), nl=False)
+        return
+    base = recipe.model.base
+    kind = "built-in" if base in BUILTIN_MODELS else ("local" if Path(base).is_absolute() else "hub id")
+    typer.echo(f"ok: {file} ({recipe.name}, {recipe.task})")
+    for split, path in recipe.data.splits().items():
+        typer.echo(f"  data.{split}: {path}")
+    typer.echo(f"  model.base: {base} ({kind})")
+    if kind == "hub id":
+        typer.echo(
+            "  note: hub ids load only from the local Hugging Face cache unless HF_HUB_OFFLINE=0",
+            err=True,
+        )

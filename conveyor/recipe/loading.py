@@ -1,0 +1,174 @@
+"""Load a recipe from YAML, apply ``--set`` overrides, validate, resolve paths.
+
+Every problem is reported with the key it concerns and the file it came from,
+so that ``conveyor recipe check`` can say exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from conveyor.errors import RecipeError
+from conveyor.recipe.schema import BUILTIN_MODELS, Recipe
+
+__all__ = ["SPLIT_SUFFIXES", "apply_overrides", "load_recipe", "parse_override"]
+
+SPLIT_SUFFIXES = (".jsonl", ".csv", ".parquet")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_PATH_KEYS = ("train", "validation", "test")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``training.max_steps=50`` -> (["training", "max_steps"], 50); values parse as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError("--set", [f"{text!r}: expected KEY=VALUE, e.g. training.max_steps=50"])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError("--set", [f"{text!r}: value is not valid YAML ({exc})"]) from exc
+    return [part.strip() for part in key.split(".")], value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> set[tuple[str, ...]]:
+    """Apply overrides in place; return the key paths they set."""
+    touched: set[tuple[str, ...]] = set()
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for depth, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                where = ".".join(keys[: depth + 1])
+                raise RecipeError("--set", [f"{text!r}: {where} is a value, not a section"])
+            node = child
+        node[keys[-1]] = value
+        touched.add(tuple(keys))
+    return touched
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    source = str(path)
+    if not path.is_file():
+        raise RecipeError(source, ["recipe file not found"])
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(source, [f"not UTF-8 text ({exc.reason} at byte {exc.start})"]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(source, [f"{where}invalid YAML: {problem}"]) from exc
+    if loaded is None:
+        raise RecipeError(source, ["the file is empty"])
+    if not isinstance(loaded, dict):
+        raise RecipeError(source, ["top level must be a mapping of keys (name, task, data, ...)"])
+    return loaded
+
+
+def _resolve_paths(raw: dict[str, Any], recipe_dir: Path, touched: set[tuple[str, ...]]) -> None:
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in _PATH_KEYS:
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                base = Path.cwd() if ("data", key) in touched else recipe_dir
+                data[key] = str((base / value).expanduser().resolve())
+    model = raw.get("model")
+    if isinstance(model, dict):
+        base_value = model.get("base")
+        if isinstance(base_value, str) and base_value and base_value not in BUILTIN_MODELS:
+            anchor = Path.cwd() if ("model", "base") in touched else recipe_dir
+            candidate = (anchor / base_value).expanduser()
+            looks_like_path = base_value.startswith((".", "/", "~")) or candidate.exists()
+            if looks_like_path:
+                model["base"] = str(candidate.resolve())
+
+
+def _field_names(loc: Sequence[int | str]) -> list[str]:
+    """Known keys of the section at ``loc`` (for 'did you mean')."""
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        nested = [arg for arg in (field.annotation, *get_args(field.annotation))]
+        sections = [t for t in nested if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not sections:
+            return []
+        model = sections[0]
+    return list(model.model_fields)
+
+
+def _describe(error: Any, touched: set[tuple[str, ...]]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _field_names(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
+        text = f"{key}: unknown key{hint}"
+    elif kind == "missing":
+        text = f"{key}: required key is missing"
+    elif kind == "value_error" and not loc:
+        text = str(error["msg"]).removeprefix("Value error, ")
+    else:
+        got = error.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        text = f"{key}: {error['msg']}{shown}"
+    if tuple(loc) in touched:
+        text += " [set by --set]"
+    return text
+
+
+def _check_files(recipe: Recipe) -> list[str]:
+    problems: list[str] = []
+    for split, path in recipe.data.splits().items():
+        if not path.exists():
+            problems.append(f"data.{split}: file not found: {path}")
+        elif not path.is_file():
+            problems.append(f"data.{split}: not a file: {path}")
+        elif path.suffix.lower() not in SPLIT_SUFFIXES:
+            wanted = ", ".join(SPLIT_SUFFIXES)
+            problems.append(f"data.{split}: unsupported format '{path.suffix}' (use {wanted})")
+    base = recipe.model.base
+    if base not in BUILTIN_MODELS:
+        path = Path(base)
+        if path.is_absolute():
+            if not path.is_dir():
+                problems.append(f"model.base: no model folder at {path}")
+            elif not (path / "config.json").is_file():
+                problems.append(f"model.base: {path} has no config.json (not a model folder)")
+        elif not _HUB_ID.match(base):
+            builtins = ", ".join(BUILTIN_MODELS)
+            problems.append(
+                f"model.base: {base!r} is neither a built-in ({builtins}), "
+                "an existing folder, nor a hub id"
+            )
+    return problems
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Read, override, validate and resolve a recipe; raise RecipeError naming every problem."""
+    recipe_path = Path(path)
+    raw = _read_yaml(recipe_path)
+    touched = apply_overrides(raw, overrides)
+    _resolve_paths(raw, recipe_path.resolve().parent, touched)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error, touched) for error in exc.errors()]
+        raise RecipeError(str(recipe_path), problems) from exc
+    problems = _check_files(recipe)
+    if problems:
+        raise RecipeError(str(recipe_path), problems)
+    return recipe

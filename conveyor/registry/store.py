@@ -1,0 +1,474 @@
+"""The registry: versions with lineage, aliases with history, audit log, API keys.
+
+Each public method is one short transaction. Version numbers are allocated per
+deployment inside the transaction that inserts the row; on Postgres a collision
+between two writers is retried, on SQLite ``BEGIN IMMEDIATE`` serialises them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from conveyor.errors import ConveyorError, NotFoundError, RegistryConflictError
+from conveyor.registry.engine import create_registry_engine
+from conveyor.registry.migrate import upgrade_to_head
+from conveyor.registry.records import (
+    AliasMove,
+    ApiKeyRecord,
+    AuditRecord,
+    VersionRecord,
+    VersionStatus,
+)
+from conveyor.registry.tables import (
+    AliasHistory,
+    AliasPointer,
+    ApiKey,
+    AuditEntry,
+    ModelVersion,
+    utcnow,
+)
+
+__all__ = ["API_KEY_PREFIX", "Registry", "hash_api_key"]
+
+API_KEY_PREFIX = "cvy_"
+_VERSION_REF = re.compile(r"^(?P<deployment>[a-z0-9][a-z0-9-]*)(?::(?P<tag>v\d+|latest)|@(?P<alias>[a-z]+))$")
+_WRITE_RETRIES = 8
+T = TypeVar("T")
+
+
+def hash_api_key(plaintext: str) -> str:
+    """Keys are 256-bit random tokens, so one SHA-256 is a sufficient, fast hash."""
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def _version_record(row: ModelVersion) -> VersionRecord:
+    return VersionRecord(
+        version=row.version,
+        deployment=row.deployment,
+        number=row.number,
+        task=row.task,
+        base_model=row.base_model,
+        artifact_uri=row.artifact_uri,
+        data_fingerprint=row.data_fingerprint,
+        recipe=dict(row.recipe),
+        metrics=dict(row.metrics or {}),
+        verdict=dict(row.verdict) if row.verdict is not None else None,
+        status=row.status,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+def _alias_move(row: AliasHistory) -> AliasMove:
+    return AliasMove(
+        deployment=row.deployment,
+        alias=row.alias,
+        from_version=row.from_version,
+        to_version=row.to_version,
+        at=row.at,
+        actor=row.actor,
+        reason=row.reason,
+    )
+
+
+def _audit_record(row: AuditEntry) -> AuditRecord:
+    return AuditRecord(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        deployment=row.deployment,
+        version=row.version,
+        reason=row.reason,
+        details=dict(row.details or {}),
+    )
+
+
+def _key_record(row: ApiKey) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row.id,
+        app=row.app,
+        key_prefix=row.key_prefix,
+        deployments=list(row.deployments),
+        rate_per_second=row.rate_per_second,
+        quota_per_day=row.quota_per_day,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        revoked_at=row.revoked_at,
+    )
+
+
+class Registry:
+    """Typed access to the registry database. Open with :meth:`open` or :meth:`from_url`."""
+
+    def __init__(self, engine: Engine, actor: str) -> None:
+        self.engine = engine
+        self.actor = actor
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, actor: str, migrate: bool = True) -> Registry:
+        engine = create_registry_engine(url)
+        if migrate:
+            upgrade_to_head(engine)
+        return cls(engine, actor)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run one write transaction, retrying lost races (unique collisions, lock time-outs)."""
+        for attempt in range(_WRITE_RETRIES):
+            try:
+                with self._session() as session:
+                    return work(session)
+            except (IntegrityError, OperationalError) as exc:
+                retriable = isinstance(exc, OperationalError) or "uq_version_number" in str(exc)
+                retriable = retriable or "aliases_pkey" in str(exc) or "UNIQUE" in str(exc)
+                if not retriable or attempt == _WRITE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- versions ---------------------------------------------------------------------------
+
+    def register_version(
+        self,
+        deployment: str,
+        *,
+        task: str,
+        base_model: str,
+        recipe: dict[str, Any],
+        data_fingerprint: str | None = None,
+        artifact_uri: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        status: VersionStatus = VersionStatus.REGISTERED,
+        reason: str = "",
+    ) -> VersionRecord:
+        """Add a version with the next number of its deployment (``name:vN``)."""
+
+        def work(session: Session) -> VersionRecord:
+            latest = session.scalar(
+                select(func.max(ModelVersion.number)).where(ModelVersion.deployment == deployment)
+            )
+            number = (latest or 0) + 1
+            row = ModelVersion(
+                version=f"{deployment}:v{number}",
+                deployment=deployment,
+                number=number,
+                task=task,
+                base_model=base_model,
+                artifact_uri=artifact_uri,
+                data_fingerprint=data_fingerprint,
+                recipe=recipe,
+                metrics=metrics or {},
+                verdict=None,
+                status=str(status),
+                created_at=utcnow(),
+                created_by=self.actor,
+            )
+            session.add(row)
+            session.flush()
+            self._add_audit(
+                session,
+                "version.registered",
+                deployment,
+                row.version,
+                reason,
+                {"status": str(status), "data_fingerprint": data_fingerprint},
+            )
+            return _version_record(row)
+
+        return self._write(work)
+
+    def resolve(self, ref: str) -> VersionRecord:
+        """``name:vN``, ``name:latest`` or ``name@alias`` to a version."""
+        match = _VERSION_REF.match(ref.strip())
+        if not match:
+            raise ConveyorError(
+                f"{ref!r} is not a version reference: use DEPLOYMENT:vN, DEPLOYMENT:latest "
+                "or DEPLOYMENT@ALIAS (e.g. clinc150-minilm:v3)"
+            )
+        deployment, tag, alias = match["deployment"], match["tag"], match["alias"]
+        with self._session() as session:
+            if alias:
+                pointer = session.get(AliasPointer, (deployment, alias))
+                if pointer is None or pointer.version is None:
+                    raise NotFoundError(f"{deployment} has no version under alias '{alias}'")
+                version = pointer.version
+            elif tag == "latest":
+                version = session.scalar(
+                    select(ModelVersion.version)
+                    .where(ModelVersion.deployment == deployment)
+                    .order_by(ModelVersion.number.desc())
+                    .limit(1)
+                )
+                if version is None:
+                    raise NotFoundError(f"deployment '{deployment}' has no versions")
+            else:
+                version = f"{deployment}:{tag}"
+            row = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+            if row is None:
+                raise NotFoundError(f"no version {version} in the registry")
+            return _version_record(row)
+
+    def get_version(self, version: str) -> VersionRecord:
+        return self.resolve(version)
+
+    def list_versions(
+        self, deployment: str | None = None, limit: int | None = None
+    ) -> list[VersionRecord]:
+        query = select(ModelVersion).order_by(ModelVersion.deployment, ModelVersion.number.desc())
+        if deployment:
+            query = query.where(ModelVersion.deployment == deployment)
+        if limit:
+            query = query.limit(limit)
+        with self._session() as session:
+            return [_version_record(row) for row in session.scalars(query)]
+
+    def update_version(
+        self,
+        version: str,
+        *,
+        status: VersionStatus | None = None,
+        metrics: dict[str, Any] | None = None,
+        verdict: dict[str, Any] | None = None,
+        artifact_uri: str | None = None,
+        reason: str = "",
+    ) -> VersionRecord:
+        """Record what a stage learnt about a version; a status change is audited."""
+
+        def work(session: Session) -> VersionRecord:
+            row = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+            if row is None:
+                raise NotFoundError(f"no version {version} in the registry")
+            if metrics is not None:
+                row.metrics = {**(row.metrics or {}), **metrics}
+            if verdict is not None:
+                row.verdict = verdict
+            if artifact_uri is not None:
+                row.artifact_uri = artifact_uri
+            if status is not None and status != row.status:
+                details = {"from": row.status, "to": str(status)}
+                row.status = str(status)
+                self._add_audit(session, "version.status", row.deployment, version, reason, details)
+            session.flush()
+            return _version_record(row)
+
+        return self._write(work)
+
+    # -- aliases ------------------------------------------------------------------------------
+
+    def alias(self, deployment: str, alias: str) -> str | None:
+        with self._session() as session:
+            pointer = session.get(AliasPointer, (deployment, alias))
+            return pointer.version if pointer else None
+
+    def aliases(self, deployment: str) -> dict[str, str | None]:
+        with self._session() as session:
+            rows = session.scalars(select(AliasPointer).where(AliasPointer.deployment == deployment))
+            return {row.alias: row.version for row in rows}
+
+    def move_alias(
+        self,
+        deployment: str,
+        alias: str,
+        to_version: str | None,
+        *,
+        reason: str,
+        expected: str | None | type[Ellipsis] = ...,
+    ) -> AliasMove:
+        """Point ``alias`` at ``to_version`` (None clears it), with history and audit.
+
+        ``expected``: the version the caller believes is current; if someone moved the
+        alias meanwhile, nothing changes and RegistryConflictError says who won.
+        """
+
+        def work(session: Session) -> AliasMove:
+            if to_version is not None:
+                target = session.scalar(
+                    select(ModelVersion).where(ModelVersion.version == to_version)
+                )
+                if target is None:
+                    raise NotFoundError(f"no version {to_version} in the registry")
+                if target.deployment != deployment:
+                    raise ConveyorError(
+                        f"{to_version} belongs to {target.deployment}, not {deployment}"
+                    )
+            pointer = session.scalar(
+                select(AliasPointer)
+                .where(AliasPointer.deployment == deployment, AliasPointer.alias == alias)
+                .with_for_update()
+            )
+            current = pointer.version if pointer else None
+            if expected is not ... and expected != current:
+                raise RegistryConflictError(
+                    f"{deployment}@{alias} is {current}, not {expected}: someone moved it first"
+                )
+            now = utcnow()
+            if pointer is None:
+                pointer = AliasPointer(deployment=deployment, alias=alias)
+                session.add(pointer)
+            pointer.version = to_version
+            pointer.updated_at = now
+            pointer.updated_by = self.actor
+            history = AliasHistory(
+                deployment=deployment,
+                alias=alias,
+                from_version=current,
+                to_version=to_version,
+                at=now,
+                actor=self.actor,
+                reason=reason,
+            )
+            session.add(history)
+            details = {"alias": alias, "from": current, "to": to_version}
+            self._add_audit(session, "alias.moved", deployment, to_version, reason, details)
+            session.flush()
+            return _alias_move(history)
+
+        return self._write(work)
+
+    def alias_history(self, deployment: str, alias: str | None = None) -> list[AliasMove]:
+        query = select(AliasHistory).where(AliasHistory.deployment == deployment)
+        if alias:
+            query = query.where(AliasHistory.alias == alias)
+        with self._session() as session:
+            return [_alias_move(row) for row in session.scalars(query.order_by(AliasHistory.id))]
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def _add_audit(
+        self,
+        session: Session,
+        action: str,
+        deployment: str | None,
+        version: str | None,
+        reason: str,
+        details: dict[str, Any] | None,
+    ) -> None:
+        session.add(
+            AuditEntry(
+                at=utcnow(),
+                actor=self.actor,
+                action=action,
+                deployment=deployment,
+                version=version,
+                reason=reason,
+                details=details or {},
+            )
+        )
+
+    def audit(
+        self,
+        action: str,
+        *,
+        deployment: str | None = None,
+        version: str | None = None,
+        reason: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one entry to the audit log."""
+        self._write(
+            lambda session: self._add_audit(session, action, deployment, version, reason, details)
+        )
+
+    def audit_log(
+        self, deployment: str | None = None, limit: int | None = None
+    ) -> list[AuditRecord]:
+        query = select(AuditEntry).order_by(AuditEntry.id.desc())
+        if deployment:
+            query = query.where(AuditEntry.deployment == deployment)
+        if limit:
+            query = query.limit(limit)
+        with self._session() as session:
+            return [_audit_record(row) for row in session.scalars(query)]
+
+    # -- API keys -----------------------------------------------------------------------------
+
+    def create_api_key(
+        self,
+        app: str,
+        deployments: Sequence[str],
+        *,
+        rate_per_second: float | None = None,
+        quota_per_day: int | None = None,
+    ) -> tuple[ApiKeyRecord, str]:
+        """Make a key for ``app``; the plaintext is returned once and never stored."""
+        plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+        def work(session: Session) -> ApiKeyRecord:
+            row = ApiKey(
+                app=app,
+                key_prefix=plaintext[:12],
+                key_hash=hash_api_key(plaintext),
+                deployments=list(deployments),
+                rate_per_second=rate_per_second,
+                quota_per_day=quota_per_day,
+                created_at=utcnow(),
+                created_by=self.actor,
+                revoked_at=None,
+            )
+            session.add(row)
+            session.flush()
+            details = {
+                "key_prefix": row.key_prefix,
+                "deployments": list(deployments),
+                "rate_per_second": rate_per_second,
+                "quota_per_day": quota_per_day,
+            }
+            self._add_audit(session, "key.created", None, None, f"key for {app}", details)
+            return _key_record(row)
+
+        return self._write(work), plaintext
+
+    def list_api_keys(self, include_revoked: bool = False) -> list[ApiKeyRecord]:
+        query = select(ApiKey).order_by(ApiKey.app, ApiKey.id)
+        if not include_revoked:
+            query = query.where(ApiKey.revoked_at.is_(None))
+        with self._session() as session:
+            return [_key_record(row) for row in session.scalars(query)]
+
+    def revoke_api_keys(self, app: str, reason: str = "") -> list[ApiKeyRecord]:
+        """Revoke every active key of ``app``; NotFoundError if it has none."""
+
+        def work(session: Session) -> list[ApiKeyRecord]:
+            rows = list(
+                session.scalars(
+                    select(ApiKey).where(ApiKey.app == app, ApiKey.revoked_at.is_(None))
+                )
+            )
+            if not rows:
+                raise NotFoundError(f"app '{app}' has no active API keys")
+            now = utcnow()
+            for row in rows:
+                row.revoked_at = now
+            details = {"key_prefixes": [row.key_prefix for row in rows]}
+            self._add_audit(session, "key.revoked", None, None, reason or f"revoke {app}", details)
+            session.flush()
+            return [_key_record(row) for row in rows]
+
+        return self._write(work)
+
+    def verify_api_key(self, plaintext: str) -> ApiKeyRecord | None:
+        """The active key matching ``plaintext``, or None."""
+        digest = hash_api_key(plaintext)
+        with self._session() as session:
+            row = session.scalar(
+                select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+            )
+            return _key_record(row) if row else None
