@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Benchmarks: each compares conveyor with a baseline measured in the same run."""

@@ -19,7 +19,9 @@ from conveyor.cli._render import (
 
 __all__ = ["models_app"]
 
-models_app = typer.Typer(help="Versions, aliases and history in the registry.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Versions, aliases and history in the registry.", no_args_is_help=True
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -43,13 +45,23 @@ def list_versions(
     rows = []
     for record in records:
         held = [a for a, v in aliases[record.deployment].items() if v == record.version]
-        rows.append((record.version, record.status, ",".join(sorted(held)) or "-", when(record.created_at), record.created_by))
+        rows.append(
+            (
+                record.version,
+                record.status,
+                ",".join(sorted(held)) or "-",
+                when(record.created_at),
+                record.created_by,
+            )
+        )
     typer.echo(format_table(("version", "status", "aliases", "created", "by"), rows))
 
 
 @models_app.command("show")
 def show(
-    version: Annotated[str, typer.Argument(help="DEPLOYMENT:vN, DEPLOYMENT:latest or DEPLOYMENT@ALIAS.")],
+    version: Annotated[
+        str, typer.Argument(help="DEPLOYMENT:vN, DEPLOYMENT:latest or DEPLOYMENT@ALIAS.")
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Everything about one version: lineage, metrics, gate verdict."""

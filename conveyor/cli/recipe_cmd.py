@@ -32,7 +32,11 @@ def check(
         typer.echo(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), nl=False)
         return
     base = recipe.model.base
-    kind = "built-in" if base in BUILTIN_MODELS else ("local" if Path(base).is_absolute() else "hub id")
+    kind = (
+        "built-in"
+        if base in BUILTIN_MODELS
+        else ("local" if Path(base).is_absolute() else "hub id")
+    )
     typer.echo(f"ok: {file} ({recipe.name}, {recipe.task})")
     for split, path in recipe.data.splits().items():
         typer.echo(f"  data.{split}: {path}")

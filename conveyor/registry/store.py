@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from types import EllipsisType
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -41,7 +42,9 @@ from conveyor.registry.tables import (
 __all__ = ["API_KEY_PREFIX", "Registry", "hash_api_key"]
 
 API_KEY_PREFIX = "cvy_"
-_VERSION_REF = re.compile(r"^(?P<deployment>[a-z0-9][a-z0-9-]*)(?::(?P<tag>v\d+|latest)|@(?P<alias>[a-z]+))$")
+_VERSION_REF = re.compile(
+    r"^(?P<deployment>[a-z0-9][a-z0-9-]*)(?::(?P<tag>v\d+|latest)|@(?P<alias>[a-z]+))$"
+)
 _WRITE_RETRIES = 8
 T = TypeVar("T")
 
@@ -204,6 +207,7 @@ class Registry:
                 "or DEPLOYMENT@ALIAS (e.g. clinc150-minilm:v3)"
             )
         deployment, tag, alias = match["deployment"], match["tag"], match["alias"]
+        version: str | None
         with self._session() as session:
             if alias:
                 pointer = session.get(AliasPointer, (deployment, alias))
@@ -280,7 +284,9 @@ class Registry:
 
     def aliases(self, deployment: str) -> dict[str, str | None]:
         with self._session() as session:
-            rows = session.scalars(select(AliasPointer).where(AliasPointer.deployment == deployment))
+            rows = session.scalars(
+                select(AliasPointer).where(AliasPointer.deployment == deployment)
+            )
             return {row.alias: row.version for row in rows}
 
     def move_alias(
@@ -290,7 +296,7 @@ class Registry:
         to_version: str | None,
         *,
         reason: str,
-        expected: str | None | type[Ellipsis] = ...,
+        expected: str | None | EllipsisType = ...,
     ) -> AliasMove:
         """Point ``alias`` at ``to_version`` (None clears it), with history and audit.
 
