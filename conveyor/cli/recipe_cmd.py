@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 import yaml
 
+from conveyor.errors import ConveyorError
 from conveyor.recipe import BUILTIN_MODELS, load_recipe
+from conveyor.recipe.reference import README_END, README_START, markdown_reference
 
 __all__ = ["recipe_app"]
 
@@ -46,3 +48,24 @@ def check(
             "  note: hub ids load only from the local Hugging Face cache unless HF_HUB_OFFLINE=0",
             err=True,
         )
+
+
+@recipe_app.command("reference")
+def reference(
+    update: Annotated[
+        Path | None,
+        typer.Option("--update", help="Rewrite the table between the markers in this file."),
+    ] = None,
+) -> None:
+    """Print the recipe reference (every key, type, default, meaning) as Markdown."""
+    table = markdown_reference()
+    if update is None:
+        typer.echo(table)
+        return
+    text = update.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ConveyorError(f"{update}: markers {README_START!r} ... {README_END!r} not found")
+    updated = text[: start + len(README_START)] + "\n" + table + "\n" + text[end:]
+    update.write_text(updated, encoding="utf-8")
+    typer.echo(f"updated the recipe reference in {update}")

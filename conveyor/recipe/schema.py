@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 __all__ = [
     "BUILTIN_MODELS",
+    "ChecksSection",
     "DataSection",
+    "DriftAction",
+    "DriftSection",
     "GatesSection",
     "ModelSection",
     "Recipe",
@@ -49,7 +52,7 @@ class DataSection(_Section):
     test: Path | None = Field(
         default=None, description="Test split for the gates; required for classification."
     )
-    text_field: str = Field(default="text", min_length=1)
+    text_field: str = Field(default="text", min_length=1, description="Column holding the text.")
     label_field: str | None = Field(
         default="label", description="Column holding the class; null for causal-lm."
     )
@@ -77,27 +80,52 @@ class TrainingSection(_Section):
         default=None, description="Stop after this many optimizer steps (wins over epochs)."
     )
     batch_size: PositiveInt = Field(default=32, description="Examples per device per micro-step.")
-    gradient_accumulation_steps: PositiveInt = 1
-    lr: float = Field(default=5e-5, gt=0, lt=1)
-    weight_decay: float = Field(default=0.01, ge=0)
-    warmup_ratio: float = Field(default=0.06, ge=0, lt=1)
-    max_grad_norm: float | None = Field(default=1.0, gt=0)
-    seed: int = 42
+    gradient_accumulation_steps: PositiveInt = Field(
+        default=1, description="Micro-steps per optimizer step."
+    )
+    lr: float = Field(default=5e-5, gt=0, lt=1, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(
+        default=0.06,
+        ge=0,
+        lt=1,
+        description="Share of steps with linear warm-up, then linear decay.",
+    )
+    max_grad_norm: float | None = Field(
+        default=1.0, gt=0, description="Gradient clipping norm; null disables."
+    )
+    seed: int = Field(default=42, description="Seeds init, shuffling and dropout.")
     zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
     gpus: int = Field(default=0, ge=0, description="0 = one CPU process; N = N GPUs.")
-    precision: str = Field(default="auto", pattern=r"^(auto|fp32|bf16|fp16)$")
-    eval_every_steps: PositiveInt | None = None
-    checkpoint_every_steps: PositiveInt = 200
-    early_stopping_patience: PositiveInt | None = None
+    precision: str = Field(
+        default="auto",
+        pattern=r"^(auto|fp32|bf16|fp16)$",
+        description="`auto` = bf16 on GPUs that have it, fp32 on CPU.",
+    )
+    eval_every_steps: PositiveInt | None = Field(
+        default=None, description="Validate every N steps; null = once per epoch."
+    )
+    checkpoint_every_steps: PositiveInt = Field(
+        default=200, description="Save a resumable checkpoint every N steps."
+    )
+    early_stopping_patience: PositiveInt | None = Field(
+        default=None, description="Stop after N validations without improvement."
+    )
     deepspeed: dict[str, Any] = Field(
         default_factory=dict, description="Extra DeepSpeed config, merged over ours."
     )
 
 
 class GatesSection(_Section):
-    min_accuracy: float | None = Field(default=None, ge=0, le=1)
-    min_macro_f1: float | None = Field(default=None, ge=0, le=1)
-    max_perplexity: float | None = Field(default=None, gt=0)
+    min_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Absolute floor on test accuracy."
+    )
+    min_macro_f1: float | None = Field(
+        default=None, ge=0, le=1, description="Absolute floor on test macro-F1."
+    )
+    max_perplexity: float | None = Field(
+        default=None, gt=0, description="Ceiling on validation perplexity (causal-lm)."
+    )
     max_macro_f1_drop: float = Field(
         default=0.01, ge=0, le=1, description="Allowed drop against the champion."
     )
@@ -107,46 +135,115 @@ class GatesSection(_Section):
     require_significant_gain: bool = Field(
         default=False, description="Candidate must beat the champion beyond the bootstrap CI."
     )
-    bootstrap_samples: PositiveInt = 1000
-    max_p99_latency_ms: float | None = Field(default=None, gt=0)
-    max_model_size_mb: float | None = Field(default=None, gt=0)
+    bootstrap_samples: PositiveInt = Field(
+        default=1000, description="Resamples for the confidence interval of the headline metric."
+    )
+    max_p99_latency_ms: float | None = Field(
+        default=None, gt=0, description="Budget for p99 latency at batch 1 on this machine."
+    )
+    max_model_size_mb: float | None = Field(
+        default=None, gt=0, description="Budget for the model's size on disk."
+    )
 
 
 class BatchingSection(_Section):
-    enabled: bool = True
-    max_batch_size: PositiveInt = 32
+    enabled: bool = Field(default=True, description="Adaptive batching of concurrent requests.")
+    max_batch_size: PositiveInt = Field(default=32, description="Largest batch formed.")
     max_latency_ms: PositiveInt = Field(
         default=10_000, description="BentoML sheds load with 503 past this; keep it generous."
     )
 
 
 class RollbackSection(_Section):
-    max_error_rate: float = Field(default=0.05, ge=0, le=1)
-    max_p99_latency_ms: float = Field(default=1000.0, gt=0)
+    max_error_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Canary error rate that triggers rollback."
+    )
+    max_p99_latency_ms: float = Field(
+        default=1000.0, gt=0, description="Canary p99 latency that triggers rollback."
+    )
     min_requests: PositiveInt = Field(
         default=20, description="Requests the canary must see before it is judged."
     )
 
 
 class ServingSection(_Section):
-    backend: str = Field(default="auto", pattern=r"^(auto|torch|onnx)$")
+    backend: str = Field(
+        default="auto",
+        pattern=r"^(auto|torch|onnx)$",
+        description="Inference engine; `auto` picks the faster on this machine.",
+    )
     batching: BatchingSection = Field(default_factory=BatchingSection)
-    canary_percent: float = Field(default=10.0, ge=0, le=100)
-    bake_seconds: float = Field(default=60.0, ge=0)
+    canary_percent: float = Field(
+        default=10.0, ge=0, le=100, description="Share of traffic the candidate gets while baking."
+    )
+    bake_seconds: float = Field(
+        default=60.0, ge=0, description="How long the canary is watched before full promotion."
+    )
     rollback: RollbackSection = Field(default_factory=RollbackSection)
-    max_texts_per_request: PositiveInt = 64
-    max_text_chars: PositiveInt = 2000
+    max_texts_per_request: PositiveInt = Field(
+        default=64, description="Longer lists are refused with 422."
+    )
+    max_text_chars: PositiveInt = Field(
+        default=2000, description="Longer texts are refused with 422."
+    )
+
+
+class DriftAction(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class DriftSection(_Section):
+    action: DriftAction = Field(
+        default=DriftAction.WARN,
+        description="What drift over a threshold does: pass (report only), warn, or fail.",
+    )
+    max_label_psi: float = Field(
+        default=0.2, gt=0, description="PSI of the label distribution vs production's data."
+    )
+    max_length_psi: float = Field(
+        default=0.2, gt=0, description="PSI of the text-length histogram vs production's data."
+    )
+
+
+class ChecksSection(_Section):
+    """Thresholds of the data checks (`conveyor validate`); defaults fit the shipped recipes."""
+
+    min_text_chars: PositiveInt = Field(default=1, description="Shortest text allowed.")
+    max_text_chars: PositiveInt = Field(default=20_000, description="Longest text allowed.")
+    min_examples_per_class: int = Field(default=10, ge=0, description="Per class, in train.")
+    max_imbalance_ratio: float = Field(
+        default=20.0, ge=1, description="Largest / smallest class count, in train."
+    )
+    max_duplicate_share: float = Field(
+        default=0.10, ge=0, le=1, description="Share of rows repeating a text of the same split."
+    )
+    max_leakage_share: float = Field(
+        default=0.01, ge=0, le=1, description="Share of validation/test texts also in train."
+    )
+    max_truncated_share: float = Field(
+        default=0.05, ge=0, le=1, description="Share of texts longer than model.max_length tokens."
+    )
+    drift: DriftSection = Field(default_factory=DriftSection)
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Self:
+        if self.min_text_chars > self.max_text_chars:
+            raise ValueError("min_text_chars must not exceed max_text_chars")
+        return self
 
 
 class Recipe(_Section):
     name: str = Field(pattern=DEPLOYMENT_NAME_PATTERN, description="The deployment's name.")
-    task: Task
-    description: str = ""
+    task: Task = Field(description="What the model does: label texts, or continue them.")
+    description: str = Field(default="", description="Free text shown in reports.")
     data: DataSection
     model: ModelSection
     training: TrainingSection = Field(default_factory=TrainingSection)
     gates: GatesSection = Field(default_factory=GatesSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    checks: ChecksSection = Field(default_factory=ChecksSection)
 
     @model_validator(mode="after")
     def _fits_task(self) -> Self:

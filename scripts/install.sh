@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install conveyor with the pinned stack.
+# Re-installs only when pyproject.toml changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "error: conveyor needs Python >= 3.11 (found $("$PYTHON" --version 2>&1)); set PYTHON=..." >&2
+    exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+    echo "[install] creating .venv with $("$PYTHON" --version)"
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.conveyor-install-stamp
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    echo "[install] installing conveyor and its pinned stack into .venv (first time: ~2 min)"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet --progress-bar off -e '.[dev]'
+    echo "$want" > "$stamp"
+else
+    echo "[install] .venv is up to date"
+fi

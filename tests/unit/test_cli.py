@@ -1,0 +1,127 @@
+"""The real `conveyor` command in a subprocess: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conveyor.registry import Registry
+from tests.conftest import RECIPES_DIR, REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+DEMO = str(RECIPES_DIR / "clinc150-minilm.yaml")
+
+
+def conveyor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    for needle in needles:
+        assert needle in result.stderr
+
+
+def test_help_lists_the_verbs(conveyor_home: Path) -> None:
+    result = conveyor("--help")
+    assert result.returncode == 0
+    for verb in ("recipe", "models"):
+        assert verb in result.stdout
+
+
+def test_recipe_check_passes_on_the_demo_recipe(conveyor_home: Path) -> None:
+    result = conveyor("recipe", "check", DEMO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"ok: {DEMO} (clinc150-minilm, classification)")
+
+
+def test_recipe_check_names_a_misspelt_key(conveyor_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = Path(DEMO).read_text().replace("  batch_size: 32", "  batch_sise: 32")
+    bad.write_text(text.replace("../data", str(REPO_ROOT / "data")))
+    result = conveyor("recipe", "check", str(bad))
+    assert_one_line_error(result, str(bad), "training.batch_sise", "did you mean 'batch_size'")
+    assert result.returncode == 2
+
+
+def test_recipe_check_names_a_missing_file_and_a_wrong_type(
+    conveyor_home: Path, tmp_path: Path
+) -> None:
+    result = conveyor("recipe", "check", DEMO, "--set", "data.train=/nowhere/train.jsonl")
+    assert_one_line_error(result, "data.train: file not found: /nowhere/train.jsonl")
+    result = conveyor("recipe", "check", DEMO, "--set", "training.epochs=many")
+    assert_one_line_error(result, "training.epochs", "'many'", "[set by --set]")
+
+
+def test_set_overrides_reach_the_resolved_recipe(conveyor_home: Path) -> None:
+    result = conveyor("recipe", "check", DEMO, "--set", "training.max_steps=50", "--show")
+    assert result.returncode == 0, result.stderr
+    assert "  max_steps: 50\n" in result.stdout
+
+
+def test_models_commands_read_the_registry(conveyor_home: Path, settings: object) -> None:
+    assert conveyor("models", "list").stdout.strip() == "no versions yet"
+    registry = Registry.from_url(f"sqlite:///{conveyor_home / 'registry.db'}", actor="tester")
+    v1 = registry.register_version(
+        "intents", task="classification", base_model="minilm", recipe={}, metrics={"accuracy": 0.91}
+    ).version
+    v2 = registry.register_version(
+        "intents", task="classification", base_model="minilm", recipe={}
+    ).version
+    registry.move_alias("intents", "production", v1, reason="first model")
+    registry.move_alias("intents", "production", v2, reason="better macro-F1")
+    registry.close()
+
+    listing = conveyor("models", "list")
+    assert listing.returncode == 0
+    lines = listing.stdout.splitlines()
+    assert lines[0].split() == ["version", "status", "aliases", "created", "by"]
+    assert lines[2].split()[:3] == ["intents:v2", "registered", "production"]
+
+    shown = conveyor("models", "show", "intents@production")
+    assert shown.returncode == 0 and "version:          intents:v2" in shown.stdout
+    as_json = json.loads(conveyor("models", "show", v1, "--json").stdout)
+    assert as_json["metrics"] == {"accuracy": 0.91}
+
+    history = conveyor("models", "history", "intents", "--audit")
+    assert history.returncode == 0
+    assert "better macro-F1" in history.stdout and "alias.moved" in history.stdout
+
+    missing = conveyor("models", "show", "intents:v9")
+    assert_one_line_error(missing, "no version intents:v9")
+    assert missing.returncode == 3
+    assert_one_line_error(conveyor("models", "show", "not a ref"), "not a version reference")
+
+
+def test_unreachable_registry_is_one_line(conveyor_home: Path) -> None:
+    env = {"CONVEYOR_DB_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = conveyor("models", "list", env=env)
+    assert_one_line_error(result, "cannot use the registry at postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_the_cli_sets_the_offline_environment(conveyor_home: Path) -> None:
+    code = (
+        "import os, sys; from conveyor.cli import _context; _context.setup_process(False);"
+        "print(os.environ['HF_HUB_OFFLINE'], os.environ['BENTOML_DO_NOT_TRACK'],"
+        " os.environ['GX_ANALYTICS_ENABLED'])"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"HF_HUB_OFFLINE", "BENTOML_DO_NOT_TRACK"}
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.stdout.split() == ["1", "True", "false"]
