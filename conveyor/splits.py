@@ -66,6 +66,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
     try:
         table = pa_json.read_json(path)
+        table.validate(full=True)  # read_json passes invalid UTF-8 through; this catches it
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         # Bad line, bad bytes, or columns whose types vary by row: find out exactly.
         return pd.DataFrame.from_records(_scan_jsonl(path))

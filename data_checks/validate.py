@@ -120,7 +120,6 @@ def validate(
         frames = _read_all(splits, say)
     except DataError as exc:
         report.status, report.error = Status.UNUSABLE, str(exc)
-        report.splits = {"unusable": {"location": exc.location, "reason": exc.reason}}
         return report
     report.data_fingerprint = fingerprint_splits(splits)
     report.timings["read_s"] = round(time.perf_counter() - started, 3)

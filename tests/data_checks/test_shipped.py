@@ -1,0 +1,24 @@
+"""Every shipped recipe's data passes its own checks (with the recipe's thresholds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.recipe import load_recipe
+from data_checks import validate_recipe
+from data_checks.tokens import APPROXIMATION
+from tests.conftest import RECIPES_DIR
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_recipe_data_passes(path: object) -> None:
+    recipe = load_recipe(path)  # type: ignore[arg-type]
+    report = validate_recipe(recipe)
+    assert report.exit_code == 0, [check.line() for check in report.failures]
+    method = report.token_lengths["method"]
+    if recipe.model.base == "tiny-gpt2":
+        assert method == APPROXIMATION  # the report says it is an approximation
+    else:
+        assert method.startswith("tokenizer: ")
