@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
+from conveyor import __version__
 from conveyor.cli import _context
 from conveyor.cli.models_cmd import models_app
 from conveyor.cli.recipe_cmd import recipe_app
+from conveyor.cli.train_cmd import train
 from conveyor.cli.validate_cmd import validate
 from conveyor.errors import ConveyorError
 
@@ -25,12 +27,25 @@ app = typer.Typer(
 )
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
+app.command("train")(train)
 app.command("validate")(validate)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"conveyor {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     _context.setup_process(verbose)
 

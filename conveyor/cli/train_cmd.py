@@ -1,0 +1,60 @@
+"""`conveyor train RECIPE`: fine-tune with DeepSpeed, register the version, print it last."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conveyor.cli import _context
+from conveyor.recipe import load_recipe
+
+__all__ = ["train"]
+
+
+def train(
+    file: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set training.max_steps=50 (repeatable)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint of this recipe.")
+    ] = False,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus",
+            min=0,
+            help="0: one CPU process; N: N GPUs per node via the DeepSpeed launcher.",
+        ),
+    ] = None,
+    hostfile: Annotated[
+        Path | None,
+        typer.Option("--hostfile", help="DeepSpeed hostfile for multi-node runs (needs --gpus)."),
+    ] = None,
+) -> None:
+    """Fine-tune the recipe's model, write its model folder, register it; print the VERSION."""
+    settings = _context.settings()
+    extra = [*(overrides or []), *([f"training.gpus={gpus}"] if gpus is not None else [])]
+    recipe = load_recipe(file, extra)
+    logging.getLogger("training").setLevel(logging.INFO)
+    if recipe.training.gpus > 0:
+        from training.launch import launch
+
+        result = launch(file, extra, gpus=recipe.training.gpus, resume=resume, hostfile=hostfile)
+        version, metrics = str(result["version"]), dict(result["metrics"])
+    else:
+        from training.fine_tune import fine_tune
+
+        outcome = fine_tune(recipe, settings, resume=resume, registry=_context.registry())
+        version, metrics = str(outcome.version), outcome.metrics
+    shown = ", ".join(
+        f"{k.removeprefix('validation_')} {v:.4f}"
+        for k, v in metrics.items()
+        if k.startswith("validation_")
+    )
+    typer.echo(f"trained {version}: validation {shown}", err=True)
+    typer.echo(version)

@@ -1,0 +1,73 @@
+"""The model folder: everything needed to serve and to trace a trained model.
+
+``<models_dir>/<deployment>/<content hash>/`` holds safetensors weights, config,
+tokenizer, ``label_map.json`` (classification), ``metrics.json``, ``recipe.yaml`` and
+``lineage.json`` (data fingerprint, base model). The name is a hash of the weights
+and config, so a folder never changes once written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["MODEL_FILES", "write_model_folder"]
+
+MODEL_FILES = ("model.safetensors", "config.json", "metrics.json", "recipe.yaml", "lineage.json")
+
+
+def _content_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "label_map.json"):
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode())
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _dump(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_model_folder(
+    models_dir: Path,
+    deployment: str,
+    model: Any,
+    tokenizer: Any,
+    *,
+    label_names: tuple[str, ...] | None,
+    metrics: dict[str, Any],
+    recipe: dict[str, Any],
+    lineage: dict[str, Any],
+    state_dict: dict[str, Any] | None = None,
+) -> Path:
+    """Write into a staging folder, then rename it to its content hash (atomic on one disk)."""
+    parent = models_dir / deployment
+    staging = parent / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    try:
+        model.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if label_names is not None:
+            _dump(staging / "label_map.json", {name: i for i, name in enumerate(label_names)})
+        _dump(staging / "metrics.json", metrics)
+        _dump(staging / "lineage.json", lineage)
+        (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        final = parent / _content_hash(staging)
+        if final.exists():
+            shutil.rmtree(staging)
+        else:
+            staging.rename(final)
+        return final
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,127 @@
+"""Checkpoints every N steps through the DeepSpeed engine, and resuming from the latest.
+
+A checkpoint holds the engine's state (weights, optimizer, LR schedule) plus ours:
+where in the data order the run stands, early-stopping state, and every RNG, so
+a resumed run replays the same batches with the same dropout masks.
+A checkpoint is only written when every weight is finite ("good").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.errors import ResumeError
+
+__all__ = [
+    "TrainState",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "read_run_meta",
+    "save_checkpoint",
+    "weights_finite",
+    "write_run_meta",
+]
+
+log = logging.getLogger(__name__)
+
+_META = "run.json"
+_TAG_PREFIX = "step-"
+
+
+@dataclass
+class TrainState:
+    """Where the loop stands after ``step`` optimizer steps."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    samples: int = 0
+    best_score: float | None = None
+    evals_without_gain: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def weights_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def write_run_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """What the checkpoints belong to (data fingerprint, recipe), checked on resume."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / _META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+
+
+def read_run_meta(directory: Path) -> dict[str, Any]:
+    path = directory / _META
+    if not path.is_file():
+        raise ResumeError(f"--resume: no checkpoints in {directory}; run without --resume")
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The tag DeepSpeed's ``latest`` file names (written last, so never half a checkpoint)."""
+    pointer = directory / "latest"
+    if not pointer.is_file():
+        return None
+    tag = directory / pointer.read_text().strip()
+    return tag if tag.is_dir() else None
+
+
+def _prune(directory: Path, keep: int) -> None:
+    tags = sorted(p for p in directory.glob(f"{_TAG_PREFIX}*") if p.is_dir())
+    for old in tags[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(engine: Any, directory: Path, state: TrainState, keep: int = 2) -> Path:
+    """Save through the engine (every rank must call this), keep the newest ``keep``."""
+    tag = f"{_TAG_PREFIX}{state.step:08d}"
+    client = {"conveyor": asdict(state), "rng": _rng_state()}
+    engine.save_checkpoint(str(directory), tag=tag, client_state=client)
+    if engine.global_rank == 0:
+        _prune(directory, keep)
+    log.info("checkpoint saved: %s", directory / tag)
+    return directory / tag
+
+
+def load_checkpoint(engine: Any, directory: Path) -> tuple[TrainState, Path]:
+    """Load the latest checkpoint into the engine; restore RNG; return our state."""
+    tag = latest_checkpoint(directory)
+    if tag is None:
+        raise ResumeError(f"--resume: no complete checkpoint in {directory}; run without --resume")
+    path, client = engine.load_checkpoint(str(directory), tag=tag.name)
+    if path is None or client is None or "conveyor" not in client:
+        raise ResumeError(f"--resume: {tag} could not be loaded; run without --resume")
+    _restore_rng(client["rng"])
+    state = TrainState(**client["conveyor"])
+    log.info("resumed from %s (step %d, epoch %d)", tag, state.step, state.epoch + 1)
+    return state, tag

@@ -1,0 +1,288 @@
+"""``fine_tune(recipe, settings)``: data -> DeepSpeed engine -> model folder -> registry.
+
+The only function here that reads the whole recipe; everything it calls takes plain
+arguments. Every process of a multi-GPU run calls it; rank 0 alone writes the model
+folder and registers the version.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from conveyor.offline import apply_offline_environment
+from conveyor.recipe import Recipe, Task
+from conveyor.registry import Registry, VersionStatus, open_registry
+from conveyor.settings import Settings
+from conveyor.splits import fingerprint_splits
+from training import engine as ds
+from training.artifact import write_model_folder
+from training.checkpoints import TrainState, load_checkpoint, read_run_meta, write_run_meta
+from training.data import (
+    Encoded,
+    LabelMap,
+    encode_causal_lm,
+    encode_classification,
+    read_texts,
+)
+from training.errors import ResumeError
+from training.loop import FitResult, LoopSettings, fit
+from training.modeling import (
+    TINY_GPT2,
+    build_causal_lm,
+    build_classifier,
+    load_tokenizer,
+    resolve_base,
+    train_bpe_tokenizer,
+)
+
+__all__ = ["Prepared", "TrainResult", "checkpoint_dir", "fine_tune", "prepare"]
+
+log = logging.getLogger("training")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced; ``version`` and ``model_dir`` are None on ranks other than 0."""
+
+    version: str | None
+    model_dir: Path | None
+    metrics: dict[str, float]
+    steps: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Tokenizer, model and encoded splits, ready for the engine."""
+
+    tokenizer: Any
+    model: Any
+    train: Encoded
+    validation: Encoded
+    label_names: tuple[str, ...] | None
+    pad_id: int
+
+
+def checkpoint_dir(settings: Settings, deployment: str) -> Path:
+    return settings.home / "checkpoints" / deployment
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _causal_tokenizer(recipe: Recipe, texts: list[str], saved: Path) -> Any:
+    if recipe.model.base != TINY_GPT2:
+        return load_tokenizer(resolve_base(recipe.model.base))
+    if (saved / "tokenizer.json").is_file():
+        return load_tokenizer(TINY_GPT2, saved)
+    tokenizer = train_bpe_tokenizer(texts, int(recipe.model.config.get("vocab_size", 4096)))
+    tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
+    """Read and tokenize the splits and build the model the recipe names."""
+    data, max_length = recipe.data, recipe.model.max_length
+    train_texts, train_labels = read_texts(data.train, data.text_field, data.label_field)
+    val_texts, val_labels = read_texts(data.validation, data.text_field, data.label_field)
+    _seed_everything(recipe.training.seed)
+    if recipe.task is Task.CLASSIFICATION:
+        labels = LabelMap.from_labels(train_labels)
+        val_ids = labels.ids(val_labels, "validation")
+        model = build_classifier(recipe.model.base, labels, dict(recipe.model.config))
+        tokenizer = load_tokenizer(resolve_base(recipe.model.base))
+        train = encode_classification(
+            tokenizer, train_texts, labels.ids(train_labels, "train"), max_length
+        )
+        validation = encode_classification(tokenizer, val_texts, val_ids, max_length)
+        label_names: tuple[str, ...] | None = labels.names
+    else:
+        overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
+        tokenizer = _causal_tokenizer(recipe, train_texts, work_dir / "tokenizer")
+        model = build_causal_lm(recipe.model.base, tokenizer, max_length, overrides)
+        train = encode_causal_lm(tokenizer, train_texts, max_length)
+        validation = encode_causal_lm(tokenizer, val_texts, max_length)
+        label_names = None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Prepared(tokenizer, model, train, validation, label_names, int(pad_id))
+
+
+def _total_steps(recipe: Recipe, examples: int, world: int) -> int:
+    t = recipe.training
+    if t.max_steps:
+        return t.max_steps
+    batches = max(1, math.ceil(examples / t.batch_size) // world)
+    return max(1, math.ceil(t.epochs * batches / t.gradient_accumulation_steps))
+
+
+def _start(directory: Path, resume: bool, fingerprint: str, recipe: Recipe, rank: int) -> None:
+    if resume:
+        meta = read_run_meta(directory)
+        if meta.get("data_fingerprint") != fingerprint:
+            raise ResumeError(
+                f"--resume: the data changed since the checkpoints in {directory} were written; "
+                "run without --resume to start over"
+            )
+        return
+    if rank == 0:
+        if directory.exists():
+            log.info("starting over: removing old checkpoints in %s", directory)
+            shutil.rmtree(directory)
+        write_run_meta(
+            directory, {"data_fingerprint": fingerprint, "recipe": recipe.model_dump(mode="json")}
+        )
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _metrics(fit_result: FitResult) -> dict[str, float]:
+    metrics = {f"validation_{k}": v for k, v in fit_result.metrics.items()}
+    metrics.update(
+        train_loss=fit_result.train_loss,
+        train_steps=float(fit_result.state.step),
+        train_samples=float(fit_result.state.samples),
+        train_seconds=fit_result.seconds,
+        train_samples_per_second=fit_result.samples_per_second,
+    )
+    return metrics
+
+
+def fine_tune(
+    recipe: Recipe,
+    settings: Settings,
+    *,
+    resume: bool = False,
+    show_progress: bool = True,
+    registry: Registry | None = None,
+) -> TrainResult:
+    """Fine-tune the recipe's model with DeepSpeed, write the model folder, register it."""
+    apply_offline_environment(settings)
+    ds.ensure_distributed_env()
+    t = recipe.training
+    fingerprint = fingerprint_splits(recipe.data.splits())
+    directory = checkpoint_dir(settings, recipe.name)
+    rank = int(os.environ.get("RANK", "0"))
+    _start(directory, resume, fingerprint, recipe, rank)
+    prepared = prepare(recipe, directory)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    total = _total_steps(recipe, len(prepared.train), world)
+    on_gpu = t.gpus > 0 and torch.cuda.is_available()
+    precision = ds.resolve_precision(t.precision, on_gpu)
+    config = ds.deepspeed_config(
+        micro_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        world_size=world,
+        zero_stage=t.zero_stage,
+        precision=precision,
+        max_grad_norm=t.max_grad_norm,
+        extra=t.deepspeed,
+    )
+    if on_gpu:
+        prepared.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    optimizer = ds.build_optimizer(prepared.model, t.lr, t.weight_decay)
+    scheduler = ds.build_scheduler(optimizer, total, t.warmup_ratio)
+    engine = ds.initialize(prepared.model, optimizer, scheduler, config)
+    state, last = load_checkpoint(engine, directory) if resume else (TrainState(), None)
+    log.info(
+        "training %s: %d examples, %d steps, batch %d x %d accumulation x %d processes, %s, "
+        "ZeRO %d",
+        recipe.name,
+        len(prepared.train),
+        total,
+        t.batch_size,
+        t.gradient_accumulation_steps,
+        world,
+        precision,
+        t.zero_stage,
+    )
+    loop_cfg = LoopSettings(
+        total_steps=total,
+        batch_size=t.batch_size,
+        seed=t.seed,
+        checkpoint_every=t.checkpoint_every_steps,
+        checkpoint_dir=directory,
+        eval_every=t.eval_every_steps,
+        patience=t.early_stopping_patience,
+        max_length=recipe.model.max_length,
+        zero_stage=t.zero_stage,
+        show_progress=show_progress,
+    )
+    result = fit(
+        engine,
+        prepared.train,
+        prepared.validation,
+        pad_id=prepared.pad_id,
+        cfg=loop_cfg,
+        state=state,
+        last_checkpoint=last,
+    )
+    metrics = _metrics(result)
+    state_dict = engine._zero3_consolidated_16bit_state_dict() if t.zero_stage == 3 else None
+    if engine.global_rank != 0:
+        return TrainResult(None, None, metrics, result.state.step, result.stopped_early)
+    return _publish(recipe, settings, prepared, result, metrics, fingerprint, state_dict, registry)
+
+
+def _publish(
+    recipe: Recipe,
+    settings: Settings,
+    prepared: Prepared,
+    result: FitResult,
+    metrics: dict[str, float],
+    fingerprint: str,
+    state_dict: dict[str, Any] | None,
+    registry: Registry | None,
+) -> TrainResult:
+    recipe_dict = recipe.model_dump(mode="json")
+    model_dir = write_model_folder(
+        settings.models_dir,
+        recipe.name,
+        prepared.model,
+        prepared.tokenizer,
+        label_names=prepared.label_names,
+        metrics={**metrics, "history": result.state.history},
+        recipe=recipe_dict,
+        lineage={"data_fingerprint": fingerprint, "base_model": recipe.model.base},
+        state_dict=state_dict,
+    )
+    own_registry = registry is None
+    reg = open_registry(settings) if registry is None else registry
+    try:
+        record = reg.register_version(
+            recipe.name,
+            task=str(recipe.task),
+            base_model=recipe.model.base,
+            recipe=recipe_dict,
+            data_fingerprint=fingerprint,
+            artifact_uri=str(model_dir),
+            metrics=metrics,
+            status=VersionStatus.TRAINED,
+            reason=f"fine-tuned for {result.state.step} steps",
+        )
+    finally:
+        if own_registry:
+            reg.close()
+    shutil.rmtree(checkpoint_dir(settings, recipe.name), ignore_errors=True)
+    log.info("registered %s (model folder %s)", record.version, model_dir)
+    return TrainResult(
+        record.version,
+        model_dir,
+        metrics,
+        result.state.step,
+        result.stopped_early,
+        result.state.history,
+    )

@@ -1,0 +1,168 @@
+"""The step loop on the DeepSpeed engine: forward, backward, step; eval, checkpoint, stop.
+
+Kept lean on purpose (the engine does accumulation, clipping, the LR schedule and
+mixed precision): one host sync per optimizer step, for the loss that the NaN
+check, the progress bar and the logs need.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.checkpoints import TrainState, save_checkpoint, weights_finite
+from training.data import Encoded, collate, epoch_batches
+from training.errors import NonFiniteLossError, OutOfMemoryError, TrainingError
+from training.metrics import evaluate
+from training.progress import Progress
+
+__all__ = ["FitResult", "LoopSettings", "fit"]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    total_steps: int
+    batch_size: int
+    seed: int
+    checkpoint_every: int
+    checkpoint_dir: Path | None
+    eval_every: int | None = None
+    patience: int | None = None
+    eval_batch_size: int = 128
+    bucket: bool = True
+    max_length: int = 0
+    zero_stage: int = 0
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class FitResult:
+    state: TrainState
+    metrics: dict[str, float]
+    train_loss: float
+    seconds: float
+    samples_per_second: float
+    stopped_early: bool
+
+
+def _score(metrics: dict[str, float]) -> float:
+    """Higher is better: accuracy for classifiers, minus loss for language models."""
+    return metrics["accuracy"] if "accuracy" in metrics else -metrics["loss"]
+
+
+def _rank_batches(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
+    usable = len(batches) - len(batches) % world if world > 1 else len(batches)
+    return batches[rank:usable:world]
+
+
+def _mean_loss(running: torch.Tensor, count: int, world: int) -> float:
+    value = running / max(1, count)
+    if world > 1:
+        torch.distributed.all_reduce(value)
+        value = value / world
+    return float(value)
+
+
+def _validate(engine: Any, data: Encoded, pad_id: int, cfg: LoopSettings) -> dict[str, float]:
+    return evaluate(
+        engine, data, batch_size=cfg.eval_batch_size, pad_id=pad_id, device=engine.device
+    )
+
+
+def _after_eval(state: TrainState, metrics: dict[str, float], cfg: LoopSettings) -> bool:
+    """Record an evaluation; True when early stopping says stop."""
+    state.history.append({"step": float(state.step), **metrics})
+    score = _score(metrics)
+    if state.best_score is None or score > state.best_score:
+        state.best_score, state.evals_without_gain = score, 0
+    else:
+        state.evals_without_gain += 1
+    return cfg.patience is not None and state.evals_without_gain >= cfg.patience
+
+
+def fit(
+    engine: Any,
+    train: Encoded,
+    validation: Encoded,
+    *,
+    pad_id: int,
+    cfg: LoopSettings,
+    state: TrainState,
+    last_checkpoint: Path | None = None,
+) -> FitResult:
+    """Train until ``cfg.total_steps`` optimizer steps (or early stopping); evaluate at the end."""
+    rank, world = engine.global_rank, engine.world_size
+    lengths = train.lengths
+    progress = Progress(cfg.total_steps, state.step, cfg.show_progress and rank == 0)
+    running = torch.zeros((), device=engine.device)
+    micro, step_samples, train_loss, stop = 0, 0, math.nan, False
+    started, start_samples = time.perf_counter(), state.samples
+    engine.train()
+    try:
+        while state.step < cfg.total_steps and not stop:
+            batches = epoch_batches(lengths, cfg.batch_size, cfg.seed, state.epoch, cfg.bucket)
+            batches = _rank_batches(batches, rank, world)
+            if not batches:
+                raise TrainingError(f"data.train: too few examples for {world} processes")
+            for indices in batches[state.batch_in_epoch :]:
+                batch = collate(train, indices, pad_id)
+                batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
+                loss = engine(**batch).loss
+                engine.backward(loss)
+                engine.step()
+                running += loss.detach()
+                micro += 1
+                step_samples += len(indices) * world
+                state.batch_in_epoch += 1
+                if engine.global_steps == state.step:
+                    continue  # still accumulating
+                state.step = engine.global_steps
+                state.samples += step_samples
+                train_loss = _mean_loss(running, micro, world)
+                if not math.isfinite(train_loss):
+                    raise NonFiniteLossError(train_loss, state.step, last_checkpoint)
+                epoch = state.epoch + state.batch_in_epoch / max(1, len(batches))
+                lr = float(engine.get_lr()[0])
+                progress.update(state.step, epoch, train_loss, lr, step_samples)
+                running.zero_()
+                micro, step_samples = 0, 0
+                if cfg.eval_every and state.step % cfg.eval_every == 0:
+                    metrics = _validate(engine, validation, pad_id, cfg)
+                    progress.note("step %d validation: %s", state.step, _fmt(metrics))
+                    stop = _after_eval(state, metrics, cfg)
+                done = stop or state.step >= cfg.total_steps
+                if cfg.checkpoint_dir and state.step % cfg.checkpoint_every == 0 and not done:
+                    if not weights_finite(engine.module):
+                        raise NonFiniteLossError(math.nan, state.step, last_checkpoint)
+                    last_checkpoint = save_checkpoint(engine, cfg.checkpoint_dir, state)
+                if done:
+                    break
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemoryError(cfg.batch_size, cfg.max_length, cfg.zero_stage) from exc
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+    metrics = _validate(engine, validation, pad_id, cfg)
+    if not state.history or state.history[-1]["step"] != state.step:
+        state.history.append({"step": float(state.step), **metrics})
+    progress.note("final validation: %s", _fmt(metrics))
+    return FitResult(
+        state=state,
+        metrics=metrics,
+        train_loss=train_loss,
+        seconds=seconds,
+        samples_per_second=(state.samples - start_samples) / seconds if seconds > 0 else 0.0,
+        stopped_early=stop,
+    )
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
