@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -82,13 +83,13 @@ def _to_check(split: str, rows: int, result: Any) -> Check:
     return Check(name, split, outcome, summary, "great_expectations", details)
 
 
-def run_suite(split: str, frame: pd.DataFrame, expectations: list[Expectation]) -> list[Check]:
+def run_suite(split: str, frame: pd.DataFrame, expectations: Sequence[Expectation]) -> list[Check]:
     """Validate ``frame`` against the expectations with GE; one Check per expectation."""
     import great_expectations as gx
 
     context, batch_definition = _shared()
     name = f"{split}-{next(_names)}"
-    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
     try:
         definition = gx.ValidationDefinition(data=batch_definition, suite=suite, name=name)
         results = definition.run(

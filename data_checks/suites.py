@@ -15,7 +15,18 @@ from conveyor.recipe.schema import ChecksSection, Task
 if TYPE_CHECKING:
     from great_expectations.expectations.expectation import Expectation
 
-__all__ = ["suite_for"]
+__all__ = ["BLANK_TEXT", "suite_for"]
+
+# Python's str.isspace() characters as a literal class: the same meaning in pyarrow's RE2
+# (string columns) and Python's re (object columns), and 2.6x faster in RE2 than ``\s``.
+_WHITESPACE = "".join(
+    chr(code)
+    for code in (
+        *range(0x09, 0x0E), *range(0x1C, 0x21), 0x85, 0xA0, 0x1680,
+        *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000,
+    )
+)  # fmt: skip
+BLANK_TEXT = f"^[{_WHITESPACE}]*$"
 
 
 def _text_expectations(
@@ -45,7 +56,7 @@ def _text_expectations(
             column=text_field, type_="str", meta={"why": "text is not a string"}
         ),
         ExpectColumnValuesToNotMatchRegex(
-            column=text_field, regex=r"^\s*$", meta={"why": "text is blank"}
+            column=text_field, regex=BLANK_TEXT, meta={"why": "text is blank"}
         ),
         ExpectColumnValueLengthsToBeBetween(
             column=text_field,

@@ -28,6 +28,7 @@ def test_clean_data_passes(make_recipe: MakeRecipe) -> None:
 def test_nulls_in_text_and_label(make_recipe: MakeRecipe, clinc_frames: Frames) -> None:
     train = clinc_frames["train"].copy()
     train.loc[train.index[:7], "text"] = None
+    train.loc[train.index[7:9], "text"] = [" \t ", "\u3000\xa0"]  # blank: ASCII and unicode
     test = clinc_frames["test"].copy()
     test.loc[test.index[:3], "label"] = None
     report = validate_recipe(make_recipe(train=train, test=test))
