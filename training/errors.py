@@ -51,7 +51,7 @@ class NonFiniteLossError(TrainingError):
         )
         super().__init__(
             f"loss became {value} at step {step}: lower training.lr or training.weight_decay, "
-            f"keep training.max_grad_norm set, or use precision fp32; {kept}"
+            f"keep training.max_grad_norm set, avoid fp16; {kept}"
         )
 
 

@@ -1,0 +1,107 @@
+"""The DeepSpeed config we build, the LR schedule, process setup, the launcher command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.engine import (
+    build_optimizer,
+    build_scheduler,
+    deepspeed_config,
+    ensure_distributed_env,
+    merge_config,
+    resolve_precision,
+)
+from training.launch import launcher_command
+
+pytestmark = pytest.mark.unit
+
+
+def _config(**kwargs: object) -> dict[str, object]:
+    base: dict[str, object] = dict(
+        micro_batch_size=8,
+        gradient_accumulation_steps=4,
+        world_size=2,
+        zero_stage=2,
+        precision="fp32",
+        max_grad_norm=1.0,
+    )
+    base.update(kwargs)
+    return deepspeed_config(**base)  # type: ignore[arg-type]
+
+
+def test_config_never_names_an_optimizer_and_sizes_the_batch() -> None:
+    config = _config()
+    assert "optimizer" not in config
+    assert config["train_batch_size"] == 8 * 4 * 2
+    assert config["zero_optimization"] == {"stage": 2}
+    assert config["gradient_clipping"] == 1.0
+
+
+def test_bf16_uses_torch_autocast_not_bf16_mode() -> None:
+    config = _config(precision="bf16")
+    assert config["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
+    assert "bf16" not in config
+
+
+def test_recipe_deepspeed_section_merges_over_ours() -> None:
+    config = _config(extra={"zero_optimization": {"offload_optimizer": {"device": "cpu"}}})
+    assert config["zero_optimization"] == {"stage": 2, "offload_optimizer": {"device": "cpu"}}
+    with pytest.raises(ValueError, match="optimizer"):
+        _config(extra={"optimizer": {"type": "AdamW"}})
+    assert merge_config({"a": {"b": 1}}, {"a": {"c": 2}, "d": 3}) == {"a": {"b": 1, "c": 2}, "d": 3}
+
+
+def test_auto_precision_is_fp32_on_cpu() -> None:
+    assert resolve_precision("auto", on_gpu=False) == "fp32"
+    assert resolve_precision("bf16", on_gpu=False) == "bf16"
+
+
+def test_warmup_then_linear_decay() -> None:
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, lr=1.0, weight_decay=0.1)
+    scheduler = build_scheduler(optimizer, total_steps=10, warmup_ratio=0.2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(1 / 3) and lrs[1] == pytest.approx(2 / 3)
+    assert lrs[2] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(1 / 8)
+    assert lrs == sorted(lrs[:3]) + sorted(lrs[3:], reverse=True)
+
+
+def test_no_weight_decay_on_biases() -> None:
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), lr=1e-3, weight_decay=0.5)
+    decayed, plain = optimizer.param_groups
+    assert [p.ndim for p in decayed["params"]] == [2] and decayed["weight_decay"] == 0.5
+    assert [p.ndim for p in plain["params"]] == [1] and plain["weight_decay"] == 0.0
+
+
+def test_single_process_env_is_filled_in_and_respected() -> None:
+    env: dict[str, str] = {}
+    changed = ensure_distributed_env(env)
+    assert env["RANK"] == "0" and env["WORLD_SIZE"] == "1" and int(env["MASTER_PORT"]) > 0
+    assert changed == env
+    launcher_env = {"RANK": "3", "WORLD_SIZE": "8"}
+    assert ensure_distributed_env(launcher_env) == {} and launcher_env["RANK"] == "3"
+
+
+def test_launcher_command() -> None:
+    command = launcher_command(
+        Path("r.yaml"),
+        ["training.max_steps=5"],
+        gpus=4,
+        result_file=Path("/tmp/out.json"),
+        resume=True,
+        hostfile=Path("hosts"),
+    )
+    assert command[:3] == [sys.executable, "-m", "deepspeed.launcher.runner"]
+    joined = " ".join(command)
+    assert "--hostfile hosts --num_gpus 4 --no_local_rank --module training.worker r.yaml" in joined
+    assert joined.endswith("--set training.max_steps=5 --resume --result-file /tmp/out.json")
