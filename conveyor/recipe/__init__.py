@@ -1,6 +1,12 @@
 """The typed recipe: schema and loading."""
 
-from conveyor.recipe.loading import SPLIT_SUFFIXES, apply_overrides, load_recipe, parse_override
+from conveyor.recipe.loading import (
+    SPLIT_SUFFIXES,
+    apply_overrides,
+    load_recipe,
+    parse_override,
+    recipe_from_dict,
+)
 from conveyor.recipe.schema import BUILTIN_MODELS, Recipe, Task
 
 __all__ = [
@@ -11,4 +17,5 @@ __all__ = [
     "apply_overrides",
     "load_recipe",
     "parse_override",
+    "recipe_from_dict",
 ]

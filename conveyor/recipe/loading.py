@@ -6,6 +6,7 @@ so that ``conveyor recipe check`` can say exactly what to fix.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,13 @@ from pydantic import BaseModel, ValidationError
 from conveyor.errors import RecipeError
 from conveyor.recipe.schema import BUILTIN_MODELS, Recipe
 
-__all__ = ["SPLIT_SUFFIXES", "apply_overrides", "load_recipe", "parse_override"]
+__all__ = [
+    "SPLIT_SUFFIXES",
+    "apply_overrides",
+    "load_recipe",
+    "parse_override",
+    "recipe_from_dict",
+]
 
 SPLIT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -157,18 +164,32 @@ def _check_files(recipe: Recipe) -> list[str]:
     return problems
 
 
+def _validate(raw: dict[str, Any], source: str, touched: set[tuple[str, ...]]) -> Recipe:
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error, touched) for error in exc.errors()]
+        raise RecipeError(source, problems) from exc
+    problems = _check_files(recipe)
+    if problems:
+        raise RecipeError(source, problems)
+    return recipe
+
+
 def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     """Read, override, validate and resolve a recipe; raise RecipeError naming every problem."""
     recipe_path = Path(path)
     raw = _read_yaml(recipe_path)
     touched = apply_overrides(raw, overrides)
     _resolve_paths(raw, recipe_path.resolve().parent, touched)
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as exc:
-        problems = [_describe(error, touched) for error in exc.errors()]
-        raise RecipeError(str(recipe_path), problems) from exc
-    problems = _check_files(recipe)
-    if problems:
-        raise RecipeError(str(recipe_path), problems)
-    return recipe
+    return _validate(raw, str(recipe_path), touched)
+
+
+def recipe_from_dict(
+    data: dict[str, Any], overrides: Iterable[str] = (), *, source: str = "recipe"
+) -> Recipe:
+    """A stored, already resolved recipe (e.g. a version's, from the registry), overridden."""
+    raw = copy.deepcopy(data)
+    touched = apply_overrides(raw, overrides)
+    _resolve_paths(raw, Path.cwd(), touched)
+    return _validate(raw, source, touched)

@@ -135,6 +135,17 @@ class GatesSection(_Section):
     require_significant_gain: bool = Field(
         default=False, description="Candidate must beat the champion beyond the bootstrap CI."
     )
+    headline_metric: str = Field(
+        default="accuracy",
+        pattern=r"^(accuracy|macro_f1)$",
+        description="Classification metric given a confidence interval and used for significance.",
+    )
+    max_perplexity_increase: float = Field(
+        default=0.05, ge=0, description="Allowed relative perplexity rise against the champion."
+    )
+    oos_label: str | None = Field(
+        default="oos", description="Out-of-scope class, if the label set has one (CLINC's `oos`)."
+    )
     bootstrap_samples: PositiveInt = Field(
         default=1000, description="Resamples for the confidence interval of the headline metric."
     )

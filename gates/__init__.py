@@ -1,0 +1,25 @@
+"""Evaluation gates: champion against challenger on one test split, with readable reasons.
+
+``decide(candidate, champion, gates, gain)`` is the pure judgement; ``evaluate_version``
+loads both models, scores them, decides, writes the report and records the verdict.
+"""
+
+from gates.bootstrap import Interval, bootstrap_interval, paired_difference_interval
+from gates.decide import Evaluation, GateCheck, Verdict, decide
+from gates.run import GateOutcome, evaluate_version, find_champion
+from gates.scoring import ClassificationScores, score_classification
+
+__all__ = [
+    "ClassificationScores",
+    "Evaluation",
+    "GateCheck",
+    "GateOutcome",
+    "Interval",
+    "Verdict",
+    "bootstrap_interval",
+    "decide",
+    "evaluate_version",
+    "find_champion",
+    "paired_difference_interval",
+    "score_classification",
+]

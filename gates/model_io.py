@@ -1,0 +1,220 @@
+"""Load a version's model folder and run it over texts: predictions, perplexities, latency.
+
+The folder is the one ``training`` writes (safetensors, config, tokenizer,
+``label_map.json``); any failure to load becomes :class:`ArtifactError` with a
+one-line reason, so a broken candidate is judged "artifact unloadable", not crashed on.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+__all__ = [
+    "ArtifactError",
+    "LoadedModel",
+    "Predictions",
+    "generate_samples",
+    "latency_profile",
+    "load_model",
+    "model_size_mb",
+    "predict_classes",
+    "token_losses",
+]
+
+EVAL_BATCH = 64
+
+
+class ArtifactError(Exception):
+    """The artifact is missing or cannot be loaded; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    folder: Path
+    task: str
+    model: Any
+    tokenizer: Any
+    label_names: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per text: predicted label name and the model's confidence in it."""
+
+    labels: list[str]
+    confidence: npt.NDArray[np.float64]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _label_names(folder: Path, config: Any) -> tuple[str, ...]:
+    path = folder / "label_map.json"
+    if not path.is_file():
+        raise ArtifactError(f"{folder} has no label_map.json")
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: {_first_line(exc)}") from exc
+    names = tuple(sorted(mapping, key=lambda name: mapping[name]))
+    if len(names) != config.num_labels:
+        raise ArtifactError(
+            f"{path} names {len(names)} labels but the model has {config.num_labels} outputs"
+        )
+    return names
+
+
+def load_model(folder: Path | str | None, task: str) -> LoadedModel:
+    """Load for inference (eval mode, CPU). Offline: local files only."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    if folder is None:
+        raise ArtifactError("the version has no artifact recorded")
+    path = Path(folder)
+    if not path.is_dir():
+        raise ArtifactError(f"artifact missing: {path} does not exist")
+    if not (path / "model.safetensors").is_file():
+        raise ArtifactError(f"artifact incomplete: no model.safetensors in {path}")
+    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    try:
+        model = auto.from_pretrained(path, local_files_only=True, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # transformers and safetensors raise many types for a bad folder
+        raise ArtifactError(f"cannot load {path}: {_first_line(exc)}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    names = _label_names(path, model.config) if task != "causal-lm" else None
+    return LoadedModel(path, task, model, tokenizer, names)
+
+
+def _batches(texts: Sequence[str], size: int) -> list[list[int]]:
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+@torch.inference_mode()
+def predict_classes(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> Predictions:
+    """Label and confidence for each text (length-sorted batches, dynamic padding)."""
+    assert loaded.label_names is not None
+    labels = [""] * len(texts)
+    confidence = np.zeros(len(texts), dtype=np.float64)
+    for indices in _batches(texts, EVAL_BATCH):
+        batch = loaded.tokenizer(
+            [texts[i] for i in indices],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        probs = torch.softmax(loaded.model(**batch).logits.float(), dim=-1)
+        best, ids = probs.max(dim=-1)
+        for slot, row in enumerate(indices):
+            labels[row] = loaded.label_names[int(ids[slot])]
+            confidence[row] = float(best[slot])
+    return Predictions(labels, confidence)
+
+
+@torch.inference_mode()
+def token_losses(
+    loaded: LoadedModel, texts: Sequence[str], max_length: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per text: summed next-token negative log-likelihood and the number of predicted tokens."""
+    nll = np.zeros(len(texts), dtype=np.float64)
+    counts = np.zeros(len(texts), dtype=np.int64)
+    for indices in _batches(texts, 16):
+        batch = loaded.tokenizer(
+            [texts[i] for i in indices],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        logits = loaded.model(**batch).logits.float()[:, :-1]
+        targets = batch["input_ids"][:, 1:]
+        mask = batch["attention_mask"][:, 1:].bool()
+        losses = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), targets, reduction="none"
+        )
+        losses = losses.masked_fill(~mask, 0.0)
+        for slot, row in enumerate(indices):
+            nll[row] = float(losses[slot].sum())
+            counts[row] = int(mask[slot].sum())
+    return nll, counts
+
+
+@torch.inference_mode()
+def generate_samples(
+    loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: int = 40
+) -> list[str]:
+    """Greedy continuations of fixed prompts: the same text every run for the same model."""
+    samples = []
+    for prompt in prompts:
+        encoded = loaded.tokenizer(prompt, return_tensors="pt")
+        output = loaded.model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=loaded.tokenizer.pad_token_id,
+        )
+        new_tokens = output[0, encoded["input_ids"].shape[1] :]
+        samples.append(loaded.tokenizer.decode(new_tokens, skip_special_tokens=True))
+    return samples
+
+
+@torch.inference_mode()
+def _forward_ms(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> float:
+    batch = loaded.tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    start = time.perf_counter()
+    loaded.model(**batch)
+    return (time.perf_counter() - start) * 1000
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def latency_profile(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    singles: int = 40,
+    batches: int = 8,
+) -> dict[str, float]:
+    """p50/p99 forward latency (ms) at batch 1 and 32 on this machine, after a warm-up."""
+    pool = list(texts) or ["hello"]
+    _forward_ms(loaded, pool[:1], max_length)
+    one = [_forward_ms(loaded, [pool[i % len(pool)]], max_length) for i in range(singles)]
+    many = [
+        _forward_ms(loaded, [pool[(i * 32 + j) % len(pool)] for j in range(32)], max_length)
+        for i in range(batches)
+    ]
+    return {
+        "p50_ms_batch1": statistics.median(one),
+        "p99_ms_batch1": _percentile(one, 99),
+        "p50_ms_batch32": statistics.median(many),
+        "p99_ms_batch32": _percentile(many, 99),
+    }
+
+
+def model_size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
