@@ -19,6 +19,7 @@ __all__ = [
     "LENGTH_EDGES",
     "PROFILE_KEY",
     "PROFILE_SCHEMA",
+    "WHITESPACE",
     "Overlap",
     "class_counts",
     "data_profile",
@@ -58,6 +59,17 @@ LENGTH_EDGES: tuple[float, ...] = (
 
 _EXAMPLES = 5
 
+# Python's str.isspace() characters, for regex classes (``\s`` is 2-3x slower in pyarrow's RE2).
+WHITESPACE = "".join(
+    chr(code)
+    for code in (
+        *range(0x09, 0x0E), *range(0x1C, 0x21), 0x85, 0xA0, 0x1680,
+        *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000,
+    )
+)  # fmt: skip
+# Whitespace that normalization must rewrite: any run of 2+, or one that is not a plain space.
+_IRREGULAR_SPACE = f"[{WHITESPACE.replace(' ', '')}]|  "
+
 
 @dataclass(frozen=True)
 class Overlap:
@@ -74,8 +86,13 @@ class Overlap:
 
 def normalize_texts(texts: pd.Series) -> pd.Series:
     """Case-folded, whitespace-collapsed, stripped text: what counts as 'the same text'."""
-    as_text = texts.astype("str")
-    return as_text.str.lower().str.replace(r"\s+", " ", regex=True).str.strip()
+    lowered = texts.astype("str").str.lower()
+    # Most texts hold single spaces only: rewrite just the others (a regex replace on every
+    # row costs ~10x more).
+    irregular = lowered.str.contains(_IRREGULAR_SPACE, regex=True, na=False)
+    if irregular.any():
+        lowered[irregular] = lowered[irregular].str.replace(f"[{WHITESPACE}]+", " ", regex=True)
+    return lowered.str.strip()
 
 
 def duplicates(normalized: pd.Series) -> Overlap:
@@ -87,7 +104,8 @@ def duplicates(normalized: pd.Series) -> Overlap:
 
 def leakage(train_normalized: pd.Series, other_normalized: pd.Series) -> Overlap:
     """Rows of another split whose normalized text also occurs in train."""
-    shared = other_normalized.isin(train_normalized.dropna()) & other_normalized.notna()
+    known = pd.unique(train_normalized.dropna())  # isin against a 1M-row Series is ~50x slower
+    shared = other_normalized.isin(known) & other_normalized.notna()
     examples = other_normalized[shared].drop_duplicates().head(_EXAMPLES).tolist()
     return Overlap(int(shared.sum()), len(other_normalized), examples)
 
