@@ -76,6 +76,7 @@ def _text_checks(
     progress: Progress,
 ) -> list[Check]:
     found: list[Check] = []
+    progress("duplicates and train leakage: normalizing texts")
     normalized = {name: normalize_texts(f[text_field]) for name, f in frames.items()}
     for name, norm in normalized.items():
         found.append(gates.check_duplicates(name, duplicates(norm), checks.max_duplicate_share))
