@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from conveyor import __version__
 from conveyor.cli import _context
+from conveyor.cli.evaluate_cmd import evaluate
 from conveyor.cli.models_cmd import models_app
 from conveyor.cli.recipe_cmd import recipe_app
 from conveyor.cli.train_cmd import train
@@ -29,6 +30,7 @@ app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
 app.command("train")(train)
 app.command("validate")(validate)
+app.command("evaluate")(evaluate)
 
 
 def _print_version(value: bool) -> None:
