@@ -6,8 +6,11 @@ from conveyor.registry.records import (
     AliasMove,
     ApiKeyRecord,
     AuditRecord,
+    RolloutRecord,
+    RolloutState,
     VersionRecord,
     VersionStatus,
+    WorkerRecord,
 )
 from conveyor.registry.store import Registry, hash_api_key
 
@@ -16,8 +19,11 @@ __all__ = [
     "ApiKeyRecord",
     "AuditRecord",
     "Registry",
+    "RolloutRecord",
+    "RolloutState",
     "VersionRecord",
     "VersionStatus",
+    "WorkerRecord",
     "create_registry_engine",
     "hash_api_key",
     "head_revision",

@@ -11,8 +11,11 @@ __all__ = [
     "AliasMove",
     "ApiKeyRecord",
     "AuditRecord",
+    "RolloutRecord",
+    "RolloutState",
     "VersionRecord",
     "VersionStatus",
+    "WorkerRecord",
 ]
 
 
@@ -82,3 +85,50 @@ class ApiKeyRecord:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class RolloutState(StrEnum):
+    CONVERGING = "converging"
+    BAKING = "baking"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+    @property
+    def open(self) -> bool:
+        return self in (RolloutState.CONVERGING, RolloutState.BAKING)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    id: int
+    deployment: str
+    version: str
+    previous: str | None
+    kind: str
+    canary_percent: float
+    bake_seconds: float
+    state: RolloutState
+    started_at: datetime
+    bake_until: datetime | None
+    finished_at: datetime | None
+    actor: str
+    reason: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    worker: str
+    deployment: str
+    pid: int
+    host: str
+    started_at: datetime
+    updated_at: datetime
+    active_version: str | None
+    standby_version: str | None
+    canary_version: str | None
+    rollout_id: int | None
+    failures: dict[str, Any]
+    stats: dict[str, Any]

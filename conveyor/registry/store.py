@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from types import EllipsisType
 from typing import Any, TypeVar
 
@@ -27,8 +28,11 @@ from conveyor.registry.records import (
     AliasMove,
     ApiKeyRecord,
     AuditRecord,
+    RolloutRecord,
+    RolloutState,
     VersionRecord,
     VersionStatus,
+    WorkerRecord,
 )
 from conveyor.registry.tables import (
     AliasHistory,
@@ -36,6 +40,8 @@ from conveyor.registry.tables import (
     ApiKey,
     AuditEntry,
     ModelVersion,
+    Rollout,
+    WorkerHeartbeat,
     utcnow,
 )
 
@@ -108,6 +114,42 @@ def _key_record(row: ApiKey) -> ApiKeyRecord:
         created_at=row.created_at,
         created_by=row.created_by,
         revoked_at=row.revoked_at,
+    )
+
+
+def _rollout_record(row: Rollout) -> RolloutRecord:
+    return RolloutRecord(
+        id=row.id,
+        deployment=row.deployment,
+        version=row.version,
+        previous=row.previous,
+        kind=row.kind,
+        canary_percent=row.canary_percent,
+        bake_seconds=row.bake_seconds,
+        state=RolloutState(row.state),
+        started_at=row.started_at,
+        bake_until=row.bake_until,
+        finished_at=row.finished_at,
+        actor=row.actor,
+        reason=row.reason,
+        details=dict(row.details or {}),
+    )
+
+
+def _worker_record(row: WorkerHeartbeat) -> WorkerRecord:
+    return WorkerRecord(
+        worker=row.worker,
+        deployment=row.deployment,
+        pid=row.pid,
+        host=row.host,
+        started_at=row.started_at,
+        updated_at=row.updated_at,
+        active_version=row.active_version,
+        standby_version=row.standby_version,
+        canary_version=row.canary_version,
+        rollout_id=row.rollout_id,
+        failures=dict(row.failures or {}),
+        stats=dict(row.stats or {}),
     )
 
 
@@ -303,51 +345,62 @@ class Registry:
         ``expected``: the version the caller believes is current; if someone moved the
         alias meanwhile, nothing changes and RegistryConflictError says who won.
         """
-
-        def work(session: Session) -> AliasMove:
-            if to_version is not None:
-                target = session.scalar(
-                    select(ModelVersion).where(ModelVersion.version == to_version)
-                )
-                if target is None:
-                    raise NotFoundError(f"no version {to_version} in the registry")
-                if target.deployment != deployment:
-                    raise ConveyorError(
-                        f"{to_version} belongs to {target.deployment}, not {deployment}"
-                    )
-            pointer = session.scalar(
-                select(AliasPointer)
-                .where(AliasPointer.deployment == deployment, AliasPointer.alias == alias)
-                .with_for_update()
+        return self._write(
+            lambda session: self._move_alias(
+                session, deployment, alias, to_version, reason=reason, expected=expected
             )
-            current = pointer.version if pointer else None
-            if expected is not ... and expected != current:
-                raise RegistryConflictError(
-                    f"{deployment}@{alias} is {current}, not {expected}: someone moved it first"
-                )
-            now = utcnow()
-            if pointer is None:
-                pointer = AliasPointer(deployment=deployment, alias=alias)
-                session.add(pointer)
-            pointer.version = to_version
-            pointer.updated_at = now
-            pointer.updated_by = self.actor
-            history = AliasHistory(
-                deployment=deployment,
-                alias=alias,
-                from_version=current,
-                to_version=to_version,
-                at=now,
-                actor=self.actor,
-                reason=reason,
-            )
-            session.add(history)
-            details = {"alias": alias, "from": current, "to": to_version}
-            self._add_audit(session, "alias.moved", deployment, to_version, reason, details)
-            session.flush()
-            return _alias_move(history)
+        )
 
-        return self._write(work)
+    def _move_alias(
+        self,
+        session: Session,
+        deployment: str,
+        alias: str,
+        to_version: str | None,
+        *,
+        reason: str,
+        expected: str | None | EllipsisType = ...,
+    ) -> AliasMove:
+        """The body of :meth:`move_alias`, inside a caller's transaction."""
+        if to_version is not None:
+            target = session.scalar(select(ModelVersion).where(ModelVersion.version == to_version))
+            if target is None:
+                raise NotFoundError(f"no version {to_version} in the registry")
+            if target.deployment != deployment:
+                raise ConveyorError(
+                    f"{to_version} belongs to {target.deployment}, not {deployment}"
+                )
+        pointer = session.scalar(
+            select(AliasPointer)
+            .where(AliasPointer.deployment == deployment, AliasPointer.alias == alias)
+            .with_for_update()
+        )
+        current = pointer.version if pointer else None
+        if expected is not ... and expected != current:
+            raise RegistryConflictError(
+                f"{deployment}@{alias} is {current}, not {expected}: someone moved it first"
+            )
+        now = utcnow()
+        if pointer is None:
+            pointer = AliasPointer(deployment=deployment, alias=alias)
+            session.add(pointer)
+        pointer.version = to_version
+        pointer.updated_at = now
+        pointer.updated_by = self.actor
+        history = AliasHistory(
+            deployment=deployment,
+            alias=alias,
+            from_version=current,
+            to_version=to_version,
+            at=now,
+            actor=self.actor,
+            reason=reason,
+        )
+        session.add(history)
+        details = {"alias": alias, "from": current, "to": to_version}
+        self._add_audit(session, "alias.moved", deployment, to_version, reason, details)
+        session.flush()
+        return _alias_move(history)
 
     def alias_history(self, deployment: str, alias: str | None = None) -> list[AliasMove]:
         query = select(AliasHistory).where(AliasHistory.deployment == deployment)
@@ -478,3 +531,162 @@ class Registry:
                 select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
             )
             return _key_record(row) if row else None
+
+    # -- rollouts and serving workers ---------------------------------------------------------
+
+    def start_rollout(
+        self,
+        deployment: str,
+        version: str,
+        *,
+        kind: str,
+        reason: str,
+        expected: str | None,
+        canary_percent: float = 100.0,
+        bake_seconds: float = 0.0,
+        details: dict[str, Any] | None = None,
+    ) -> RolloutRecord:
+        """Move ``production`` to ``version`` (compare-and-set) and open a rollout, atomically.
+
+        A canary (``0 < canary_percent < 100`` and ``bake_seconds > 0``) starts baking: the
+        workers split traffic until :meth:`finish_rollout`. Open rollouts are superseded.
+        """
+        baking = 0 < canary_percent < 100 and bake_seconds > 0
+
+        def work(session: Session) -> RolloutRecord:
+            self._move_alias(
+                session, deployment, "production", version, reason=reason, expected=expected
+            )
+            now = utcnow()
+            for row in session.scalars(
+                select(Rollout).where(
+                    Rollout.deployment == deployment,
+                    Rollout.state.in_([RolloutState.CONVERGING, RolloutState.BAKING]),
+                )
+            ):
+                row.state = str(RolloutState.SUPERSEDED)
+                row.finished_at = now
+            row = Rollout(
+                deployment=deployment,
+                version=version,
+                previous=expected,
+                kind=kind,
+                canary_percent=canary_percent if baking else 100.0,
+                bake_seconds=bake_seconds if baking else 0.0,
+                state=str(RolloutState.BAKING if baking else RolloutState.CONVERGING),
+                started_at=now,
+                bake_until=now + timedelta(seconds=bake_seconds) if baking else None,
+                finished_at=None,
+                actor=self.actor,
+                reason=reason,
+                details=details or {},
+            )
+            session.add(row)
+            session.flush()
+            audit = {"rollout": row.id, "from": expected, "canary_percent": row.canary_percent}
+            audit["bake_seconds"] = row.bake_seconds
+            self._add_audit(session, f"{kind}.started", deployment, version, reason, audit)
+            return _rollout_record(row)
+
+        return self._write(work)
+
+    def finish_rollout(
+        self,
+        rollout_id: int,
+        state: RolloutState,
+        *,
+        reason: str,
+        details: dict[str, Any] | None = None,
+        revert: bool = False,
+    ) -> RolloutRecord:
+        """Close an open rollout (compare-and-set on its state); ``revert`` moves the alias back.
+
+        RegistryConflictError when someone closed it first, or moved the alias meanwhile.
+        """
+
+        def work(session: Session) -> RolloutRecord:
+            row = session.get(Rollout, rollout_id)
+            if row is None:
+                raise NotFoundError(f"no rollout {rollout_id} in the registry")
+            if not RolloutState(row.state).open:
+                raise RegistryConflictError(f"rollout {rollout_id} is already {row.state}")
+            if revert:
+                self._move_alias(
+                    session,
+                    row.deployment,
+                    "production",
+                    row.previous,
+                    reason=reason,
+                    expected=row.version,
+                )
+            row.state = str(state)
+            row.finished_at = utcnow()
+            row.details = {**(row.details or {}), **(details or {})}
+            action = f"{row.kind}.{state}"
+            audit = {"rollout": row.id, **(details or {})}
+            self._add_audit(session, action, row.deployment, row.version, reason, audit)
+            session.flush()
+            return _rollout_record(row)
+
+        return self._write(work)
+
+    def rollouts(self, deployment: str, limit: int | None = None) -> list[RolloutRecord]:
+        """Newest first."""
+        query = select(Rollout).where(Rollout.deployment == deployment)
+        query = query.order_by(Rollout.id.desc())
+        if limit:
+            query = query.limit(limit)
+        with self._session() as session:
+            return [_rollout_record(row) for row in session.scalars(query)]
+
+    def serving_target(self, deployment: str) -> tuple[str | None, RolloutRecord | None]:
+        """The ``production`` version and the newest rollout, read in one transaction."""
+        with self._session() as session:
+            pointer = session.get(AliasPointer, (deployment, "production"))
+            latest = session.scalar(
+                select(Rollout)
+                .where(Rollout.deployment == deployment)
+                .order_by(Rollout.id.desc())
+                .limit(1)
+            )
+            return (
+                pointer.version if pointer else None,
+                _rollout_record(latest) if latest else None,
+            )
+
+    def heartbeat(self, record: WorkerRecord) -> None:
+        """Insert or refresh one worker's row (what it serves, its figures)."""
+
+        def work(session: Session) -> None:
+            row = session.get(WorkerHeartbeat, record.worker)
+            if row is None:
+                row = WorkerHeartbeat(worker=record.worker)
+                session.add(row)
+            row.deployment = record.deployment
+            row.pid = record.pid
+            row.host = record.host
+            row.started_at = record.started_at
+            row.updated_at = record.updated_at
+            row.active_version = record.active_version
+            row.standby_version = record.standby_version
+            row.canary_version = record.canary_version
+            row.rollout_id = record.rollout_id
+            row.failures = record.failures
+            row.stats = record.stats
+
+        self._write(work)
+
+    def workers(self, deployment: str | None = None) -> list[WorkerRecord]:
+        query = select(WorkerHeartbeat).order_by(WorkerHeartbeat.worker)
+        if deployment:
+            query = query.where(WorkerHeartbeat.deployment == deployment)
+        with self._session() as session:
+            return [_worker_record(row) for row in session.scalars(query)]
+
+    def forget_worker(self, worker: str) -> None:
+        def work(session: Session) -> None:
+            row = session.get(WorkerHeartbeat, worker)
+            if row is not None:
+                session.delete(row)
+
+        self._write(work)

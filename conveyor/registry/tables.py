@@ -27,6 +27,8 @@ __all__ = [
     "AuditEntry",
     "Base",
     "ModelVersion",
+    "Rollout",
+    "WorkerHeartbeat",
     "utcnow",
 ]
 
@@ -138,3 +140,44 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(256))
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Rollout(Base):
+    """One promotion or rollback of a deployment: its canary, bake window and outcome."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_lookup", "deployment", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(128))
+    previous: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    canary_percent: Mapped[float] = mapped_column(Float)
+    bake_seconds: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    bake_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WorkerHeartbeat(Base):
+    """What one serving worker has loaded and its per-version request figures, refreshed often."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(64), index=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(256))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    active_version: Mapped[str | None] = mapped_column(String(128))
+    standby_version: Mapped[str | None] = mapped_column(String(128))
+    canary_version: Mapped[str | None] = mapped_column(String(128))
+    rollout_id: Mapped[int | None] = mapped_column(Integer)
+    failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
