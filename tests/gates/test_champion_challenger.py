@@ -69,7 +69,7 @@ def _train(ws: dict[str, Any], train_file: str, **training: Any) -> str:
         },
         "model": {"base": str(ws["base"]), "max_length": 32},
         "training": {"batch_size": 16, "lr": 3.0e-3, "warmup_ratio": 0.1, "seed": 5, **training},
-        "gates": {"min_accuracy": 0.5, "max_macro_f1_drop": 0.01, "max_class_f1_drop": 0.15},
+        "gates": {"min_accuracy": 0.4, "max_macro_f1_drop": 0.01, "max_class_f1_drop": 0.15},
     }
     path = ws["root"] / f"recipe-{train_file}-{len(training)}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -83,7 +83,7 @@ def _train(ws: dict[str, Any], train_file: str, **training: Any) -> str:
 @pytest.fixture(scope="module")
 def champion(workspace: dict[str, Any]) -> str:
     registry: Registry = workspace["registry"]
-    version = _train(workspace, "train.jsonl", epochs=1)
+    version = _train(workspace, "train.jsonl", epochs=2)
     outcome = evaluate_version(registry, workspace["settings"], version)
     assert outcome.verdict.passed, outcome.report
     assert outcome.verdict.reason.endswith("(first model: judged on thresholds alone)")
@@ -95,7 +95,7 @@ def test_shuffled_label_candidate_is_rejected_and_production_stays(
     workspace: dict[str, Any], champion: str
 ) -> None:
     registry: Registry = workspace["registry"]
-    candidate = _train(workspace, "train-shuffled.jsonl", epochs=1)
+    candidate = _train(workspace, "train-shuffled.jsonl", epochs=2)
     outcome = evaluate_version(registry, workspace["settings"], candidate)
     verdict = outcome.verdict
     assert not verdict.passed
@@ -121,7 +121,7 @@ def test_better_candidate_passes_against_the_champion(
     workspace: dict[str, Any], champion: str
 ) -> None:
     registry: Registry = workspace["registry"]
-    candidate = _train(workspace, "train.jsonl", epochs=6)
+    candidate = _train(workspace, "train.jsonl", epochs=4)
     outcome = evaluate_version(registry, workspace["settings"], candidate)
     assert outcome.verdict.passed, outcome.report
     assert outcome.verdict.reason == f"pass: all 3 checks passed against champion {champion}"
