@@ -164,12 +164,19 @@ def generate_samples(
     loaded: LoadedModel, prompts: Sequence[str], max_new_tokens: int = 40
 ) -> list[str]:
     """Greedy continuations of fixed prompts: the same text every run for the same model."""
+    config = loaded.model.config
+    context = getattr(config, "n_positions", None) or getattr(
+        config, "max_position_embeddings", 512
+    )
     samples = []
     for prompt in prompts:
-        encoded = loaded.tokenizer(prompt, return_tensors="pt")
+        encoded = loaded.tokenizer(
+            prompt, return_tensors="pt", truncation=True, max_length=max(1, context // 2)
+        )
+        room = context - encoded["input_ids"].shape[1]
         output = loaded.model.generate(
             **encoded,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=min(max_new_tokens, room),
             do_sample=False,
             pad_token_id=loaded.tokenizer.pad_token_id,
         )
