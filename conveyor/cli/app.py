@@ -13,6 +13,7 @@ from conveyor.cli import _context
 from conveyor.cli.evaluate_cmd import evaluate
 from conveyor.cli.models_cmd import models_app
 from conveyor.cli.recipe_cmd import recipe_app
+from conveyor.cli.serve_cmd import package, promote, rollback, serve, status
 from conveyor.cli.train_cmd import train
 from conveyor.cli.validate_cmd import validate
 from conveyor.errors import ConveyorError
@@ -31,6 +32,8 @@ app.add_typer(models_app, name="models")
 app.command("train")(train)
 app.command("validate")(validate)
 app.command("evaluate")(evaluate)
+for _verb in (package, serve, promote, rollback, status):
+    app.command()(_verb)
 
 
 def _print_version(value: bool) -> None:

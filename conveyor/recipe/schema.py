@@ -197,6 +197,9 @@ class ServingSection(_Section):
     max_text_chars: PositiveInt = Field(
         default=2000, description="Longer texts are refused with 422."
     )
+    max_new_tokens: PositiveInt = Field(
+        default=128, description="Cap on `max_new_tokens` a /generate request may ask for."
+    )
 
 
 class DriftAction(StrEnum):

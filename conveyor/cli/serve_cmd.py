@@ -1,0 +1,129 @@
+"""`conveyor package | serve | promote | rollback | status`: thin wiring to :mod:`serving`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from conveyor.cli import _context
+
+__all__ = ["package", "promote", "rollback", "serve", "status"]
+
+Version = Annotated[
+    str, typer.Argument(help="DEPLOYMENT:vN, DEPLOYMENT:latest or DEPLOYMENT@ALIAS.")
+]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for every worker.")]
+
+
+def package(
+    version: Version,
+    no_bento: Annotated[bool, typer.Option("--no-bento", help="Only the model store.")] = False,
+) -> None:
+    """Put a version into the BentoML model store (safetensors only) and build its Bento."""
+    from serving.packaging import package_version
+
+    done = package_version(_context.registry(), version, build_bento=not no_bento)
+    typer.echo(f"model: {done.model_tag} ({len(done.files)} files)")
+    if done.bento_tag:
+        typer.echo(f"bento: {done.bento_tag}  (bentoml containerize {done.bento_tag})")
+
+
+def serve(
+    deployment: Annotated[
+        str, typer.Argument(help="The deployment whose production alias to follow.")
+    ],
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 3000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="BentoML worker processes.")] = 1,
+) -> None:
+    """Run `bentoml serve` on 127.0.0.1; every worker follows DEPLOYMENT@production."""
+    from serving.server import serve_command, serve_environment
+
+    env = serve_environment(_context.settings(), deployment, workers)
+    child = subprocess.Popen(serve_command(port), env=env, start_new_session=True)
+    typer.echo(f"serving {deployment} on http://127.0.0.1:{port} ({workers} workers)", err=True)
+    try:
+        sys.exit(child.wait())
+    except KeyboardInterrupt:
+        os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+        sys.exit(130)
+
+
+def _report(outcome: Any) -> None:
+    rollout = outcome.rollout
+    typer.echo(
+        f"{rollout.kind} {rollout.version}: {rollout.state} "
+        f"(verified in {outcome.load_seconds:.2f} s, converged in {outcome.converge_seconds:.2f} s)"
+    )
+    if outcome.workers:
+        typer.echo(f"workers serving it: {', '.join(outcome.workers)}")
+    for note in outcome.notes:
+        typer.echo(note)
+
+
+def promote(
+    version: Version,
+    canary: Annotated[
+        float | None,
+        typer.Option(
+            "--canary", min=0, max=100, help="Percent to the candidate (recipe default; 0: none)."
+        ),
+    ] = None,
+    bake: Annotated[
+        float | None, typer.Option("--bake", min=0, help="Bake window in seconds.")
+    ] = None,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Verify VERSION loads and answers its smoke set, move production, wait for every worker.
+
+    Exit 0 when all workers serve it, 1 when the canary was rolled back, 5 when refused,
+    6 when some workers did not converge (named).
+    """
+    from serving.rollout import promote as run
+
+    outcome = run(
+        _context.registry(), version, canary_percent=canary, bake_seconds=bake, timeout=timeout
+    )
+    _report(outcome)
+    if outcome.rolled_back:
+        raise typer.Exit(1)
+
+
+def rollback(
+    deployment: Annotated[str, typer.Argument(help="The deployment to roll back.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="A version (default: the last that served).")
+    ] = None,
+    timeout: Timeout = 60.0,
+) -> None:
+    """Return to the last version that really served (from history), verified to load first."""
+    from serving.rollout import rollback as run
+
+    _report(run(_context.registry(), deployment, to, timeout=timeout))
+
+
+def status(
+    deployment: Annotated[str | None, typer.Argument(help="One deployment (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What serves where: production, the newest rollout, each worker's versions and figures."""
+    from serving.status import deployment_status
+
+    registry = _context.registry()
+    names = [deployment] if deployment else sorted({v.deployment for v in registry.list_versions()})
+    views = [deployment_status(registry, name, datetime.now(UTC)) for name in names]
+    if as_json:
+        typer.echo(json.dumps(views, indent=2, default=str))
+        return
+    for view in views:
+        typer.echo(view["text"])

@@ -1,0 +1,84 @@
+"""Adaptive batching without a deadline: one inference thread takes whatever has queued.
+
+While a forward pass runs, new requests wait in the queue; the next pass takes them all
+(up to ``max_batch_size`` texts), grouped by the version that must answer them. Idle, a
+request runs alone at once, so this is never slower than one pass per request; loaded, the
+passes grow. Nothing is shed: BentoML's own batching answers 503 past ``max_latency_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Batcher"]
+
+Forward = Callable[[Any, list[str], int], list[dict[str, Any]]]
+
+
+@dataclass
+class _Job:
+    model: Any
+    key: str
+    texts: Sequence[str]
+    top_k: int
+    future: Future[list[dict[str, Any]]]
+
+
+class Batcher:
+    """Runs ``forward(model, texts, top_k)`` for merged requests on one thread."""
+
+    def __init__(self, forward: Forward, max_batch_size: int = 32) -> None:
+        self.forward = forward
+        self.max_batch_size = max_batch_size
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="conveyor-batcher", daemon=True)
+        self._thread.start()
+
+    async def submit(
+        self, model: Any, key: str, texts: Sequence[str], top_k: int
+    ) -> list[dict[str, Any]]:
+        future: Future[list[dict[str, Any]]] = Future()
+        self._queue.put(_Job(model, key, texts, top_k, future))
+        return await asyncio.wrap_future(future)
+
+    def _take(self) -> list[_Job]:
+        jobs = [self._queue.get()]
+        size = len(jobs[0].texts)
+        while size < self.max_batch_size:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            jobs.append(job)
+            size += len(job.texts)
+        return jobs
+
+    def _run(self) -> None:
+        while True:
+            jobs = self._take()
+            groups: dict[str, list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.key, []).append(job)
+            for group in groups.values():
+                self._answer(group)
+
+    def _answer(self, group: list[_Job]) -> None:
+        texts = [text for job in group for text in job.texts]
+        top_k = max(job.top_k for job in group)
+        try:
+            results = self.forward(group[0].model, texts, top_k)
+        except Exception as exc:  # the model failed: every request of this pass gets the error
+            for job in group:
+                job.future.set_exception(exc)
+            return
+        start = 0
+        for job in group:
+            part = results[start : start + len(job.texts)]
+            start += len(job.texts)
+            job.future.set_result([{**r, "top_k": r["top_k"][: job.top_k]} for r in part])

@@ -1,0 +1,272 @@
+"""The live controller of one serving worker: follow the registry, load beside, swap atomically.
+
+A background thread polls the registry's production alias and newest rollout. A version
+the worker does not have is loaded beside the serving one, warmed and checked on the smoke
+set; only then does one assignment under a lock swap the routing table. The version that
+served before stays loaded as hot standby, so going back to it is a pointer swap. A version
+that fails to load or fails its smoke set never takes traffic; the failure is reported in
+the worker's heartbeat, which also carries per-version request figures for the canary judge.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conveyor.recipe.schema import Recipe
+from conveyor.registry import Registry, VersionRecord, WorkerRecord
+from gates.model_io import ArtifactError, LoadedModel
+from serving.bake import judge_rollout
+from serving.desired import Desired, desired_state
+from serving.inference import SmokeError, load_for_serving, smoke_check
+from serving.routing import routes_to_canary
+from serving.stats import VersionStats
+
+__all__ = ["Controller", "Routing", "Served", "model_folder"]
+
+log = logging.getLogger(__name__)
+FAILURE_RETRY_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded, smoke-checked version and what its recipe allows per request."""
+
+    version: str
+    task: str
+    loaded: LoadedModel
+    max_length: int
+    max_texts: int
+    max_chars: int
+    max_new_tokens: int
+    loaded_at: datetime
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The immutable routing table a request reads; replaced whole, never edited."""
+
+    active: Served | None = None
+    canary: Served | None = None
+    canary_percent: float = 0.0
+    standby: Served | None = None
+    rollout_id: int | None = None
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def roles(self) -> dict[str, str]:
+        named = {"active": self.active, "canary": self.canary, "standby": self.standby}
+        return {s.version: role for role, s in named.items() if s is not None}
+
+
+def model_folder(record: VersionRecord) -> Path | None:
+    """The BentoML model-store copy when the version is packaged, else the training folder."""
+    try:
+        import bentoml
+
+        return Path(bentoml.models.get(bento_model_tag(record.version)).path)
+    except Exception:  # not packaged (or no store): the registry's folder
+        return Path(record.artifact_uri) if record.artifact_uri else None
+
+
+def bento_model_tag(version: str) -> str:
+    return version.replace("@", "-")
+
+
+def load_version(record: VersionRecord) -> Served:
+    """Load, warm and smoke-check a version: ArtifactError or SmokeError when it must not serve."""
+    start = time.perf_counter()
+    recipe = Recipe.model_validate(record.recipe)
+    loaded = load_for_serving(model_folder(record), record.task)
+    smoke_check(loaded, recipe.model.max_length)  # also the warm-up
+    return Served(
+        version=record.version,
+        task=record.task,
+        loaded=loaded,
+        max_length=recipe.model.max_length,
+        max_texts=recipe.serving.max_texts_per_request,
+        max_chars=recipe.serving.max_text_chars,
+        max_new_tokens=recipe.serving.max_new_tokens,
+        loaded_at=datetime.now(UTC),
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+class Controller:
+    """Follows ``deployment@production`` in one worker process."""
+
+    def __init__(
+        self,
+        registry: Registry | None,
+        deployment: str,
+        *,
+        poll_seconds: float = 0.2,
+        heartbeat_seconds: float = 0.5,
+        worker_index: int = 0,
+    ) -> None:
+        self.registry = registry
+        self.deployment = deployment
+        self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{worker_index}"
+        self.started_at = datetime.now(UTC)
+        self.routing = Routing()
+        self.failures: dict[str, tuple[str, float]] = {}
+        self._loaded: dict[str, Served] = {}
+        self._swap_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, VersionStats] = {}
+        self._stats_rollout: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_beat = 0.0
+        self._rng = random.Random()
+
+    # -- requests --------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.routing.active is not None
+
+    def pick(self, key: str | None = None) -> tuple[Served, str]:
+        """The version that answers this request, and its role (active or canary)."""
+        routing = self.routing  # one read of one reference: a consistent table
+        if routing.active is None:
+            raise ArtifactError(f"no version of {self.deployment} is loaded yet")
+        if routing.canary is not None and routes_to_canary(routing.canary_percent, key, self._rng):
+            return routing.canary, "canary"
+        return routing.active, "active"
+
+    def record(self, version: str, latency_ms: float, failed: bool) -> None:
+        with self._stats_lock:
+            self._stats.setdefault(version, VersionStats()).observe(latency_ms, failed)
+
+    # -- following the registry ------------------------------------------------------------
+
+    def _registry(self) -> Registry:
+        if self.registry is None:
+            raise RuntimeError("a pinned controller does not follow a registry")
+        return self.registry
+
+    def start(self) -> None:
+        """One synchronous sync (so a fresh worker is ready with production), then the thread."""
+        self.sync()
+        self._thread = threading.Thread(target=self._run, name="conveyor-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self._registry().forget_worker(self.worker)
+        except Exception:  # shutting down: the heartbeat simply goes stale
+            log.debug("could not remove heartbeat of %s", self.worker, exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.sync()
+                if self.routing.canary is not None:
+                    judge_rollout(self._registry(), self.deployment)
+            except Exception:  # the registry may be briefly unavailable: keep serving
+                log.warning("controller tick failed; still serving", exc_info=True)
+
+    def sync(self) -> None:
+        production, rollout = self._registry().serving_target(self.deployment)
+        desired = desired_state(production, rollout)
+        self._apply(desired)
+        if time.monotonic() - self._last_beat >= self.heartbeat_seconds:
+            self.beat()
+
+    def _get(self, version: str | None) -> Served | None:
+        """The loaded version, loading it beside the others if needed; None if it cannot serve."""
+        if version is None:
+            return None
+        if version in self._loaded:
+            return self._loaded[version]
+        failed = self.failures.get(version)
+        if failed and time.monotonic() - failed[1] < FAILURE_RETRY_SECONDS:
+            return None
+        try:
+            served = load_version(self._registry().resolve(version))
+        except (ArtifactError, SmokeError) as exc:
+            log.error("%s refused %s: %s", self.worker, version, exc)
+            self.failures[version] = (str(exc), time.monotonic())
+            self.beat()
+            return None
+        self.failures.pop(version, None)
+        self._loaded[version] = served
+        log.info("%s loaded %s in %.2f s", self.worker, version, served.load_seconds)
+        return served
+
+    def _apply(self, desired: Desired) -> None:
+        current = self.routing
+        active = self._get(desired.active) or current.active
+        canary = self._get(desired.canary) if desired.canary else None
+        if canary is not None and active is not None and canary.version == active.version:
+            canary = None
+        standby = current.standby
+        if current.active is not None and active is not None and active is not current.active:
+            standby = current.active
+        if standby is not None and active is not None and standby.version == active.version:
+            standby = None
+        unchanged = (
+            active is current.active
+            and canary is current.canary
+            and standby is current.standby
+            and desired.canary_percent == current.canary_percent
+            and desired.rollout_id == current.rollout_id
+        )
+        if unchanged:
+            return
+        routing = Routing(active, canary, desired.canary_percent, standby, desired.rollout_id)
+        with self._swap_lock:
+            self.routing = routing
+            keep = {s.version for s in (active, canary, standby) if s is not None}
+            self._loaded = {v: s for v, s in self._loaded.items() if v in keep}
+        self._reset_stats_for(desired.rollout_id)
+        log.info("%s serves %s", self.worker, routing.roles())
+        self.beat()
+
+    def _reset_stats_for(self, rollout_id: int | None) -> None:
+        with self._stats_lock:
+            if rollout_id != self._stats_rollout:
+                self._stats = {}
+                self._stats_rollout = rollout_id
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, VersionStats]:
+        with self._stats_lock:
+            return {
+                v: VersionStats(s.requests, s.errors, list(s.buckets))
+                for v, s in self._stats.items()
+            }
+
+    def beat(self) -> None:
+        routing = self.routing
+        self._last_beat = time.monotonic()
+        self._registry().heartbeat(
+            WorkerRecord(
+                worker=self.worker,
+                deployment=self.deployment,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started_at=self.started_at,
+                updated_at=datetime.now(UTC),
+                active_version=routing.active.version if routing.active else None,
+                standby_version=routing.standby.version if routing.standby else None,
+                canary_version=routing.canary.version if routing.canary else None,
+                rollout_id=self._stats_rollout,
+                failures={v: reason for v, (reason, _) in self.failures.items()},
+                stats={v: s.as_dict() for v, s in self.stats().items()},
+            )
+        )

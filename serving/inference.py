@@ -1,0 +1,119 @@
+"""Load a version for serving, answer classify / generate, and check it on a smoke set."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from threading import Thread
+from typing import Any
+
+import torch
+
+from conveyor.errors import ConveyorError
+from gates.model_io import ArtifactError, LoadedModel, load_model
+
+__all__ = [
+    "SMOKE_PROMPTS",
+    "SMOKE_TEXTS",
+    "ArtifactError",
+    "SmokeError",
+    "classify_texts",
+    "generate_text",
+    "load_for_serving",
+    "smoke_check",
+    "stream_text",
+]
+
+SMOKE_TEXTS = ("hello", "what time is it", "set a timer for five minutes", "thanks")
+SMOKE_PROMPTS = ("hello", "the")
+
+
+class SmokeError(ConveyorError):
+    """A version that loads but does not answer its smoke set: it must never take traffic."""
+
+
+def load_for_serving(folder: Path | str | None, task: str) -> LoadedModel:
+    """Load a model folder (safetensors only) for inference; ArtifactError says why not."""
+    return load_model(folder, task)
+
+
+@torch.inference_mode()
+def classify_texts(
+    loaded: LoadedModel, texts: Sequence[str], top_k: int, max_length: int
+) -> list[dict[str, Any]]:
+    """One forward pass over ``texts``: label, score and the ``top_k`` best for each."""
+    assert loaded.label_names is not None, "classify needs a classification model"
+    batch = loaded.tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    probs = torch.softmax(loaded.model(**batch).logits.float(), dim=-1)
+    k = max(1, min(top_k, probs.shape[-1]))
+    scores, ids = probs.topk(k, dim=-1)
+    results = []
+    for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
+        best = [
+            {"label": loaded.label_names[i], "score": round(s, 6)}
+            for s, i in zip(row_scores, row_ids, strict=True)
+        ]
+        results.append({"label": best[0]["label"], "score": best[0]["score"], "top_k": best})
+    return results
+
+
+def _generate_kwargs(loaded: LoadedModel, max_new_tokens: int, temperature: float) -> Any:
+    sampling = temperature > 0
+    return {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": sampling,
+        "temperature": temperature if sampling else None,
+        "top_p": None,
+        "top_k": None,
+        "pad_token_id": loaded.tokenizer.pad_token_id,
+    }
+
+
+@torch.inference_mode()
+def generate_text(loaded: LoadedModel, prompt: str, max_new_tokens: int, temperature: float) -> str:
+    """A continuation of ``prompt``: greedy at temperature 0, sampled above."""
+    encoded = loaded.tokenizer(prompt, return_tensors="pt")
+    output = loaded.model.generate(
+        **encoded, **_generate_kwargs(loaded, max_new_tokens, temperature)
+    )
+    new_tokens = output[0, encoded["input_ids"].shape[1] :]
+    return str(loaded.tokenizer.decode(new_tokens, skip_special_tokens=True))
+
+
+def stream_text(
+    loaded: LoadedModel, prompt: str, max_new_tokens: int, temperature: float
+) -> Iterator[str]:
+    """The continuation piece by piece, as the model produces it (a thread runs generate)."""
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    encoded = loaded.tokenizer(prompt, return_tensors="pt")
+    kwargs = {**encoded, **_generate_kwargs(loaded, max_new_tokens, temperature)}
+
+    def run() -> None:
+        with torch.inference_mode():
+            loaded.model.generate(**kwargs, streamer=streamer)
+
+    worker = Thread(target=run, daemon=True)
+    worker.start()
+    yield from streamer
+    worker.join(timeout=60)
+
+
+def smoke_check(loaded: LoadedModel, max_length: int) -> dict[str, Any]:
+    """Answer the smoke set with finite, well-formed outputs, or raise SmokeError saying how not."""
+    try:
+        if loaded.task == "causal-lm":
+            outputs = [generate_text(loaded, p, 4, 0.0) for p in SMOKE_PROMPTS]
+            return {"prompts": len(outputs)}
+        results = classify_texts(loaded, SMOKE_TEXTS, 1, max_length)
+    except Exception as exc:  # any failure on the smoke set disqualifies the version
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SmokeError(f"smoke set failed: {type(exc).__name__}: {first}") from exc
+    bad = [r for r in results if not math.isfinite(r["score"]) or not 0 <= r["score"] <= 1]
+    if len(results) != len(SMOKE_TEXTS) or bad:
+        raise SmokeError(f"smoke set gave malformed outputs: {bad or results}")
+    return {"texts": len(results), "labels": sorted({r["label"] for r in results})}

@@ -1,0 +1,109 @@
+"""``conveyor package``: a version into the BentoML model store, and an immutable Bento pinning it.
+
+Only safetensors weights, configs and tokenizer files are copied (no pickle on the serving
+path); the Bento is built offline (``lock_packages: false``, no hub calls) and sets
+``CONVEYOR_BENTO_MODEL`` so the service inside serves that one model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.registry import Registry, VersionStatus
+from gates.model_io import ArtifactError
+from serving.controller import bento_model_tag
+from serving.server import REPO_ROOT
+
+__all__ = ["ALLOWED_SUFFIXES", "Packaged", "package_version"]
+
+ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".yaml", ".model", ".jinja")
+REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy")
+BENTO_PACKAGES = [
+    "torch==2.13.0", "bentoml==1.4.39", "transformers==5.23.0", "safetensors",
+    "sqlalchemy>=2.0,<2.1", "alembic>=1.13", "pydantic>=2.7,<3", "pydantic-settings>=2.3",
+    "pyyaml>=6", "numpy>=1.26", "fastapi<0.151", "prometheus-client",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Packaged:
+    version: str
+    model_tag: str
+    bento_tag: str | None
+    files: list[str]
+
+
+def _servable_files(folder: Path) -> list[Path]:
+    if not (folder / "model.safetensors").is_file():
+        raise ArtifactError(f"artifact incomplete: no model.safetensors in {folder}")
+    pickled = [p.name for p in folder.iterdir() if p.suffix in REFUSED_SUFFIXES]
+    if pickled:
+        raise ArtifactError(f"{folder} holds pickle-format files {pickled}: refusing to package")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in ALLOWED_SUFFIXES)
+
+
+def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -> Packaged:
+    """Store the model (tag ``deployment:vN``) and build the Bento; audited, status PACKAGED."""
+    import bentoml
+
+    record = registry.resolve(ref)
+    folder = Path(record.artifact_uri or "")
+    if not record.artifact_uri or not folder.is_dir():
+        raise ArtifactError(f"artifact missing for {record.version}: {folder}")
+    files = _servable_files(folder)
+    tag = bento_model_tag(record.version)
+    try:
+        model = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        metadata = {
+            "version": record.version,
+            "deployment": record.deployment,
+            "number": record.number,
+            "task": record.task,
+            "base_model": record.base_model,
+            "data_fingerprint": record.data_fingerprint or "",
+            "recipe_json": json.dumps(record.recipe),
+        }
+        labels = {"deployment": record.deployment, "task": record.task}
+        with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
+            for path in files:
+                shutil.copy2(path, Path(model.path) / path.name)
+    bento_tag = _build_bento(str(model.tag), record.deployment) if build_bento else None
+    registry.update_version(record.version, status=VersionStatus.PACKAGED, reason="packaged")
+    registry.audit(
+        "version.packaged",
+        deployment=record.deployment,
+        version=record.version,
+        details={"model_tag": str(model.tag), "bento_tag": bento_tag},
+    )
+    return Packaged(record.version, str(model.tag), bento_tag, [p.name for p in files])
+
+
+def _build_bento(model_tag: str, deployment: str) -> str:
+    import bentoml
+    from bentoml._internal.bento.build_config import BentoEnvSchema
+
+    previous = os.environ.get("CONVEYOR_BENTO_MODEL")
+    os.environ["CONVEYOR_BENTO_MODEL"] = model_tag  # the service module pins it at import
+    try:
+        bento = bentoml.bentos.build(
+            "serving.service:Conveyor",
+            name=deployment,
+            version=model_tag.split(":")[1],
+            labels={"model": model_tag},
+            models=[model_tag],
+            include=["serving/*.py", "conveyor/**/*.py", "conveyor/migrations/*", "gates/*.py"],
+            envs=[BentoEnvSchema(name="CONVEYOR_BENTO_MODEL", value=model_tag)],
+            python={"packages": BENTO_PACKAGES, "lock_packages": False},
+            build_ctx=str(REPO_ROOT),
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("CONVEYOR_BENTO_MODEL", None)
+        else:
+            os.environ["CONVEYOR_BENTO_MODEL"] = previous
+    return str(bento.tag)

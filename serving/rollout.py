@@ -1,0 +1,202 @@
+"""Promote and roll back: verify the version, move the alias, wait until every worker serves it.
+
+The workers do the loading and swapping (see :mod:`serving.controller`); these functions
+decide, write the registry (compare-and-set) and watch the workers' heartbeats.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.errors import NotFoundError, RegistryConflictError
+from conveyor.recipe.schema import Recipe
+from conveyor.registry import Registry, RolloutRecord, RolloutState, VersionStatus, WorkerRecord
+from gates.model_io import ArtifactError
+from serving.bake import judge_rollout, live_workers
+from serving.controller import load_version
+from serving.errors import ConvergenceError, PromotionRefused
+from serving.inference import SmokeError
+
+__all__ = ["Outcome", "last_served", "promote", "rollback", "verify_loads", "wait_converged"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened: the rollout as closed, the workers that serve it, the timings."""
+
+    rollout: RolloutRecord
+    workers: list[str]
+    load_seconds: float
+    converge_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.rollout.state == RolloutState.ROLLED_BACK
+
+
+def verify_loads(registry: Registry, version: str, action: str) -> float:
+    """Load and smoke-check here, before any traffic moves; refuse (audited) if it cannot serve."""
+    record = registry.resolve(version)
+    start = time.perf_counter()
+    try:
+        load_version(record)
+    except (ArtifactError, SmokeError) as exc:
+        registry.audit(
+            f"{action}.refused",
+            deployment=record.deployment,
+            version=version,
+            reason=str(exc),
+            details={"stage": "verify"},
+        )
+        raise PromotionRefused(f"{version} refused, nothing moved: {exc}") from exc
+    return time.perf_counter() - start
+
+
+def _serves(worker: WorkerRecord, version: str) -> bool:
+    return worker.active_version == version and worker.canary_version is None
+
+
+def wait_converged(
+    registry: Registry, deployment: str, version: str, timeout: float, *, canary: bool = False
+) -> list[str]:
+    """Until every live worker serves ``version`` (or has it as canary); ConvergenceError names
+    the workers that did not, with the reason a worker gave for refusing it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = live_workers(registry, deployment)
+        failed = {w.worker: w.failures[version] for w in workers if version in w.failures}
+        if failed:
+            detail = "; ".join(f"{w}: {reason}" for w, reason in failed.items())
+            raise ConvergenceError(f"workers refused {version}: {detail}")
+        ok = [
+            w for w in workers if (w.canary_version == version if canary else _serves(w, version))
+        ]
+        if len(ok) == len(workers):
+            return [w.worker for w in workers]
+        if time.monotonic() > deadline:
+            lagging = ", ".join(
+                f"{w.worker} (serves {w.active_version})" for w in workers if w not in ok
+            )
+            raise ConvergenceError(
+                f"after {timeout:g} s these workers do not serve {version}: {lagging}"
+            )
+        time.sleep(0.1)
+
+
+def _finish(
+    registry: Registry, rollout: RolloutRecord, workers: list[str], reason: str
+) -> RolloutRecord:
+    closed = registry.finish_rollout(
+        rollout.id, RolloutState.COMPLETED, reason=reason, details={"workers": workers}
+    )
+    registry.update_version(rollout.version, status=VersionStatus.SERVING, reason=reason)
+    return closed
+
+
+def _abort(registry: Registry, rollout: RolloutRecord, exc: ConvergenceError) -> None:
+    """A worker refused the version: put production back (compare-and-set) and record why."""
+    try:
+        registry.finish_rollout(
+            rollout.id, RolloutState.FAILED, reason=str(exc), revert=rollout.previous is not None
+        )
+    except RegistryConflictError:
+        pass
+
+
+def _bake(registry: Registry, rollout: RolloutRecord, timeout: float) -> RolloutRecord:
+    """Judge the canary until a verdict closes the rollout (here or in a worker)."""
+    deadline = time.monotonic() + rollout.bake_seconds + timeout
+    while time.monotonic() < deadline:
+        judge_rollout(registry, rollout.deployment)
+        current = next(
+            r for r in registry.rollouts(rollout.deployment, limit=20) if r.id == rollout.id
+        )
+        if not current.state.open:
+            return current
+        time.sleep(0.2)
+    raise ConvergenceError(f"rollout {rollout.id} still baking after {timeout:g} s past its window")
+
+
+def promote(
+    registry: Registry,
+    ref: str,
+    *,
+    canary_percent: float | None = None,
+    bake_seconds: float | None = None,
+    timeout: float = 60.0,
+) -> Outcome:
+    """Make ``ref`` the production version, through a canary when the percent and bake allow."""
+    record = registry.resolve(ref)
+    serving = Recipe.model_validate(record.recipe).serving
+    percent = serving.canary_percent if canary_percent is None else canary_percent
+    bake = serving.bake_seconds if bake_seconds is None else bake_seconds
+    current = registry.alias(record.deployment, "production")
+    if current == record.version:
+        raise RegistryConflictError(f"{record.version} already serves {record.deployment}")
+    load_seconds = verify_loads(registry, record.version, "promotion")
+    if current is None:
+        percent = 100.0  # nothing to compare a canary with
+    details: dict[str, Any] = {"verify_load_seconds": round(load_seconds, 3)}
+    rollout = registry.start_rollout(
+        record.deployment,
+        record.version,
+        kind="promote",
+        reason=f"promote {record.version}",
+        expected=current,
+        canary_percent=percent,
+        bake_seconds=bake,
+        details=details,
+    )
+    start = time.monotonic()
+    baking = rollout.state == RolloutState.BAKING
+    try:
+        wait_converged(registry, record.deployment, record.version, timeout, canary=baking)
+    except ConvergenceError as exc:
+        if "refused" in str(exc):
+            _abort(registry, rollout, exc)
+        raise
+    if baking:
+        rollout = _bake(registry, rollout, timeout)
+        if rollout.state != RolloutState.COMPLETED:
+            return Outcome(rollout, [], load_seconds, time.monotonic() - start, [rollout.reason])
+        workers = wait_converged(registry, record.deployment, record.version, timeout)
+        registry.update_version(record.version, status=VersionStatus.SERVING, reason=rollout.reason)
+        return Outcome(rollout, workers, load_seconds, time.monotonic() - start, [rollout.reason])
+    workers = wait_converged(registry, record.deployment, record.version, timeout)
+    notes = [] if workers else ["no live worker: servers load it when they start"]
+    closed = _finish(registry, rollout, workers, f"all {len(workers)} workers serve it")
+    return Outcome(closed, workers, load_seconds, time.monotonic() - start, notes)
+
+
+def last_served(registry: Registry, deployment: str, exclude: str | None) -> str:
+    """The newest version that really served (a completed rollout), other than ``exclude``."""
+    for rollout in registry.rollouts(deployment):
+        if rollout.state == RolloutState.COMPLETED and rollout.version != exclude:
+            return rollout.version
+    raise NotFoundError(f"{deployment} has no earlier version that served to roll back to")
+
+
+def rollback(
+    registry: Registry, deployment: str, to: str | None = None, *, timeout: float = 60.0
+) -> Outcome:
+    """Back to the last version that really served (or ``to``), verified to load first."""
+    current = registry.alias(deployment, "production")
+    target = registry.resolve(to).version if to else last_served(registry, deployment, current)
+    if target == current:
+        raise RegistryConflictError(f"{target} already serves {deployment}")
+    load_seconds = verify_loads(registry, target, "rollback")
+    rollout = registry.start_rollout(
+        deployment, target, kind="rollback", reason=f"rollback from {current}", expected=current
+    )
+    start = time.monotonic()
+    try:
+        workers = wait_converged(registry, deployment, target, timeout)
+    except ConvergenceError as exc:
+        if "refused" in str(exc):
+            _abort(registry, rollout, exc)
+        raise
+    closed = _finish(registry, rollout, workers, f"rolled back from {current}")
+    return Outcome(closed, workers, load_seconds, time.monotonic() - start)

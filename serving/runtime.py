@@ -1,0 +1,185 @@
+"""One worker's serving state: the controller, the batcher, Prometheus metrics, the status view."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import torch
+
+from conveyor.registry import Registry, VersionRecord, open_registry
+from conveyor.settings import load_settings
+from gates.model_io import ArtifactError
+from serving.batcher import Batcher
+from serving.controller import Controller, Routing, Served, load_version
+from serving.inference import classify_texts, generate_text, stream_text
+from serving.stats import LATENCY_BUCKETS_MS
+from serving.validation import RequestError
+
+__all__ = ["Runtime", "start_runtime"]
+
+
+def _forward(served: Served, texts: list[str], top_k: int) -> list[dict[str, Any]]:
+    return classify_texts(served.loaded, texts, top_k, served.max_length)
+
+
+class _Metrics:
+    """Prometheus series per model version (created after BentoML set multiprocess mode)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        labels = ["version", "role", "endpoint"]
+        self.requests = Counter("conveyor_requests", "Requests answered by a model", labels)
+        self.errors = Counter("conveyor_errors", "Requests the model failed", labels)
+        self.latency = Histogram(
+            "conveyor_request_seconds",
+            "Latency of model requests",
+            labels,
+            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+        )
+
+
+@dataclass
+class Runtime:
+    controller: Controller
+    batcher: Batcher
+    metrics: _Metrics
+    pinned: str | None
+    _generate_lock: threading.Lock
+
+    def pick(self, key: str | None) -> tuple[Served, str]:
+        try:
+            return self.controller.pick(key)
+        except ArtifactError as exc:
+            raise RequestError(503, str(exc)) from exc
+
+    def active_version(self) -> str | None:
+        active = self.controller.routing.active
+        return active.version if active else None
+
+    def observe(
+        self, version: str, role: str, endpoint: str, start: float, *, failed: bool
+    ) -> None:
+        seconds = time.perf_counter() - start
+        self.controller.record(version, seconds * 1000, failed)
+        self.metrics.requests.labels(version, role, endpoint).inc()
+        self.metrics.latency.labels(version, role, endpoint).observe(seconds)
+        if failed:
+            self.metrics.errors.labels(version, role, endpoint).inc()
+
+    async def generate(self, served: Served, prompt: str, max_new: int, temperature: float) -> str:
+        def run() -> str:
+            with self._generate_lock:
+                return generate_text(served.loaded, prompt, max_new, temperature)
+
+        return await asyncio.to_thread(run)
+
+    async def stream(
+        self, served: Served, prompt: str, max_new: int, temperature: float
+    ) -> AsyncIterator[str]:
+        pieces = stream_text(served.loaded, prompt, max_new, temperature)
+        while True:
+            piece = await asyncio.to_thread(next, pieces, None)
+            if piece is None:
+                return
+            if piece:
+                yield piece
+
+    def status(self) -> dict[str, Any]:
+        routing: Routing = self.controller.routing
+        loaded = []
+        for role, served in (
+            ("active", routing.active),
+            ("canary", routing.canary),
+            ("standby", routing.standby),
+        ):
+            if served is not None:
+                loaded.append(
+                    {
+                        "version": served.version,
+                        "role": role,
+                        "task": served.task,
+                        "loaded_at": served.loaded_at.isoformat(),
+                        "load_seconds": round(served.load_seconds, 3),
+                    }
+                )
+        return {
+            "deployment": self.controller.deployment,
+            "worker": self.controller.worker,
+            "pinned": self.pinned,
+            "routing_since": routing.since.isoformat(),
+            "canary_percent": routing.canary_percent if routing.canary else 0.0,
+            "rollout": routing.rollout_id,
+            "loaded": loaded,
+            "failures": {v: reason for v, (reason, _) in self.controller.failures.items()},
+            "figures": {
+                v: s.as_dict() | {"error_rate": s.error_rate}
+                for v, s in self.controller.stats().items()
+            },
+        }
+
+    def stop(self) -> None:
+        if self.pinned is None:
+            self.controller.stop()
+
+
+def _pinned_record(tag: str) -> VersionRecord:
+    """The version a Bento pins, from the metadata ``conveyor package`` stored with the model."""
+    import bentoml
+
+    model = bentoml.models.get(tag)
+    info: dict[str, Any] = dict(model.info.metadata)
+    return VersionRecord(
+        version=str(info["version"]),
+        deployment=str(info["deployment"]),
+        number=int(info["number"]),
+        task=str(info["task"]),
+        base_model=str(info.get("base_model", "")),
+        artifact_uri=model.path,
+        data_fingerprint=info.get("data_fingerprint") or None,
+        recipe=json.loads(str(info["recipe_json"])),
+        metrics={},
+        verdict=None,
+        status="packaged",
+        created_at=datetime.now(UTC),
+        created_by="bento",
+    )
+
+
+def start_runtime(pinned: str | None = None) -> Runtime:
+    """Build this worker's runtime from the environment ``conveyor serve`` (or a Bento) sets."""
+    from bentoml import server_context
+
+    torch.set_num_threads(
+        int(os.environ.get("CONVEYOR_TORCH_THREADS", "0")) or torch.get_num_threads()
+    )
+    metrics = _Metrics()
+    batcher = Batcher(_forward, int(os.environ.get("CONVEYOR_MAX_BATCH", "32")))
+    index = int(server_context.worker_index or 0)
+    if pinned:
+        served = load_version(_pinned_record(pinned))
+        controller = Controller(None, served.version.split(":")[0], worker_index=index)
+        controller.routing = Routing(active=served)
+        return Runtime(controller, batcher, metrics, pinned, threading.Lock())
+    deployment = os.environ.get("CONVEYOR_SERVE_DEPLOYMENT")
+    if not deployment:
+        raise RuntimeError(
+            "set CONVEYOR_SERVE_DEPLOYMENT (conveyor serve does) or CONVEYOR_BENTO_MODEL"
+        )
+    registry: Registry = open_registry(load_settings())
+    controller = Controller(
+        registry,
+        deployment,
+        poll_seconds=float(os.environ.get("CONVEYOR_POLL_SECONDS", "0.2")),
+        worker_index=index,
+    )
+    controller.start()
+    return Runtime(controller, batcher, metrics, None, threading.Lock())

@@ -1,0 +1,175 @@
+"""The BentoML service: thin glue from HTTP to the controller, the batcher and the inference code.
+
+``conveyor serve`` starts ``bentoml serve serving.service:Conveyor`` with
+``CONVEYOR_SERVE_DEPLOYMENT`` set: every worker follows that deployment's production alias.
+A packaged Bento sets ``CONVEYOR_BENTO_MODEL`` instead and serves that one model, pinned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator
+from typing import Any, cast
+
+import bentoml
+from fastapi import FastAPI
+
+from conveyor.offline import apply_offline_environment
+from conveyor.settings import load_settings
+
+apply_offline_environment(load_settings())  # before any library can reach the network
+
+from serving.runtime import Runtime, start_runtime  # noqa: E402
+from serving.validation import RequestError, check_generate, check_texts  # noqa: E402
+
+__all__ = ["Conveyor"]
+
+log = logging.getLogger(__name__)
+WORKERS = int(os.environ.get("CONVEYOR_SERVE_WORKERS", "1"))
+PINNED = os.environ.get("CONVEYOR_BENTO_MODEL") or None
+admin = FastAPI(title="conveyor admin")
+_runtime: Runtime | None = None
+
+
+class ModelVersionHeader:
+    """ASGI middleware: every response names a version (the active one unless an API did)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_version(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-model-version" for name, _ in headers):
+                    version = _runtime.active_version() if _runtime else None
+                    headers.append((b"x-model-version", (version or "none").encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
+@bentoml.service(
+    name="conveyor",
+    workers=WORKERS,
+    traffic={"timeout": 120, "max_concurrency": 256},
+)
+@bentoml.asgi_app(admin, path="/v1")
+class Conveyor:
+    """``/classify``, ``/generate``, ``/v1/status``; BentoML adds readyz, livez and metrics."""
+
+    pinned_model = bentoml.models.BentoModel(PINNED) if PINNED else None
+
+    def __init__(self) -> None:
+        global _runtime
+        self.runtime = start_runtime(pinned=PINNED)
+        _runtime = self.runtime
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.controller.ready
+
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
+    def _shutdown(self) -> None:
+        self.runtime.stop()
+
+    def _refuse(self, ctx: bentoml.Context, exc: RequestError) -> dict[str, Any]:
+        ctx.response.status_code = exc.status
+        return {"error": exc.reason}
+
+    @bentoml.api(route="/classify")  # type: ignore[untyped-decorator]
+    async def classify(
+        self,
+        ctx: bentoml.Context,
+        text: str | None = None,
+        texts: list[str] | None = None,
+        top_k: int = 1,
+    ) -> dict[str, Any]:
+        """Label one text or a list: each with its label, score and the top-k labels."""
+        start = time.perf_counter()
+        try:
+            served, role = self.runtime.pick(ctx.request.headers.get("x-canary-key"))
+        except RequestError as exc:
+            return self._refuse(ctx, exc)
+        ctx.response.headers["X-Model-Version"] = served.version
+        ctx.response.headers["X-Model-Role"] = role
+        try:
+            items = check_texts(
+                text, texts, top_k, max_texts=served.max_texts, max_chars=served.max_chars
+            )
+            if served.task != "classification":
+                raise RequestError(404, f"{served.version} is a {served.task} model: use /generate")
+        except RequestError as exc:
+            return self._refuse(ctx, exc)
+        try:
+            results = await self.runtime.batcher.submit(served, served.version, items, top_k)
+        except Exception as exc:
+            self.runtime.observe(served.version, role, "classify", start, failed=True)
+            ctx.response.status_code = 500
+            log.error("classify on %s failed: %s", served.version, exc)
+            return {"error": f"the model failed: {type(exc).__name__}"}
+        self.runtime.observe(served.version, role, "classify", start, failed=False)
+        return {"version": served.version, "results": results}
+
+    @bentoml.api(route="/generate")  # type: ignore[untyped-decorator]
+    async def generate(
+        self,
+        ctx: bentoml.Context,
+        prompt: str,
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+    ) -> dict[str, Any]:
+        """Continue a prompt (causal-LM deployments); ``max_new_tokens`` capped by the recipe."""
+        start = time.perf_counter()
+        try:
+            served, role = self.runtime.pick(ctx.request.headers.get("x-canary-key"))
+            ctx.response.headers["X-Model-Version"] = served.version
+            if served.task != "causal-lm":
+                raise RequestError(404, f"{served.version} is a {served.task} model: use /classify")
+            check_generate(
+                prompt,
+                max_new_tokens,
+                temperature,
+                cap=served.max_new_tokens,
+                max_chars=served.max_chars,
+            )
+        except RequestError as exc:
+            return self._refuse(ctx, exc)
+        try:
+            text = await self.runtime.generate(served, prompt, max_new_tokens, temperature)
+        except Exception as exc:
+            self.runtime.observe(served.version, role, "generate", start, failed=True)
+            ctx.response.status_code = 500
+            return {"error": f"the model failed: {type(exc).__name__}"}
+        self.runtime.observe(served.version, role, "generate", start, failed=False)
+        return {"version": served.version, "text": text}
+
+    @bentoml.api(route="/generate_stream")  # type: ignore[untyped-decorator]
+    async def generate_stream(
+        self, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0
+    ) -> AsyncGenerator[str, None]:
+        """The continuation as it is produced (text chunks); limits as ``/generate``."""
+        served, _role = self.runtime.pick(None)
+        check_generate(
+            prompt,
+            max_new_tokens,
+            temperature,
+            cap=served.max_new_tokens,
+            max_chars=served.max_chars,
+        )
+        async for piece in self.runtime.stream(served, prompt, max_new_tokens, temperature):
+            yield piece
+
+    @admin.get("/status")
+    def status(self) -> dict[str, Any]:
+        """Versions loaded in this worker, their roles and since when, and their figures."""
+        return self.runtime.status()
+
+
+cast(Any, Conveyor).add_asgi_middleware(ModelVersionHeader)

@@ -1,0 +1,48 @@
+"""Request checks at the API edge: a 4xx with a reason, never a 500 for a malformed request."""
+
+from __future__ import annotations
+
+__all__ = ["RequestError", "check_generate", "check_texts"]
+
+
+class RequestError(Exception):
+    """A request the service refuses; ``status`` is the HTTP code (4xx)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def check_texts(
+    text: str | None, texts: list[str] | None, top_k: int, *, max_texts: int, max_chars: int
+) -> list[str]:
+    """The texts to classify: exactly one of ``text`` / ``texts``, non-empty, within limits."""
+    if (text is None) == (texts is None):
+        raise RequestError(422, "give exactly one of 'text' (a string) or 'texts' (a list)")
+    items = [text] if text is not None else list(texts or [])
+    if not items:
+        raise RequestError(422, "'texts' is empty: give at least one text")
+    if len(items) > max_texts:
+        raise RequestError(422, f"{len(items)} texts; at most {max_texts} per request")
+    for index, item in enumerate(items):
+        if not item.strip():
+            raise RequestError(422, f"text {index} is blank")
+        if len(item) > max_chars:
+            raise RequestError(422, f"text {index} has {len(item)} characters; at most {max_chars}")
+    if not 1 <= top_k <= 100:
+        raise RequestError(422, f"top_k must be between 1 and 100, not {top_k}")
+    return items
+
+
+def check_generate(
+    prompt: str, max_new_tokens: int, temperature: float, *, cap: int, max_chars: int
+) -> None:
+    if not prompt.strip():
+        raise RequestError(422, "'prompt' is blank")
+    if len(prompt) > max_chars:
+        raise RequestError(422, f"prompt has {len(prompt)} characters; at most {max_chars}")
+    if not 1 <= max_new_tokens <= cap:
+        raise RequestError(422, f"max_new_tokens must be between 1 and {cap}, not {max_new_tokens}")
+    if not 0 <= temperature <= 5:
+        raise RequestError(422, f"temperature must be between 0 and 5, not {temperature}")
