@@ -182,13 +182,14 @@ def fine_tune(
     total = _total_steps(recipe, len(prepared.train), world)
     on_gpu = t.gpus > 0 and torch.cuda.is_available()
     precision = ds.resolve_precision(t.precision, on_gpu)
+    own_clip = ds.clip_in_loop(t.zero_stage, precision)
     config = ds.deepspeed_config(
         micro_batch_size=t.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         world_size=world,
         zero_stage=t.zero_stage,
         precision=precision,
-        max_grad_norm=t.max_grad_norm,
+        max_grad_norm=None if own_clip else t.max_grad_norm,
         extra=t.deepspeed,
     )
     if on_gpu:
@@ -220,6 +221,7 @@ def fine_tune(
         max_length=recipe.model.max_length,
         zero_stage=t.zero_stage,
         show_progress=show_progress,
+        clip_grad_norm=t.max_grad_norm if own_clip else None,
     )
     result = fit(
         engine,

@@ -38,6 +38,7 @@ class LoopSettings:
     max_length: int = 0
     zero_stage: int = 0
     show_progress: bool = True
+    clip_grad_norm: float | None = None  # clip here (foreach) instead of in the engine
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def fit(
     lengths = train.lengths
     progress = Progress(cfg.total_steps, state.step, cfg.show_progress and rank == 0)
     running = torch.zeros((), device=engine.device)
+    params = [p for p in engine.module.parameters() if p.requires_grad]
     micro, step_samples, train_loss, stop = 0, 0, math.nan, False
     started, start_samples = time.perf_counter(), state.samples
     engine.train()
@@ -114,6 +116,8 @@ def fit(
                 batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
                 loss = engine(**batch).loss
                 engine.backward(loss)
+                if cfg.clip_grad_norm and engine.is_gradient_accumulation_boundary():
+                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm, foreach=True)
                 engine.step()
                 running += loss.detach()
                 micro += 1

@@ -55,8 +55,8 @@ def _wait_for_checkpoint(directory: Path, at_least: int, process: subprocess.Pop
 
 
 def test_killed_run_resumes_to_the_same_metrics(make_recipe: RecipeFactory, tmp_path: Path) -> None:
-    # 6 epochs x 20 batches = 120 steps; checkpoints every 7 steps never fall on an epoch edge.
-    path = make_recipe(training={"epochs": 6, "eval_every_steps": 10})
+    # 4 epochs x 20 batches = 80 steps; checkpoints every 7 steps never fall on an epoch edge.
+    path = make_recipe(training={"epochs": 4, "eval_every_steps": 10})
 
     reference = fine_tune(
         load_recipe(path), Settings(home=tmp_path / "reference"), show_progress=False
@@ -71,7 +71,7 @@ def test_killed_run_resumes_to_the_same_metrics(make_recipe: RecipeFactory, tmp_
     assert first.returncode == -signal.SIGKILL
     tag = (directory / "latest").read_text().strip()
     step = int(tag.removeprefix("step-"))
-    assert 14 <= step < 120 and step % BATCHES_PER_EPOCH != 0, "not killed mid-epoch"
+    assert 14 <= step < 80 and step % BATCHES_PER_EPOCH != 0, "not killed mid-epoch"
 
     second = _train(path, home, "--resume")
     out, err = second.communicate(timeout=300)
