@@ -63,8 +63,8 @@ def _model(num_labels: int, vocab: int) -> torch.nn.Module:
         num_attention_heads=4,
         intermediate_size=256,
         max_position_embeddings=64,
-        num_labels=num_labels,
     )
+    config.num_labels = num_labels
     torch.manual_seed(0)
     return BertForSequenceClassification(config)
 
