@@ -161,10 +161,22 @@ def promote(
     if baking:
         rollout = _bake(registry, rollout, timeout)
         if rollout.state != RolloutState.COMPLETED:
-            return Outcome(rollout, [], load_seconds, time.monotonic() - start, [rollout.reason])
+            return Outcome(
+                rollout,
+                [],
+                load_seconds,
+                time.monotonic() - start,
+                [str(rollout.details.get("outcome", rollout.reason))],
+            )
         workers = wait_converged(registry, record.deployment, record.version, timeout)
         registry.update_version(record.version, status=VersionStatus.SERVING, reason=rollout.reason)
-        return Outcome(rollout, workers, load_seconds, time.monotonic() - start, [rollout.reason])
+        return Outcome(
+            rollout,
+            workers,
+            load_seconds,
+            time.monotonic() - start,
+            [str(rollout.details.get("outcome", rollout.reason))],
+        )
     workers = wait_converged(registry, record.deployment, record.version, timeout)
     notes = [] if workers else ["no live worker: servers load it when they start"]
     closed = _finish(registry, rollout, workers, f"all {len(workers)} workers serve it")

@@ -272,6 +272,11 @@ class Registry:
                 raise NotFoundError(f"no version {version} in the registry")
             return _version_record(row)
 
+    def has_version(self, version: str) -> bool:
+        with self._session() as session:
+            found = session.scalar(select(ModelVersion.id).where(ModelVersion.version == version))
+            return found is not None
+
     def get_version(self, version: str) -> VersionRecord:
         return self.resolve(version)
 
@@ -621,7 +626,7 @@ class Registry:
                 )
             row.state = str(state)
             row.finished_at = utcnow()
-            row.details = {**(row.details or {}), **(details or {})}
+            row.details = {**(row.details or {}), **(details or {}), "outcome": reason}
             action = f"{row.kind}.{state}"
             audit = {"rollout": row.id, **(details or {})}
             self._add_audit(session, action, row.deployment, row.version, reason, audit)
