@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
+from pathlib import Path
 
 from conveyor.settings import Settings
 
@@ -27,12 +28,13 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     # Great Expectations: no usage statistics.
     "GX_ANALYTICS_ENABLED": "false",
 }
+_TOOL_HOMES = ("PREFECT_HOME", "BENTOML_HOME", "TORCH_EXTENSIONS_DIR")
 
 
 def apply_offline_environment(
     settings: Settings, environ: MutableMapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Set the offline variables and the tool homes unless already set.
+    """Set the offline variables and the tool homes unless already set; create the homes.
 
     Returns the variables this call set (what it changed), for logging and tests.
     """
@@ -46,4 +48,6 @@ def apply_offline_environment(
         if name not in env:
             env[name] = value
             changed[name] = value
+    for name in _TOOL_HOMES:  # tools fail obscurely on a missing home (Prefect's SQLite)
+        Path(env[name]).expanduser().mkdir(parents=True, exist_ok=True)
     return changed

@@ -1,1 +1,5 @@
-"""Prefect flows and deployments that chain the stages (issue 8; not built yet)."""
+"""Prefect flows that chain the stages; the stages themselves never import Prefect."""
+
+from flows.retrain import DEFAULT_RECIPE, retrain
+
+__all__ = ["DEFAULT_RECIPE", "retrain"]

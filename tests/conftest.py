@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,8 @@ SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 os.environ.setdefault(
     "TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "conveyor" / "torch_extensions")
 )
-apply_offline_environment(Settings(home=Path("/nonexistent-conveyor-home")), os.environ)
+_SESSION_HOME = Path(tempfile.gettempdir()) / "conveyor-test-session-home"
+apply_offline_environment(Settings(home=_SESSION_HOME), os.environ)
 for _tool_home in ("PREFECT_HOME", "BENTOML_HOME"):
     os.environ.pop(_tool_home, None)  # set per test by the conveyor_home fixture
 

@@ -8,7 +8,6 @@ artifacts and unknown test labels are judged, not crashed on.
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,38 +20,23 @@ from conveyor.recipe import load_recipe
 from conveyor.registry import Registry, VersionStatus
 from conveyor.settings import Settings
 from gates import evaluate_version
-from tests.conftest import DATA_DIR, REPO_ROOT
+from tests.clinc_slices import write_slice
+from tests.conftest import REPO_ROOT
 from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)
 from training import fine_tune
 
 pytestmark = pytest.mark.integration
 
-INTENTS = ("timer", "transfer", "translate", "definition")
 DEPLOYMENT = "tiny-intents"
-
-
-def _slice(split: str, per_label: int, target: Path, shuffle_seed: int | None = None) -> None:
-    counts = dict.fromkeys(INTENTS, 0)
-    rows: list[dict[str, Any]] = []
-    for line in (DATA_DIR / "clinc150" / f"{split}.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row["label"] in counts and counts[row["label"]] < per_label:
-            counts[row["label"]] += 1
-            rows.append(row)
-    if shuffle_seed is not None:
-        labels = [row["label"] for row in rows]
-        random.Random(shuffle_seed).shuffle(labels)
-        rows = [{**row, "label": label} for row, label in zip(rows, labels, strict=True)]
-    target.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str, Any]:  # noqa: F811
     root = tmp_path_factory.mktemp("gates")
-    _slice("train", 100, root / "train.jsonl")
-    _slice("train", 100, root / "train-shuffled.jsonl", shuffle_seed=3)
-    _slice("validation", 20, root / "validation.jsonl")
-    _slice("test", 30, root / "test.jsonl")
+    write_slice("train", 100, root / "train.jsonl")
+    write_slice("train", 100, root / "train-shuffled.jsonl", shuffle_seed=3)
+    write_slice("validation", 20, root / "validation.jsonl")
+    write_slice("test", 30, root / "test.jsonl")
     settings = Settings(home=root / "home", actor="pytest")
     registry = Registry.from_url(settings.registry_url, actor="pytest")
     return {"root": root, "settings": settings, "registry": registry, "base": tiny_bert}

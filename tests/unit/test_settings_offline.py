@@ -30,13 +30,15 @@ def test_default_home_is_under_the_user_home(monkeypatch: pytest.MonkeyPatch) ->
     assert Settings().home == (Path.home() / ".conveyor").resolve()
 
 
-def test_offline_environment_sets_missing_values_only() -> None:
-    settings = Settings(home=Path("/srv/conveyor"))
-    env = {"HF_HUB_OFFLINE": "0", "BENTOML_HOME": "/mine"}
+def test_offline_environment_sets_missing_values_only(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
+    env = {"HF_HUB_OFFLINE": "0", "BENTOML_HOME": str(tmp_path / "mine")}
     changed = apply_offline_environment(settings, env)
     assert env["HF_HUB_OFFLINE"] == "0" and "HF_HUB_OFFLINE" not in changed
-    assert env["BENTOML_HOME"] == "/mine"
-    assert env["PREFECT_HOME"] == "/srv/conveyor/prefect"
+    assert env["BENTOML_HOME"] == str(tmp_path / "mine")
+    assert env["PREFECT_HOME"] == str(tmp_path / "home" / "prefect")
+    for home in ("PREFECT_HOME", "BENTOML_HOME", "TORCH_EXTENSIONS_DIR"):
+        assert Path(env[home]).is_dir()
     for name, value in OFFLINE_DEFAULTS.items():
         if name != "HF_HUB_OFFLINE":
             assert env[name] == value

@@ -1,0 +1,103 @@
+"""The retrain flow: validate -> fine-tune -> evaluate against production -> gate -> promote.
+
+It only composes the stage tasks (``flows.tasks``); every decision lives in a stage.
+A failed data check stops the flow before training (the run fails, with the reason);
+a failed gate is a decision, not an error: the run completes, named "... rejected".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from conveyor.offline import apply_offline_environment
+from conveyor.recipe import load_recipe
+from conveyor.registry import open_registry
+from conveyor.settings import load_settings
+from conveyor.splits import fingerprint_splits
+from flows.keys import run_key
+from flows.tasks import evaluate_candidate, promote_alias, train_model, validate_data
+
+__all__ = ["DEFAULT_RECIPE", "retrain"]
+
+DEFAULT_RECIPE = "recipes/clinc150-minilm.yaml"
+log = logging.getLogger(__name__)
+
+
+def _rename_run(name: str) -> None:
+    """Give the run a name that says what it did (best effort: the UI shows it)."""
+    from prefect.client.orchestration import get_client
+
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run_id=UUID(str(run_id)), name=name)
+    except Exception as exc:  # the run itself must not fail on its name
+        log.warning("could not rename flow run: %s", exc)
+
+
+def _recipe_overrides(overrides: list[str] | None, data_train: str | None) -> list[str]:
+    found = list(overrides or [])
+    if data_train:
+        found.append(f"data.train={data_train}")
+    return found
+
+
+@flow(name="retrain", flow_run_name="retrain {recipe}", log_prints=True)
+def retrain(
+    recipe: str = DEFAULT_RECIPE,
+    overrides: list[str] | None = None,
+    data_train: str | None = None,
+    auto_promote: bool = True,
+) -> dict[str, Any]:
+    """Retrain a deployment from its recipe and promote the result if it passes the gates.
+
+    recipe: path of the recipe YAML. overrides: KEY=VALUE recipe overrides
+    (e.g. training.max_steps=200). data_train: a new training file to use instead
+    of the recipe's. auto_promote: move production to a passing model.
+    """
+    settings = load_settings()
+    apply_offline_environment(settings)
+    logger = get_run_logger()
+    loaded = load_recipe(recipe, _recipe_overrides(overrides, data_train))
+    recipe_json = loaded.model_dump(mode="json")
+    key = run_key(recipe_json, fingerprint_splits(loaded.data.splits()), settings.registry_url)
+    logger.info("retraining %s (run key %s)", loaded.name, key)
+    registry = open_registry(settings)
+
+    validation = validate_data(recipe_json, key)
+    version = train_model(recipe_json, key, validation["profile"])
+    if not registry.has_version(version):  # a cached result from a registry since wiped
+        logger.warning("cached %s is not in the registry: training again", version)
+        train = train_model.with_options(refresh_cache=True)
+        version = train(recipe_json, key, validation["profile"])
+    champion = registry.alias(loaded.name, "production")
+    verdict = evaluate_candidate(version, champion, key)
+
+    outcome: dict[str, Any] = {
+        "deployment": loaded.name,
+        "version": version,
+        "champion": champion,
+        "passed": verdict["passed"],
+        "reason": verdict["reason"],
+        "promoted": False,
+    }
+    if version == champion:
+        outcome["reason"] = f"{version} already serves {loaded.name}: nothing to promote"
+        _rename_run(f"{loaded.name}: {version} already in production")
+    elif not verdict["passed"]:
+        _rename_run(f"{loaded.name}: {version} rejected")
+    elif not auto_promote:
+        _rename_run(f"{loaded.name}: {version} passed, not promoted")
+    else:
+        outcome["promotion"] = promote_alias(loaded.name, version, champion, verdict["reason"])
+        outcome["promoted"] = True
+        _rename_run(f"{loaded.name}: {version} promoted")
+    logger.info("outcome: %s", outcome)
+    return outcome

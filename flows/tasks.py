@@ -1,0 +1,137 @@
+"""The retrain flow's tasks: each wraps one stage function and publishes what it decided.
+
+Results are persisted and keyed by (stage inputs, run key), so a re-run of the same
+data, recipe and code skips every stage that already finished. A failed data or
+gate check is never retried: retries are for what a retry can fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import INPUTS
+from prefect.client.schemas.objects import State, TaskRun
+
+from conveyor.errors import ConveyorError
+from conveyor.recipe import Recipe
+from conveyor.registry import VersionStatus, open_registry
+from conveyor.settings import load_settings
+from flows.artifacts import publish_gate_verdict, publish_promotion, publish_validation
+from flows.resume import resumable
+
+__all__ = ["DataGateFailed", "evaluate_candidate", "promote_alias", "train_model", "validate_data"]
+
+
+class DataGateFailed(ConveyorError):
+    """The data checks failed: the flow stops before training."""
+
+    exit_code = 1
+
+
+def _retry_unless_user_error(task: Task[Any, Any], run: TaskRun, state: State[Any]) -> bool:
+    try:
+        state.result()
+    except ConveyorError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(name="validate-data", cache_policy=INPUTS, persist_result=True)
+def validate_data(recipe_json: dict[str, Any], run_key: str) -> dict[str, Any]:
+    """Great Expectations and the data gates; raises DataGateFailed on failure."""
+    import data_checks
+
+    logger = get_run_logger()
+    recipe = Recipe.model_validate(recipe_json)
+    settings = load_settings()
+    reference = data_checks.find_reference(open_registry(settings), recipe.name, None)
+    report = data_checks.validate_recipe(recipe, reference=reference, progress=logger.info)
+    folder = settings.home / "reports" / recipe.name / f"validate-{run_key}"
+    json_path, md_path = data_checks.write_reports(report, folder)
+    rows = [
+        {"split": c.split, "check": c.name, "outcome": str(c.outcome), "summary": c.summary}
+        for c in report.checks
+    ]
+    publish_validation(recipe.name, md_path.read_text(encoding="utf-8"), rows)
+    if report.exit_code != 0:
+        lines = [report.error or ""] + [c.line() for c in report.failures]
+        raise DataGateFailed(
+            f"data checks failed ({report.summary()}): " + "; ".join(filter(None, lines))
+        )
+    logger.info("data checks: %s (report %s)", report.summary(), md_path)
+    return {
+        "summary": report.summary(),
+        "data_fingerprint": report.data_fingerprint,
+        "profile": report.profile,
+        "report": str(json_path),
+    }
+
+
+@task(
+    name="fine-tune",
+    cache_policy=INPUTS,
+    persist_result=True,
+    retries=1,
+    retry_condition_fn=_retry_unless_user_error,
+)
+def train_model(recipe_json: dict[str, Any], run_key: str, profile: dict[str, Any] | None) -> str:
+    """Fine-tune with DeepSpeed; resumes from this run's checkpoints after a crash."""
+    from data_checks import PROFILE_KEY
+    from training import fine_tune
+
+    logger = get_run_logger()
+    recipe = Recipe.model_validate(recipe_json)
+    settings = load_settings()
+    registry = open_registry(settings)
+    resume = resumable(settings, recipe)
+    if resume:
+        logger.info("resuming %s from its last checkpoint", recipe.name)
+    result = fine_tune(recipe, settings, resume=resume, registry=registry)
+    if result.version is None:
+        raise RuntimeError("training finished without registering a version")
+    if profile is not None:
+        registry.update_version(result.version, metrics={PROFILE_KEY: profile})
+    logger.info("trained %s: %s", result.version, result.metrics)
+    return result.version
+
+
+@task(
+    name="evaluate-and-gate",
+    cache_policy=INPUTS,
+    persist_result=True,
+    retries=1,
+    retry_condition_fn=_retry_unless_user_error,
+)
+def evaluate_candidate(version: str, champion: str | None, run_key: str) -> dict[str, Any]:
+    """Candidate and champion on one test split; the verdict is recorded and published."""
+    from gates import evaluate_version
+
+    settings = load_settings()
+    outcome = evaluate_version(
+        open_registry(settings), settings, version, against=champion or "none"
+    )
+    payload = {
+        **outcome.verdict.as_dict(),
+        "report": outcome.report,
+        "plot_path": str(outcome.plot_path) if outcome.plot_path else None,
+        "report_path": str(outcome.report_path),
+    }
+    publish_gate_verdict(version.split(":")[0], payload)
+    get_run_logger().info("gate verdict for %s: %s", version, outcome.verdict.reason)
+    return payload
+
+
+@task(name="promote")
+def promote_alias(deployment: str, version: str, champion: str | None, reason: str) -> str:
+    """Move the production alias (compare-and-set against the champion the gates saw)."""
+    settings = load_settings()
+    registry = open_registry(settings)
+    registry.move_alias(deployment, "production", version, reason=reason, expected=champion)
+    registry.update_version(version, status=VersionStatus.SERVING, reason=reason)
+    line = f"{deployment}@production: {champion or '(none)'} -> {version} ({reason})"
+    publish_promotion(deployment, [f"## Promotion of {version}", "", line])
+    get_run_logger().info(line)
+    return line

@@ -1,0 +1,97 @@
+"""The retrain flow on a real (temporary) Prefect server, with tiny real models.
+
+First run: validated, trained, judged as a first model, promoted. A run on
+shuffled labels: rejected with the gate's reason, production untouched, the run
+named so. A run on a broken file: stopped before training. A re-run of the first:
+every stage comes from the persisted results, nothing retrains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
+
+from conveyor.registry import Registry
+from flows import retrain
+from flows.tasks import DataGateFailed
+from tests.clinc_slices import write_slice
+from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def recipe_file(tmp_path: Path, tiny_bert: Path) -> Path:  # noqa: F811
+    write_slice("train", 100, tmp_path / "train.jsonl")
+    write_slice("train", 100, tmp_path / "shuffled.jsonl", shuffle_seed=3)
+    write_slice("validation", 20, tmp_path / "validation.jsonl")
+    write_slice("test", 30, tmp_path / "test.jsonl")
+    broken = (tmp_path / "train.jsonl").read_text()
+    (tmp_path / "broken.jsonl").write_text(broken[: len(broken) // 2 + 7])
+    recipe: dict[str, Any] = {
+        "name": "tiny-intents",
+        "task": "classification",
+        "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+        "model": {"base": str(tiny_bert), "max_length": 32},
+        "training": {"epochs": 4, "batch_size": 16, "lr": 3.0e-3, "warmup_ratio": 0.1, "seed": 5},
+        "gates": {"min_accuracy": 0.4},
+    }
+    path = tmp_path / "tiny-intents.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _run_names() -> list[str]:
+    with get_client(sync_client=True) as client:
+        return [run.name for run in client.read_flow_runs()]
+
+
+def _artifact_keys() -> set[str]:
+    with get_client(sync_client=True) as client:
+        return {a.key for a in client.read_artifacts() if a.key}
+
+
+def test_retrain_promotes_rejects_stops_and_resumes(
+    prefect_server: None, recipe_file: Path, registry: Registry
+) -> None:
+    first = retrain(str(recipe_file))
+    assert first["promoted"] and first["version"] == "tiny-intents:v1"
+    assert first["reason"].endswith("(first model: judged on thresholds alone)")
+    assert registry.alias("tiny-intents", "production") == "tiny-intents:v1"
+    assert registry.resolve("tiny-intents:v1").status == "serving"
+    assert "data_profile" in registry.resolve("tiny-intents:v1").metrics
+    assert {
+        "tiny-intents-data-validation",
+        "tiny-intents-gate-verdict",
+        "tiny-intents-gate-checks",
+        "tiny-intents-promotion",
+    } <= _artifact_keys()
+    assert "tiny-intents: tiny-intents:v1 promoted" in _run_names()
+
+    shuffled = retrain(str(recipe_file), data_train=str(recipe_file.parent / "shuffled.jsonl"))
+    assert shuffled["version"] == "tiny-intents:v2"
+    assert not shuffled["passed"] and not shuffled["promoted"]
+    assert "macro-F1 drop vs tiny-intents:v1" in shuffled["reason"]
+    assert registry.alias("tiny-intents", "production") == "tiny-intents:v1"
+    assert "tiny-intents: tiny-intents:v2 rejected" in _run_names()
+
+    with pytest.raises(DataGateFailed, match="broken.jsonl:"):
+        retrain(str(recipe_file), data_train=str(recipe_file.parent / "broken.jsonl"))
+    assert [v.version for v in registry.list_versions("tiny-intents")][0] == "tiny-intents:v2"
+
+    again = retrain(str(recipe_file))
+    assert again["version"] == "tiny-intents:v1"  # cached: no retraining, no new version
+    assert "already serves" in again["reason"]
+    assert len(registry.list_versions("tiny-intents")) == 2
