@@ -165,9 +165,8 @@ def generate_samples(
 ) -> list[str]:
     """Greedy continuations of fixed prompts: the same text every run for the same model."""
     config = loaded.model.config
-    context = getattr(config, "n_positions", None) or getattr(
-        config, "max_position_embeddings", 512
-    )
+    positions: Any = getattr(config, "n_positions", None)
+    context = int(positions or getattr(config, "max_position_embeddings", 512))
     samples = []
     for prompt in prompts:
         encoded = loaded.tokenizer(

@@ -56,8 +56,8 @@ def make_version(
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=positions,
-        num_labels=len(LABELS),
     )
+    config.num_labels = len(LABELS)
     raw = {
         "name": DEPLOYMENT,
         "task": "classification",
