@@ -168,8 +168,13 @@ def fine_tune(
     resume: bool = False,
     show_progress: bool = True,
     registry: Registry | None = None,
+    deepspeed_config: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Fine-tune the recipe's model with DeepSpeed, write the model folder, register it."""
+    """Fine-tune the recipe's model with DeepSpeed, write the model folder, register it.
+
+    ``deepspeed_config`` (an ``infra/deepspeed/*.json``) merges over conveyor's config;
+    the recipe's ``training.deepspeed`` merges over both.
+    """
     apply_offline_environment(settings)
     ds.ensure_distributed_env()
     t = recipe.training
@@ -182,16 +187,18 @@ def fine_tune(
     total = _total_steps(recipe, len(prepared.train), world)
     on_gpu = t.gpus > 0 and torch.cuda.is_available()
     precision = ds.resolve_precision(t.precision, on_gpu)
-    own_clip = ds.clip_in_loop(t.zero_stage, precision)
-    config = ds.deepspeed_config(
-        micro_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        world_size=world,
-        zero_stage=t.zero_stage,
-        precision=precision,
-        max_grad_norm=None if own_clip else t.max_grad_norm,
-        extra=t.deepspeed,
+    config, clip_norm = ds.move_clipping_to_loop(
+        ds.deepspeed_config(
+            micro_batch_size=t.batch_size,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            world_size=world,
+            zero_stage=t.zero_stage,
+            precision=precision,
+            max_grad_norm=t.max_grad_norm,
+            extra=ds.merge_config(deepspeed_config or {}, t.deepspeed),
+        )
     )
+    zero_stage = int(config["zero_optimization"].get("stage", 0))
     if on_gpu:
         prepared.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
     optimizer = ds.build_optimizer(prepared.model, t.lr, t.weight_decay)
@@ -208,7 +215,7 @@ def fine_tune(
         t.gradient_accumulation_steps,
         world,
         precision,
-        t.zero_stage,
+        zero_stage,
     )
     loop_cfg = LoopSettings(
         total_steps=total,
@@ -219,9 +226,9 @@ def fine_tune(
         eval_every=t.eval_every_steps,
         patience=t.early_stopping_patience,
         max_length=recipe.model.max_length,
-        zero_stage=t.zero_stage,
+        zero_stage=zero_stage,
         show_progress=show_progress,
-        clip_grad_norm=t.max_grad_norm if own_clip else None,
+        clip_grad_norm=clip_norm,
     )
     result = fit(
         engine,
@@ -233,7 +240,7 @@ def fine_tune(
         last_checkpoint=last,
     )
     metrics = _metrics(result)
-    state_dict = engine._zero3_consolidated_16bit_state_dict() if t.zero_stage == 3 else None
+    state_dict = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else None
     if engine.global_rank != 0:
         return TrainResult(None, None, metrics, result.state.step, result.stopped_early)
     return _publish(recipe, settings, prepared, result, metrics, fingerprint, state_dict, registry)

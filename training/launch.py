@@ -30,6 +30,7 @@ def launcher_command(
     resume: bool = False,
     hostfile: Path | None = None,
     master_port: int | None = None,
+    ds_config: Path | None = None,
 ) -> list[str]:
     """The ``deepspeed`` launcher command line (pure; tested without a GPU)."""
     command = [sys.executable, "-m", "deepspeed.launcher.runner"]
@@ -43,6 +44,8 @@ def launcher_command(
         command += ["--set", override]
     if resume:
         command.append("--resume")
+    if ds_config is not None:
+        command += ["--ds-config", str(ds_config)]
     command += ["--result-file", str(result_file)]
     return command
 
@@ -54,6 +57,7 @@ def launch(
     gpus: int,
     resume: bool = False,
     hostfile: Path | None = None,
+    ds_config: Path | None = None,
 ) -> dict[str, Any]:
     """Run the launcher (output streams through); return rank 0's result."""
     if hostfile is None and not _cuda_visible():
@@ -70,6 +74,7 @@ def launch(
             result_file=result_file,
             resume=resume,
             hostfile=hostfile,
+            ds_config=ds_config,
         )
         env = {**os.environ, "PYTHONPATH": _repo_pythonpath()}
         completed = subprocess.run(command, env=env, check=False)

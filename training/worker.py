@@ -17,6 +17,7 @@ from conveyor.errors import ConveyorError
 from conveyor.offline import apply_offline_environment
 from conveyor.recipe import load_recipe
 from conveyor.settings import load_settings
+from training.engine import read_config_file
 from training.fine_tune import fine_tune
 
 __all__ = ["main"]
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--ds-config", type=Path, default=None)
     parser.add_argument("--result-file", type=Path, required=True)
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -37,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     apply_offline_environment(settings)
     recipe = load_recipe(args.recipe, args.overrides)
-    result = fine_tune(recipe, settings, resume=args.resume, show_progress=rank == 0)
+    extra = read_config_file(args.ds_config) if args.ds_config else None
+    result = fine_tune(
+        recipe, settings, resume=args.resume, show_progress=rank == 0, deepspeed_config=extra
+    )
     if result.version is not None:
         payload = {
             "version": result.version,

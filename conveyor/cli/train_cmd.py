@@ -35,12 +35,22 @@ def train(
         Path | None,
         typer.Option("--hostfile", help="DeepSpeed hostfile for multi-node runs (needs --gpus)."),
     ] = None,
+    ds_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--ds-config",
+            help="DeepSpeed JSON merged over conveyor's (e.g. infra/deepspeed/zero2.json).",
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune the recipe's model, write its model folder, register it; print the VERSION."""
     settings = _context.settings()
     extra = [*(overrides or []), *([f"training.gpus={gpus}"] if gpus is not None else [])]
     recipe = load_recipe(file, extra)
     logging.getLogger("training").setLevel(logging.INFO)
+    from training.engine import read_config_file
+
+    infra = read_config_file(ds_config) if ds_config else None
     if recipe.training.gpus > 0:
         from training.launch import launch
 
@@ -49,7 +59,13 @@ def train(
     else:
         from training.fine_tune import fine_tune
 
-        outcome = fine_tune(recipe, settings, resume=resume, registry=_context.registry())
+        outcome = fine_tune(
+            recipe,
+            settings,
+            resume=resume,
+            registry=_context.registry(),
+            deepspeed_config=infra,
+        )
         version, metrics = str(outcome.version), outcome.metrics
     shown = ", ".join(
         f"{k.removeprefix('validation_')} {v:.4f}"

@@ -8,17 +8,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import REPO_ROOT
 from training.engine import (
     build_optimizer,
     build_scheduler,
     deepspeed_config,
     ensure_distributed_env,
     merge_config,
+    move_clipping_to_loop,
+    read_config_file,
     resolve_precision,
 )
+from training.errors import TrainingError
 from training.launch import launcher_command
 
 pytestmark = pytest.mark.unit
+
+INFRA = REPO_ROOT / "infra" / "deepspeed"
 
 
 def _config(**kwargs: object) -> dict[str, object]:
@@ -105,3 +111,31 @@ def test_launcher_command() -> None:
     joined = " ".join(command)
     assert "--hostfile hosts --num_gpus 4 --no_local_rank --module training.worker r.yaml" in joined
     assert joined.endswith("--set training.max_steps=5 --resume --result-file /tmp/out.json")
+
+
+def test_clipping_moves_to_the_loop_only_where_gradients_are_whole() -> None:
+    config, norm = move_clipping_to_loop(_config(zero_stage=0))
+    assert norm == 1.0 and config["gradient_clipping"] == 0.0
+    for kept in (_config(zero_stage=2), _config(zero_stage=0, precision="fp16")):
+        assert move_clipping_to_loop(kept) == (kept, None)
+    assert move_clipping_to_loop(_config(zero_stage=0, max_grad_norm=None))[1] is None
+
+
+@pytest.mark.parametrize("path", sorted(INFRA.glob("*.json")), ids=lambda p: p.name)
+def test_every_shipped_deepspeed_config_loads_and_merges(path: Path) -> None:
+    extra = read_config_file(path)
+    config = _config(extra=extra)
+    assert config["zero_optimization"]["stage"] == extra["zero_optimization"]["stage"]
+    assert "optimizer" not in config
+
+
+def test_a_bad_deepspeed_file_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"optimizer": {"type": "Adam"}}')
+    with pytest.raises(TrainingError, match="drop 'optimizer'"):
+        read_config_file(bad)
+    bad.write_text("[1, 2")
+    with pytest.raises(TrainingError, match="is not valid JSON"):
+        read_config_file(bad)
+    with pytest.raises(TrainingError, match="no such file"):
+        read_config_file(tmp_path / "missing.json")
