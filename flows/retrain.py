@@ -20,7 +20,13 @@ from conveyor.registry import open_registry
 from conveyor.settings import load_settings
 from conveyor.splits import fingerprint_splits
 from flows.keys import run_key
-from flows.tasks import evaluate_candidate, promote_alias, train_model, validate_data
+from flows.tasks import (
+    evaluate_candidate,
+    package_model,
+    promote_model,
+    train_model,
+    validate_data,
+)
 
 __all__ = ["DEFAULT_RECIPE", "retrain"]
 
@@ -55,12 +61,15 @@ def retrain(
     overrides: list[str] | None = None,
     data_train: str | None = None,
     auto_promote: bool = True,
+    canary_percent: float | None = None,
+    bake_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Retrain a deployment from its recipe and promote the result if it passes the gates.
 
     recipe: path of the recipe YAML. overrides: KEY=VALUE recipe overrides
     (e.g. training.max_steps=200). data_train: a new training file to use instead
-    of the recipe's. auto_promote: move production to a passing model.
+    of the recipe's. auto_promote: move production to a passing model. canary_percent,
+    bake_seconds: the rollout (default: the recipe's serving section).
     """
     settings = load_settings()
     apply_offline_environment(settings)
@@ -96,8 +105,13 @@ def retrain(
     elif not auto_promote:
         _rename_run(f"{loaded.name}: {version} passed, not promoted")
     else:
-        outcome["promotion"] = promote_alias(loaded.name, version, champion, verdict["reason"])
-        outcome["promoted"] = True
-        _rename_run(f"{loaded.name}: {version} promoted")
+        outcome["package"] = package_model(version)
+        promotion = promote_model(loaded.name, version, canary_percent, bake_seconds)
+        outcome["promotion"] = promotion
+        outcome["promoted"] = not promotion["rolled_back"]
+        if promotion["rolled_back"]:
+            outcome["reason"] = f"canary rolled back: {promotion['reason']}"
+        verb = "rolled back in canary" if promotion["rolled_back"] else "promoted"
+        _rename_run(f"{loaded.name}: {version} {verb}")
     logger.info("outcome: %s", outcome)
     return outcome

@@ -15,12 +15,19 @@ from prefect.client.schemas.objects import State, TaskRun
 
 from conveyor.errors import ConveyorError
 from conveyor.recipe import Recipe
-from conveyor.registry import VersionStatus, open_registry
+from conveyor.registry import open_registry
 from conveyor.settings import load_settings
 from flows.artifacts import publish_gate_verdict, publish_promotion, publish_validation
 from flows.resume import resumable
 
-__all__ = ["DataGateFailed", "evaluate_candidate", "promote_alias", "train_model", "validate_data"]
+__all__ = [
+    "DataGateFailed",
+    "evaluate_candidate",
+    "package_model",
+    "promote_model",
+    "train_model",
+    "validate_data",
+]
 
 
 class DataGateFailed(ConveyorError):
@@ -124,14 +131,60 @@ def evaluate_candidate(version: str, champion: str | None, run_key: str) -> dict
     return payload
 
 
+@task(name="package", retries=1, retry_condition_fn=_retry_unless_user_error)
+def package_model(version: str) -> dict[str, Any]:
+    """Into the BentoML model store (safetensors only) and an immutable Bento pinning it."""
+    from serving.packaging import package_version
+
+    done = package_version(open_registry(load_settings()), version)
+    get_run_logger().info(
+        "packaged %s: model %s, bento %s", version, done.model_tag, done.bento_tag
+    )
+    return {"model_tag": done.model_tag, "bento_tag": done.bento_tag, "files": done.files}
+
+
 @task(name="promote")
-def promote_alias(deployment: str, version: str, champion: str | None, reason: str) -> str:
-    """Move the production alias (compare-and-set against the champion the gates saw)."""
-    settings = load_settings()
-    registry = open_registry(settings)
-    registry.move_alias(deployment, "production", version, reason=reason, expected=champion)
-    registry.update_version(version, status=VersionStatus.SERVING, reason=reason)
-    line = f"{deployment}@production: {champion or '(none)'} -> {version} ({reason})"
-    publish_promotion(deployment, [f"## Promotion of {version}", "", line])
-    get_run_logger().info(line)
-    return line
+def promote_model(
+    deployment: str, version: str, canary_percent: float | None, bake_seconds: float | None
+) -> dict[str, Any]:
+    """Verify it loads, move production (canary and bake when servers are live), wait for them.
+
+    With no live server there is no traffic to judge a canary on: the alias moves straight
+    and servers load the version when they start.
+    """
+    from serving.bake import live_workers
+    from serving.rollout import promote
+
+    logger = get_run_logger()
+    registry = open_registry(load_settings())
+    previous = registry.alias(deployment, "production")
+    live = live_workers(registry, deployment)
+    canary = canary_percent if live else 0.0
+    outcome = promote(registry, version, canary_percent=canary, bake_seconds=bake_seconds)
+    rollout = outcome.rollout
+    result = {
+        "state": str(rollout.state),
+        "rolled_back": outcome.rolled_back,
+        "canary_percent": rollout.canary_percent,
+        "bake_seconds": rollout.bake_seconds,
+        "workers": outcome.workers,
+        "verify_load_seconds": round(outcome.load_seconds, 3),
+        "converge_seconds": round(outcome.converge_seconds, 3),
+        "notes": outcome.notes,
+        "reason": rollout.reason,
+    }
+    lines = [
+        f"## {'Rolled back' if outcome.rolled_back else 'Promoted'}: {version}",
+        "",
+        f"- production: {previous or '(none)'} -> {registry.alias(deployment, 'production')}",
+        f"- rollout: {rollout.kind}, canary {rollout.canary_percent:g}%, "
+        f"bake {rollout.bake_seconds:g} s, state **{rollout.state}**",
+        f"- live workers at the start: {len(live)}; "
+        f"serving it now: {', '.join(outcome.workers) or '-'}",
+        f"- verified to load in {outcome.load_seconds:.2f} s; converged in "
+        f"{outcome.converge_seconds:.2f} s",
+        *[f"- {note}" for note in outcome.notes],
+    ]
+    publish_promotion(deployment, lines)
+    logger.info("; ".join(line.lstrip("#- ") for line in lines if line))
+    return result

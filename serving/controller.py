@@ -71,13 +71,16 @@ def model_folder(record: VersionRecord) -> Path | None:
     try:
         import bentoml
 
-        return Path(bentoml.models.get(bento_model_tag(record.version)).path)
+        return Path(bentoml.models.get(bento_model_tag(record)).path)
     except Exception:  # not packaged (or no store): the registry's folder
         return Path(record.artifact_uri) if record.artifact_uri else None
 
 
-def bento_model_tag(version: str) -> str:
-    return version.replace("@", "-")
+def bento_model_tag(record: VersionRecord) -> str:
+    """``deployment:vN-<content hash>``: a registry rebuilt from scratch reuses ``vN``, and the
+    model store must then never hand back another model under the same name."""
+    content = Path(record.artifact_uri).name[:16] if record.artifact_uri else "none"
+    return f"{record.version.replace('@', '-')}-{content}"
 
 
 def load_version(record: VersionRecord) -> Served:

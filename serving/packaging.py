@@ -55,7 +55,7 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
     if not record.artifact_uri or not folder.is_dir():
         raise ArtifactError(f"artifact missing for {record.version}: {folder}")
     files = _servable_files(folder)
-    tag = bento_model_tag(record.version)
+    tag = bento_model_tag(record)
     try:
         model = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
