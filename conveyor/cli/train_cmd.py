@@ -15,7 +15,7 @@ __all__ = ["train"]
 
 
 def train(
-    file: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    file: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
     overrides: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a field: --set training.max_steps=50 (repeatable)."),
