@@ -154,9 +154,28 @@ def _pinned_record(tag: str) -> VersionRecord:
     )
 
 
+def _exit_when_orphaned(interval: float = 1.0) -> None:
+    """End this worker when its BentoML parent dies (a kill -9 of ``bentoml serve``).
+
+    Workers run in their own process groups, so killing the server's group does not reach
+    them; without this they would keep serving a port and heartbeating to the registry.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
+
+
 def start_runtime(pinned: str | None = None) -> Runtime:
     """Build this worker's runtime from the environment ``conveyor serve`` (or a Bento) sets."""
     from bentoml import server_context
+
+    _exit_when_orphaned()
 
     torch.set_num_threads(
         int(os.environ.get("CONVEYOR_TORCH_THREADS", "0")) or torch.get_num_threads()

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from conveyor import __version__
 from conveyor.cli import _context
+from conveyor.cli.demo_cmd import demo
 from conveyor.cli.evaluate_cmd import evaluate
 from conveyor.cli.models_cmd import models_app
 from conveyor.cli.recipe_cmd import recipe_app
@@ -32,6 +33,7 @@ app.add_typer(models_app, name="models")
 app.command("train")(train)
 app.command("validate")(validate)
 app.command("evaluate")(evaluate)
+app.command("demo")(demo)
 for _verb in (package, serve, promote, rollback, status):
     app.command()(_verb)
 

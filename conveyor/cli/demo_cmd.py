@@ -1,0 +1,82 @@
+"""`conveyor demo`: the README's first command, end to end on the shipped CLINC150 + MiniLM."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from conveyor.cli import _context
+
+__all__ = ["demo"]
+
+DEMO_RECIPE = "recipes/clinc150-minilm.yaml"
+
+
+def _example_line(example: dict[str, Any]) -> str:
+    return f"  {example['text']!r:45} -> {example['label']} ({example['score']:.2f})"
+
+
+def demo(
+    recipe: Annotated[str, typer.Option("--recipe", help="The recipe to run.")] = DEMO_RECIPE,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, help="Training budget (optimizer steps).")
+    ] = 400,
+    port: Annotated[int, typer.Option("--port", help="Model server port on 127.0.0.1.")] = 3000,
+    prefect_port: Annotated[
+        int, typer.Option("--prefect-port", help="Prefect server (and UI) port on 127.0.0.1.")
+    ] = 4200,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Extra recipe overrides (repeatable).")
+    ] = None,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop the servers the demo left running, then exit.")
+    ] = False,
+) -> None:
+    """Retrain the demo deployment through the Prefect flow and serve the result live.
+
+    Starts (or reuses) a Prefect server with its UI and, once a model is in production, a
+    model server on 127.0.0.1; sends example requests. A second run trains a new model,
+    judges it against the one serving, and promotes it through a canary or refuses it.
+    """
+    from conveyor.recipe import load_recipe
+    from flows.demo import run_demo
+    from flows.server import stop_prefect_server
+    from serving.daemon import stop_model_server
+
+    settings = _context.settings()
+    name = load_recipe(recipe).name
+    if stop:
+        model = stop_model_server(settings, name)
+        prefect = stop_prefect_server(settings)
+        typer.echo(f"model server: {'stopped' if model else 'not running'}")
+        typer.echo(f"Prefect server: {'stopped' if prefect else 'not running'}")
+        return
+    result = run_demo(
+        settings,
+        recipe,
+        steps=steps,
+        port=port,
+        prefect_port=prefect_port,
+        overrides=overrides or [],
+        echo=typer.echo,
+    )
+    for example in result.examples:
+        typer.echo(_example_line(example))
+    if result.traffic:
+        typer.echo(f"traffic during the rollout: {result.traffic}")
+    outcome = result.outcome
+    typer.echo("")
+    typer.echo(f"outcome:     {outcome['version']}: {outcome['reason']}")
+    typer.echo(f"production:  {_context.registry().alias(name, 'production') or '-'}")
+    typer.echo(f"Prefect UI:  {result.prefect_url}  (flow runs, gate verdicts as artifacts)")
+    if result.endpoint:
+        typer.echo(f"endpoint:    {result.endpoint}/classify   (Swagger UI: {result.endpoint}/)")
+        typer.echo(
+            f"try:         curl -s -X POST {result.endpoint}/classify "
+            '-H "Content-Type: application/json" '
+            '-d \'{"texts": ["book a flight to paris"]}\' -i'
+        )
+    typer.echo(f"then:        conveyor status {name}; conveyor models history {name} --audit")
+    typer.echo("             bash scripts/demo.sh   # again: a new model against this one")
+    typer.echo("             conveyor demo --stop   # stop the servers")
