@@ -27,6 +27,8 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "BENTOML_DO_NOT_TRACK": "True",
     # Great Expectations: no usage statistics.
     "GX_ANALYTICS_ENABLED": "false",
+    # Not about the network: the stages' own loggers reach Prefect's run logs and UI.
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "training,data_checks,gates,serving",
 }
 _TOOL_HOMES = ("PREFECT_HOME", "BENTOML_HOME", "TORCH_EXTENSIONS_DIR")
 

@@ -7,7 +7,6 @@ new seed, so a second run really compares a new model with the one in production
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -109,7 +108,6 @@ def run_demo(
 
     echo(f"[1/4] Prefect server on 127.0.0.1:{prefect_port}")
     prefect = ensure_prefect_server(settings, prefect_port)
-    os.environ["PREFECT_API_URL"] = prefect.api_url
     echo(f"      {'started' if prefect.started else 'reusing'} {prefect.url}")
 
     recipe = load_recipe(recipe_path)
@@ -128,10 +126,13 @@ def run_demo(
         f"[2/4] retrain flow: {recipe.name}, {steps} steps (seed {seed}); champion: "
         f"{champion or 'none yet'}"
     )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from flows.retrain import retrain
 
     try:
-        outcome = retrain(recipe_path, overrides=[*budget, *rollout, *overrides])
+        with temporary_settings(updates={PREFECT_API_URL: prefect.api_url}):
+            outcome = retrain(recipe_path, overrides=[*budget, *rollout, *overrides])
     finally:
         seen = traffic.stop() if traffic else {}
     echo(f"      {outcome['version']}: {outcome['reason']}")
