@@ -11,7 +11,9 @@ from sqlalchemy.exc import OperationalError
 from conveyor import __version__
 from conveyor.cli import _context
 from conveyor.cli.demo_cmd import demo
+from conveyor.cli.deploy_cmd import deploy, watch
 from conveyor.cli.evaluate_cmd import evaluate
+from conveyor.cli.keys_cmd import keys_app
 from conveyor.cli.models_cmd import models_app
 from conveyor.cli.recipe_cmd import recipe_app
 from conveyor.cli.serve_cmd import package, promote, rollback, serve, status
@@ -30,10 +32,13 @@ app = typer.Typer(
 )
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 app.command("train")(train)
 app.command("validate")(validate)
 app.command("evaluate")(evaluate)
 app.command("demo")(demo)
+app.command("deploy")(deploy)
+app.command("watch")(watch)
 for _verb in (package, serve, promote, rollback, status):
     app.command()(_verb)
 
