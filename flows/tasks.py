@@ -96,13 +96,35 @@ def train_model(recipe_json: dict[str, Any], run_key: str, profile: dict[str, An
     resume = resumable(settings, recipe)
     if resume:
         logger.info("resuming %s from its last checkpoint", recipe.name)
-    result = fine_tune(recipe, settings, resume=resume, registry=registry)
-    if result.version is None:
+    if recipe.training.gpus > 0:
+        version, metrics = _launch_on_gpus(recipe_json, recipe.training.gpus, resume)
+    else:
+        result = fine_tune(recipe, settings, resume=resume, registry=registry)
+        version, metrics = result.version, result.metrics
+    if version is None:
         raise RuntimeError("training finished without registering a version")
     if profile is not None:
-        registry.update_version(result.version, metrics={PROFILE_KEY: profile})
-    logger.info("trained %s: %s", result.version, result.metrics)
-    return result.version
+        registry.update_version(version, metrics={PROFILE_KEY: profile})
+    logger.info("trained %s: %s", version, metrics)
+    return version
+
+
+def _launch_on_gpus(
+    recipe_json: dict[str, Any], gpus: int, resume: bool
+) -> tuple[str | None, dict[str, Any]]:
+    """N processes through the DeepSpeed launcher, on the resolved recipe (absolute paths)."""
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from training.launch import launch
+
+    with tempfile.TemporaryDirectory(prefix="conveyor-flow-") as folder:
+        path = Path(folder) / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe_json, sort_keys=False), encoding="utf-8")
+        result = launch(path, [], gpus=gpus, resume=resume)
+    return result.get("version"), dict(result.get("metrics", {}))
 
 
 @task(
