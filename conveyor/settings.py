@@ -11,10 +11,12 @@ import socket
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["LOOPBACK_HOSTS", "Settings", "load_settings"]
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _default_actor() -> str:
@@ -49,6 +51,45 @@ class Settings(BaseSettings):
         default_factory=_default_actor,
         description="Who is acting, written into the registry and the audit log.",
     )
+
+    serve_host: str = Field(
+        default="127.0.0.1",
+        description="Address `conveyor serve` binds; beyond loopback, API keys are required.",
+    )
+    require_api_key: bool | None = Field(
+        default=None,
+        description="Require `Authorization: Bearer` keys; default: only beyond loopback.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for rate limits and quotas shared by all workers (else per worker).",
+    )
+    serve_max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="Model requests one worker holds at once; more get 503 with Retry-After.",
+    )
+    cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Predictions kept per worker (LRU by version and input); 0 turns it off.",
+    )
+
+    @model_validator(mode="after")
+    def _auth_beyond_loopback(self) -> Settings:
+        if self.serve_host not in LOOPBACK_HOSTS and self.require_api_key is False:
+            raise ValueError(
+                f"CONVEYOR_REQUIRE_API_KEY=false is refused with CONVEYOR_SERVE_HOST="
+                f"{self.serve_host}: API keys are required beyond loopback"
+            )
+        return self
+
+    @property
+    def auth_required(self) -> bool:
+        """Keys are required beyond loopback, and on loopback when the setting says so."""
+        if self.require_api_key is not None:
+            return self.require_api_key
+        return self.serve_host not in LOOPBACK_HOSTS
 
     @field_validator("home", "cache_dir")
     @classmethod

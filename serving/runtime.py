@@ -17,7 +17,9 @@ import torch
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import load_settings
 from gates.model_io import ArtifactError
+from serving.access import Gate, LocalLimiter, RedisLimiter
 from serving.batcher import Batcher
+from serving.cache import PredictionCache
 from serving.controller import Controller, Routing, Served, load_version
 from serving.inference import classify_texts, generate_text, stream_text
 from serving.stats import LATENCY_BUCKETS_MS
@@ -36,14 +38,32 @@ class _Metrics:
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
 
-        labels = ["version", "role", "endpoint"]
-        self.requests = Counter("conveyor_requests", "Requests answered by a model", labels)
-        self.errors = Counter("conveyor_errors", "Requests the model failed", labels)
+        labels = ["deployment", "version", "role", "endpoint"]
+        self.requests = Counter(
+            "conveyor_requests", "Requests answered by a model", [*labels, "app"]
+        )
+        self.errors = Counter("conveyor_errors", "Requests the model failed", [*labels, "app"])
         self.latency = Histogram(
             "conveyor_request_seconds",
             "Latency of model requests",
             labels,
             buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+        )
+        self.admission = Counter(
+            "conveyor_admission",
+            "Requests at the edge by app and outcome (ok, unauthorized, forbidden, "
+            "rate_limited, quota_exceeded, overloaded)",
+            ["deployment", "app", "outcome"],
+        )
+        self.cache = Counter(
+            "conveyor_cache_lookups",
+            "Prediction cache lookups per text (outcome: hit or miss)",
+            ["deployment", "version", "outcome"],
+        )
+        self.texts = Counter(
+            "conveyor_predicted_labels",
+            "Texts classified, by predicted label (for drift dashboards)",
+            ["deployment", "version", "label"],
         )
 
 
@@ -54,6 +74,34 @@ class Runtime:
     metrics: _Metrics
     pinned: str | None
     _generate_lock: threading.Lock
+    gate: Gate
+    cache: PredictionCache
+    max_in_flight: int
+    in_flight: int = 0
+    _stop_usage: Any = None
+
+    @property
+    def deployment(self) -> str:
+        return self.controller.deployment
+
+    async def classify(self, served: Served, items: list[str], top_k: int) -> list[dict[str, Any]]:
+        """Answers from the cache where this version already gave them, else from the model."""
+        found = self.cache.get_many(served.version, top_k, items)
+        missing = [i for i, answer in enumerate(found) if answer is None]
+        hits = len(items) - len(missing)
+        if hits:
+            self.metrics.cache.labels(self.deployment, served.version, "hit").inc(hits)
+        if missing:
+            self.metrics.cache.labels(self.deployment, served.version, "miss").inc(len(missing))
+            texts = [items[i] for i in missing]
+            computed = await self.batcher.submit(served, served.version, texts, top_k)
+            self.cache.put_many(served.version, top_k, texts, computed)
+            for i, answer in zip(missing, computed, strict=True):
+                found[i] = answer
+        results = [answer for answer in found if answer is not None]
+        for answer in results:
+            self.metrics.texts.labels(self.deployment, served.version, answer["label"]).inc()
+        return results
 
     def pick(self, key: str | None) -> tuple[Served, str]:
         try:
@@ -66,14 +114,22 @@ class Runtime:
         return active.version if active else None
 
     def observe(
-        self, version: str, role: str, endpoint: str, start: float, *, failed: bool
+        self,
+        version: str,
+        role: str,
+        endpoint: str,
+        start: float,
+        *,
+        failed: bool,
+        app: str = "-",
     ) -> None:
         seconds = time.perf_counter() - start
         self.controller.record(version, seconds * 1000, failed)
-        self.metrics.requests.labels(version, role, endpoint).inc()
-        self.metrics.latency.labels(version, role, endpoint).observe(seconds)
+        series = (self.deployment, version, role, endpoint)
+        self.metrics.requests.labels(*series, app).inc()
+        self.metrics.latency.labels(*series).observe(seconds)
         if failed:
-            self.metrics.errors.labels(version, role, endpoint).inc()
+            self.metrics.errors.labels(*series, app).inc()
 
     async def generate(self, served: Served, prompt: str, max_new: int, temperature: float) -> str:
         def run() -> str:
@@ -120,6 +176,11 @@ class Runtime:
             "rollout": routing.rollout_id,
             "loaded": loaded,
             "failures": {v: reason for v, (reason, _) in self.controller.failures.items()},
+            "cache": {
+                "entries": len(self.cache),
+                "hits": self.cache.hits,
+                "misses": self.cache.misses,
+            },
             "figures": {
                 v: s.as_dict() | {"error_rate": s.error_rate}
                 for v, s in self.controller.stats().items()
@@ -127,6 +188,8 @@ class Runtime:
         }
 
     def stop(self) -> None:
+        if self._stop_usage is not None:
+            self._stop_usage()
         if self.pinned is None:
             self.controller.stop()
 
@@ -187,7 +250,7 @@ def start_runtime(pinned: str | None = None) -> Runtime:
         served = load_version(_pinned_record(pinned))
         controller = Controller(None, served.version.split(":")[0], worker_index=index)
         controller.routing = Routing(active=served)
-        return Runtime(controller, batcher, metrics, pinned, threading.Lock())
+        return _assemble(controller, batcher, metrics, pinned)
     deployment = os.environ.get("CONVEYOR_SERVE_DEPLOYMENT")
     if not deployment:
         raise RuntimeError(
@@ -201,4 +264,32 @@ def start_runtime(pinned: str | None = None) -> Runtime:
         worker_index=index,
     )
     controller.start()
-    return Runtime(controller, batcher, metrics, None, threading.Lock())
+    return _assemble(controller, batcher, metrics, None)
+
+
+def _assemble(
+    controller: Controller, batcher: Batcher, metrics: _Metrics, pinned: str | None
+) -> Runtime:
+    """The edge of the worker: the key gate (with usage flushing), the cache, the bound."""
+    settings = load_settings()
+    opened: list[Registry] = [controller.registry] if controller.registry else []
+
+    def registry() -> Registry:  # a pinned Bento opens the registry only when a key arrives
+        if not opened:
+            opened.append(open_registry(settings))
+        return opened[0]
+
+    limiter = RedisLimiter(settings.redis_url) if settings.redis_url else LocalLimiter()
+    gate = Gate(registry, controller.deployment, required=settings.auth_required, limiter=limiter)
+    runtime = Runtime(
+        controller,
+        batcher,
+        metrics,
+        pinned,
+        threading.Lock(),
+        gate=gate,
+        cache=PredictionCache(settings.cache_size),
+        max_in_flight=settings.serve_max_in_flight,
+    )
+    runtime._stop_usage = gate.start_flushing()
+    return runtime

@@ -36,6 +36,11 @@ def serve_environment(
     if settings.db_url:
         env["CONVEYOR_DB_URL"] = settings.db_url
     env["CONVEYOR_SERVE_DEPLOYMENT"] = deployment
+    env["CONVEYOR_SERVE_HOST"] = settings.serve_host
+    if settings.require_api_key is not None:
+        env["CONVEYOR_REQUIRE_API_KEY"] = str(settings.require_api_key).lower()
+    if settings.redis_url:
+        env["CONVEYOR_REDIS_URL"] = settings.redis_url
     env["CONVEYOR_SERVE_WORKERS"] = str(workers)
     env["BENTOML_HOME"] = str(settings.bentoml_home)
     env.pop("CONVEYOR_BENTO_MODEL", None)

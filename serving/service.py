@@ -21,6 +21,8 @@ from conveyor.settings import load_settings
 
 apply_offline_environment(load_settings())  # before any library can reach the network
 
+from serving.access import current_app  # noqa: E402
+from serving.edge import EdgeGuard  # noqa: E402
 from serving.runtime import Runtime, start_runtime  # noqa: E402
 from serving.validation import RequestError, check_generate, check_texts  # noqa: E402
 
@@ -81,7 +83,9 @@ class Conveyor:
 
     def _refuse(self, ctx: bentoml.Context, exc: RequestError) -> dict[str, Any]:
         ctx.response.status_code = exc.status
-        return {"error": exc.reason}
+        if exc.retry_after is not None:
+            ctx.response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        return {"error": exc.reason, "field": exc.field} if exc.field else {"error": exc.reason}
 
     @bentoml.api(route="/classify")  # type: ignore[untyped-decorator]
     async def classify(
@@ -108,13 +112,17 @@ class Conveyor:
         except RequestError as exc:
             return self._refuse(ctx, exc)
         try:
-            results = await self.runtime.batcher.submit(served, served.version, items, top_k)
+            results = await self.runtime.classify(served, items, top_k)
         except Exception as exc:
-            self.runtime.observe(served.version, role, "classify", start, failed=True)
+            self.runtime.observe(
+                served.version, role, "classify", start, failed=True, app=current_app.get()
+            )
             ctx.response.status_code = 500
             log.error("classify on %s failed: %s", served.version, exc)
             return {"error": f"the model failed: {type(exc).__name__}"}
-        self.runtime.observe(served.version, role, "classify", start, failed=False)
+        self.runtime.observe(
+            served.version, role, "classify", start, failed=False, app=current_app.get()
+        )
         return {"version": served.version, "results": results}
 
     @bentoml.api(route="/generate")  # type: ignore[untyped-decorator]
@@ -144,10 +152,14 @@ class Conveyor:
         try:
             text = await self.runtime.generate(served, prompt, max_new_tokens, temperature)
         except Exception as exc:
-            self.runtime.observe(served.version, role, "generate", start, failed=True)
+            self.runtime.observe(
+                served.version, role, "generate", start, failed=True, app=current_app.get()
+            )
             ctx.response.status_code = 500
             return {"error": f"the model failed: {type(exc).__name__}"}
-        self.runtime.observe(served.version, role, "generate", start, failed=False)
+        self.runtime.observe(
+            served.version, role, "generate", start, failed=False, app=current_app.get()
+        )
         return {"version": served.version, "text": text}
 
     @bentoml.api(route="/generate_stream")  # type: ignore[untyped-decorator]
@@ -172,4 +184,5 @@ class Conveyor:
         return self.runtime.status()
 
 
+cast(Any, Conveyor).add_asgi_middleware(EdgeGuard, get_runtime=lambda: _runtime)
 cast(Any, Conveyor).add_asgi_middleware(ModelVersionHeader)

@@ -6,12 +6,22 @@ __all__ = ["RequestError", "check_generate", "check_texts"]
 
 
 class RequestError(Exception):
-    """A request the service refuses; ``status`` is the HTTP code (4xx)."""
+    """A request the service refuses: ``status`` (4xx, or 503), the ``field`` at fault if one,
+    and for 429/503 how many seconds to wait (``Retry-After``)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        *,
+        field: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.field = field
+        self.retry_after = retry_after
 
 
 def check_texts(
@@ -19,19 +29,31 @@ def check_texts(
 ) -> list[str]:
     """The texts to classify: exactly one of ``text`` / ``texts``, non-empty, within limits."""
     if (text is None) == (texts is None):
-        raise RequestError(422, "give exactly one of 'text' (a string) or 'texts' (a list)")
+        raise RequestError(
+            422, "give exactly one of 'text' (a string) or 'texts' (a list)", field="text"
+        )
     items = [text] if text is not None else list(texts or [])
+
+    def where(index: int) -> str:
+        return "text" if text is not None else f"texts[{index}]"
+
     if not items:
-        raise RequestError(422, "'texts' is empty: give at least one text")
+        raise RequestError(422, "'texts' is empty: give at least one text", field="texts")
     if len(items) > max_texts:
-        raise RequestError(422, f"{len(items)} texts; at most {max_texts} per request")
+        raise RequestError(
+            422, f"{len(items)} texts; at most {max_texts} per request", field="texts"
+        )
     for index, item in enumerate(items):
         if not item.strip():
-            raise RequestError(422, f"text {index} is blank")
+            raise RequestError(422, f"text {index} is blank", field=where(index))
         if len(item) > max_chars:
-            raise RequestError(422, f"text {index} has {len(item)} characters; at most {max_chars}")
+            raise RequestError(
+                422,
+                f"text {index} has {len(item)} characters; at most {max_chars}",
+                field=where(index),
+            )
     if not 1 <= top_k <= 100:
-        raise RequestError(422, f"top_k must be between 1 and 100, not {top_k}")
+        raise RequestError(422, f"top_k must be between 1 and 100, not {top_k}", field="top_k")
     return items
 
 
@@ -39,10 +61,18 @@ def check_generate(
     prompt: str, max_new_tokens: int, temperature: float, *, cap: int, max_chars: int
 ) -> None:
     if not prompt.strip():
-        raise RequestError(422, "'prompt' is blank")
+        raise RequestError(422, "'prompt' is blank", field="prompt")
     if len(prompt) > max_chars:
-        raise RequestError(422, f"prompt has {len(prompt)} characters; at most {max_chars}")
+        raise RequestError(
+            422, f"prompt has {len(prompt)} characters; at most {max_chars}", field="prompt"
+        )
     if not 1 <= max_new_tokens <= cap:
-        raise RequestError(422, f"max_new_tokens must be between 1 and {cap}, not {max_new_tokens}")
+        raise RequestError(
+            422,
+            f"max_new_tokens must be between 1 and {cap}, not {max_new_tokens}",
+            field="max_new_tokens",
+        )
     if not 0 <= temperature <= 5:
-        raise RequestError(422, f"temperature must be between 0 and 5, not {temperature}")
+        raise RequestError(
+            422, f"temperature must be between 0 and 5, not {temperature}", field="temperature"
+        )

@@ -45,9 +45,14 @@ def serve(
     """Run `bentoml serve` on 127.0.0.1; every worker follows DEPLOYMENT@production."""
     from serving.server import serve_command, serve_environment
 
-    env = serve_environment(_context.settings(), deployment, workers)
-    child = subprocess.Popen(serve_command(port), env=env, start_new_session=True)
-    typer.echo(f"serving {deployment} on http://127.0.0.1:{port} ({workers} workers)", err=True)
+    settings = _context.settings()
+    env = serve_environment(settings, deployment, workers)
+    host = settings.serve_host
+    child = subprocess.Popen(serve_command(port, host), env=env, start_new_session=True)
+    keys = "API keys required" if settings.auth_required else "no API key required"
+    typer.echo(
+        f"serving {deployment} on http://{host}:{port} ({workers} workers, {keys})", err=True
+    )
     try:
         sys.exit(child.wait())
     except KeyboardInterrupt:

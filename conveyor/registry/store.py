@@ -38,6 +38,7 @@ from conveyor.registry.tables import (
     AliasHistory,
     AliasPointer,
     ApiKey,
+    ApiUsage,
     AuditEntry,
     ModelVersion,
     Rollout,
@@ -185,6 +186,7 @@ class Registry:
             except (IntegrityError, OperationalError) as exc:
                 retriable = isinstance(exc, OperationalError) or "uq_version_number" in str(exc)
                 retriable = retriable or "aliases_pkey" in str(exc) or "UNIQUE" in str(exc)
+                retriable = retriable or "api_usage_pkey" in str(exc)
                 if not retriable or attempt == _WRITE_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
@@ -536,6 +538,28 @@ class Registry:
                 select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
             )
             return _key_record(row) if row else None
+
+    def add_usage(self, day: str, counts: dict[str, tuple[int, int]]) -> None:
+        """Add ``{app: (requests, refused)}`` to the day's usage (workers flush their counts)."""
+
+        def work(session: Session) -> None:
+            for app, (requests, refused) in sorted(counts.items()):
+                row = session.get(ApiUsage, (app, day))
+                if row is None:
+                    session.add(ApiUsage(app=app, day=day, requests=requests, refused=refused))
+                    session.flush()
+                else:
+                    row.requests += requests
+                    row.refused += refused
+
+        if counts:
+            self._write(work)
+
+    def usage(self, day: str) -> dict[str, tuple[int, int]]:
+        """``{app: (requests, refused)}`` on one UTC day (``YYYY-MM-DD``)."""
+        with self._session() as session:
+            rows = session.scalars(select(ApiUsage).where(ApiUsage.day == day))
+            return {row.app: (row.requests, row.refused) for row in rows}
 
     # -- rollouts and serving workers ---------------------------------------------------------
 

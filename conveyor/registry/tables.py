@@ -24,6 +24,7 @@ __all__ = [
     "AliasHistory",
     "AliasPointer",
     "ApiKey",
+    "ApiUsage",
     "AuditEntry",
     "Base",
     "ModelVersion",
@@ -140,6 +141,17 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(256))
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ApiUsage(Base):
+    """Requests an application made on one UTC day: answered, and refused over rate or quota."""
+
+    __tablename__ = "api_usage"
+
+    app: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+    refused: Mapped[int] = mapped_column(Integer)
 
 
 class Rollout(Base):

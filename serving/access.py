@@ -1,0 +1,287 @@
+"""Who may call the service and how often: API keys, rate limits, daily quotas, usage.
+
+The :class:`Gate` answers one question per request: which application is calling, or a
+:class:`~serving.validation.RequestError` saying why not (401 unknown or revoked key, 403
+a deployment the key may not call, 429 over rate or quota, with ``retry_after``). Keys are
+checked against the registry (SHA-256 only) and remembered for ``key_ttl`` seconds, so a
+revocation takes effect within that time. Limits are counted per worker by default
+(:class:`LocalLimiter`) or in Redis, shared by every worker and replica (:class:`RedisLimiter`).
+Usage per app and UTC day is flushed to the registry, where ``conveyor keys list`` reads it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from conveyor.errors import ConveyorError
+from conveyor.registry import ApiKeyRecord, Registry, hash_api_key
+from serving.validation import RequestError
+
+__all__ = [
+    "Gate",
+    "Refused",
+    "Limiter",
+    "LocalLimiter",
+    "RedisLimiter",
+    "current_app",
+    "parse_quota",
+    "parse_rate",
+    "today",
+]
+
+log = logging.getLogger(__name__)
+current_app: contextvars.ContextVar[str] = contextvars.ContextVar("conveyor_app", default="-")
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*$")
+_PER = {None: 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_PER |= {"h": 3600.0, "hour": 3600.0}
+_QUOTA = re.compile(r"^\s*(\d+)\s*(?:/\s*(d|day))?\s*$")
+
+
+def parse_rate(text: str) -> float:
+    """``20/s``, ``600/min``, ``5000/hour`` or a bare number: requests per second."""
+    match = _RATE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConveyorError(f"rate '{text}': give requests per time, e.g. 20/s or 600/min")
+    return float(match.group(1)) / _PER[match.group(2)]
+
+
+def parse_quota(text: str) -> int:
+    """``100000/day`` or a bare number: requests per UTC day."""
+    match = _QUOTA.match(text)
+    if not match or int(match.group(1)) <= 0:
+        raise ConveyorError(f"quota '{text}': give requests per day, e.g. 100000/day")
+    return int(match.group(1))
+
+
+def today(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m-%d")
+
+
+def seconds_to_midnight(now: datetime | None = None) -> float:
+    now = now or datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - now).total_seconds()
+
+
+class Refused(RequestError):
+    """A refusal at the edge, with the app (when known) and the outcome label for metrics."""
+
+    def __init__(
+        self, status: int, reason: str, outcome: str, app: str = "-", retry: float | None = None
+    ) -> None:
+        super().__init__(status, reason, retry_after=retry)
+        self.outcome = outcome
+        self.app = app
+
+
+class Limiter(Protocol):
+    def take(self, app: str, rate: float | None, quota: int | None) -> tuple[str, float] | None:
+        """Count one request: None when admitted, else ("rate" | "quota", retry after s)."""
+        ...
+
+    def refresh(self, totals: dict[str, int]) -> None:
+        """The day's totals per app as the registry has them (after a usage flush)."""
+        ...
+
+
+class LocalLimiter:
+    """Token bucket per app (burst = one second of rate) and a daily count, in this worker."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._baseline: dict[str, int] = {}
+        self._since_refresh: dict[str, int] = {}
+        self._day = today()
+
+    def take(self, app: str, rate: float | None, quota: int | None) -> tuple[str, float] | None:
+        with self._lock:
+            if today() != self._day:
+                self._day, self._baseline, self._since_refresh = today(), {}, {}
+            if quota is not None:
+                used = self._baseline.get(app, 0) + self._since_refresh.get(app, 0)
+                if used >= quota:
+                    return "quota", seconds_to_midnight()
+            if rate is not None:
+                now = self._clock()
+                capacity = max(1.0, rate)
+                tokens, last = self._buckets.get(app, (capacity, now))
+                tokens = min(capacity, tokens + (now - last) * rate)
+                if tokens < 1.0:
+                    self._buckets[app] = (tokens, now)
+                    return "rate", (1.0 - tokens) / rate
+                self._buckets[app] = (tokens - 1.0, now)
+            self._since_refresh[app] = self._since_refresh.get(app, 0) + 1
+            return None
+
+    def refresh(self, totals: dict[str, int]) -> None:
+        with self._lock:
+            self._baseline = dict(totals)
+            self._since_refresh = {}
+
+
+class RedisLimiter:
+    """Fixed one-second windows and a per-day counter in Redis, shared by every process."""
+
+    def __init__(self, url: str, prefix: str = "conveyor") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._prefix = prefix
+
+    def take(self, app: str, rate: float | None, quota: int | None) -> tuple[str, float] | None:
+        now = time.time()
+        pipe = self._redis.pipeline()
+        day_key = f"{self._prefix}:quota:{app}:{today()}"
+        second_key = f"{self._prefix}:rate:{app}:{int(now)}"
+        pipe.incr(day_key)
+        pipe.expire(day_key, 2 * 86400)
+        pipe.incr(second_key)
+        pipe.expire(second_key, 2)
+        used, _, this_second, _ = pipe.execute()
+        if quota is not None and int(used) > quota:
+            self._redis.decr(day_key)
+            return "quota", seconds_to_midnight()
+        if rate is not None and int(this_second) > max(1, math.floor(rate)):
+            self._redis.decr(day_key)
+            return "rate", 1.0 - (now - int(now))
+        return None
+
+    def refresh(self, totals: dict[str, int]) -> None:
+        """Redis holds the shared count already."""
+
+
+class Gate:
+    """Admits a request for ``deployment`` given its ``Authorization`` header, and counts usage."""
+
+    def __init__(
+        self,
+        registry: Callable[[], Registry],
+        deployment: str,
+        *,
+        required: bool,
+        limiter: Limiter,
+        key_ttl: float = 2.0,
+    ) -> None:
+        self._registry = registry
+        self.deployment = deployment
+        self.required = required
+        self.limiter = limiter
+        self.key_ttl = key_ttl
+        self._keys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[int]] = {}
+        self._day = today()
+
+    def admit(self, authorization: str | None) -> str:
+        """The calling app ("-" when anonymous calls are allowed), or RequestError."""
+        if not authorization:
+            if self.required:
+                raise Refused(
+                    401, "missing API key: send 'Authorization: Bearer <key>'", "unauthorized"
+                )
+            return "-"
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refused(401, "malformed Authorization header: use 'Bearer <key>'", "unauthorized")
+        record = self._verify(token.strip())
+        if record is None:
+            raise Refused(401, "unknown or revoked API key", "unauthorized")
+        if self.deployment not in record.deployments and "*" not in record.deployments:
+            raise Refused(
+                403, f"app '{record.app}' may not call {self.deployment}", "forbidden", record.app
+            )
+        refused = self.limiter.take(record.app, record.rate_per_second, record.quota_per_day)
+        self._count(record.app, refused is not None)
+        if refused is not None:
+            reason, retry = refused
+            what = (
+                f"rate limit of {record.rate_per_second:g}/s"
+                if reason == "rate"
+                else f"daily quota of {record.quota_per_day}"
+            )
+            outcome = "rate_limited" if reason == "rate" else "quota_exceeded"
+            raise Refused(429, f"app '{record.app}' is over its {what}", outcome, record.app, retry)
+        return record.app
+
+    def _verify(self, token: str) -> ApiKeyRecord | None:
+        digest = hash_api_key(token)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._keys.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        record = self._registry().verify_api_key(token)
+        with self._lock:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[digest] = (record, now + self.key_ttl)
+        return record
+
+    def _count(self, app: str, refused: bool) -> None:
+        with self._lock:
+            counts = self._pending.setdefault(app, [0, 0])
+            counts[1 if refused else 0] += 1
+
+    def flush(self) -> None:
+        """Add this worker's counts to the registry and learn the day's totals from it."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            day, self._day = self._day, today()
+        if not pending and day == self._day:
+            return
+        registry = self._registry()
+        try:
+            registry.add_usage(day, {app: (c[0], c[1]) for app, c in pending.items()})
+        except Exception:  # the registry may be briefly unavailable: keep the counts
+            with self._lock:
+                for app, (ok, refused) in pending.items():
+                    counts = self._pending.setdefault(app, [0, 0])
+                    counts[0] += ok
+                    counts[1] += refused
+            raise
+        self.limiter.refresh({app: ok for app, (ok, _) in registry.usage(self._day).items()})
+
+    def start_flushing(self, interval: float = 1.0) -> Callable[[], None]:
+        """A daemon thread flushing usage every ``interval`` s; returns a stop function."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.flush()
+                except Exception:
+                    log.warning("usage flush failed; will retry", exc_info=True)
+
+        thread = threading.Thread(target=run, name="conveyor-usage", daemon=True)
+        thread.start()
+
+        def halt() -> None:
+            stop.set()
+            thread.join(timeout=5)
+            try:
+                self.flush()
+            except Exception:
+                log.debug("last usage flush failed", exc_info=True)
+
+        return halt
+
+
+def retry_after_header(seconds: float | None) -> str:
+    return str(max(1, math.ceil(seconds or 1.0)))
+
+
+def error_body(exc: RequestError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": exc.reason}
+    if exc.field:
+        body["field"] = exc.field
+    return body
