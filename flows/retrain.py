@@ -24,6 +24,7 @@ from flows.tasks import (
     evaluate_candidate,
     package_model,
     promote_model,
+    reconcile_rollout,
     train_model,
     validate_data,
 )
@@ -99,6 +100,7 @@ def retrain(
     }
     if version == champion:
         outcome["reason"] = f"{version} already serves {loaded.name}: nothing to promote"
+        outcome["reconciled"] = reconcile_rollout(loaded.name)
         _rename_run(f"{loaded.name}: {version} already in production")
     elif not verdict["passed"]:
         _rename_run(f"{loaded.name}: {version} rejected")

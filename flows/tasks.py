@@ -25,6 +25,7 @@ __all__ = [
     "evaluate_candidate",
     "package_model",
     "promote_model",
+    "reconcile_rollout",
     "train_model",
     "validate_data",
 ]
@@ -210,3 +211,15 @@ def promote_model(
     publish_promotion(deployment, lines)
     logger.info("; ".join(line.lstrip("#- ") for line in lines if line))
     return result
+
+
+@task(name="reconcile")
+def reconcile_rollout(deployment: str) -> str | None:
+    """After a crash mid-promotion: record the rollout the servers completed by themselves."""
+    from serving.rollout import reconcile
+
+    closed = reconcile(open_registry(load_settings()), deployment)
+    if closed is None:
+        return None
+    get_run_logger().info("rollout %s of %s: %s", closed.id, closed.version, closed.reason)
+    return closed.reason

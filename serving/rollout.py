@@ -19,7 +19,15 @@ from serving.controller import load_version
 from serving.errors import ConvergenceError, PromotionRefused
 from serving.inference import SmokeError
 
-__all__ = ["Outcome", "last_served", "promote", "rollback", "verify_loads", "wait_converged"]
+__all__ = [
+    "Outcome",
+    "last_served",
+    "promote",
+    "reconcile",
+    "rollback",
+    "verify_loads",
+    "wait_converged",
+]
 
 
 @dataclass(frozen=True)
@@ -212,3 +220,20 @@ def rollback(
         raise
     closed = _finish(registry, rollout, workers, f"rolled back from {current}")
     return Outcome(closed, workers, load_seconds, time.monotonic() - start)
+
+
+def reconcile(registry: Registry, deployment: str, timeout: float = 30.0) -> RolloutRecord | None:
+    """Close a straight rollout whose promoting process died, once every live worker serves it.
+
+    The alias had already moved (in the same transaction that opened the rollout), so the
+    servers converge by themselves; this only records it. A baking canary needs nothing:
+    the workers judge it. Returns the closed rollout, or None when nothing was open.
+    """
+    production, rollout = registry.serving_target(deployment)
+    if rollout is None or rollout.state != RolloutState.CONVERGING:
+        return None
+    if rollout.version != production:
+        return None
+    workers = wait_converged(registry, deployment, rollout.version, timeout)
+    reason = f"reconciled: all {len(workers)} live workers serve it (its promoter had stopped)"
+    return _finish(registry, rollout, workers, reason)
