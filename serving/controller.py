@@ -10,6 +10,7 @@ the worker's heartbeat, which also carries per-version request figures for the c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -19,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import torch
 
 from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry, VersionRecord, WorkerRecord
@@ -48,6 +51,7 @@ class Served:
     max_new_tokens: int
     loaded_at: datetime
     load_seconds: float
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,13 @@ def load_version(record: VersionRecord) -> Served:
     """Load, warm and smoke-check a version: ArtifactError or SmokeError when it must not serve."""
     start = time.perf_counter()
     recipe = Recipe.model_validate(record.recipe)
-    loaded = load_for_serving(model_folder(record), record.task)
+    folder = model_folder(record)
+    loaded = load_for_serving(folder, record.task)
+    backend = "torch"
+    if record.task == "classification" and recipe.serving.backend != "torch":
+        loaded, backend = _with_onnx(
+            loaded, folder, recipe.serving.backend, recipe.model.max_length
+        )
     smoke_check(loaded, recipe.model.max_length)  # also the warm-up
     return Served(
         version=record.version,
@@ -99,7 +109,25 @@ def load_version(record: VersionRecord) -> Served:
         max_new_tokens=recipe.serving.max_new_tokens,
         loaded_at=datetime.now(UTC),
         load_seconds=time.perf_counter() - start,
+        backend=backend,
     )
+
+
+def _with_onnx(
+    loaded: LoadedModel, folder: Path | None, wanted: str, max_length: int
+) -> tuple[LoadedModel, str]:
+    """ONNX Runtime in place of PyTorch: always for ``onnx``, when faster here for ``auto``."""
+    from serving.onnx_backend import ONNX_FILE, OnnxClassifier, faster_backend
+
+    path = folder / ONNX_FILE if folder else None
+    if path is None or not path.is_file():
+        if wanted == "onnx":
+            raise ArtifactError(f"no {ONNX_FILE} for this version: package it (conveyor package)")
+        return loaded, "torch"
+    onnx = OnnxClassifier(path, threads=torch.get_num_threads())
+    if wanted == "auto" and faster_backend(loaded, onnx, max_length) != "onnx":
+        return loaded, "torch"
+    return dataclasses.replace(loaded, model=onnx), "onnx"
 
 
 class Controller:

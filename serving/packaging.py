@@ -8,10 +8,12 @@ path); the Bento is built offline (``lock_packages: false``, no hub calls) and s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conveyor.registry import Registry, VersionStatus
 from gates.model_io import ArtifactError
@@ -19,6 +21,8 @@ from serving.controller import bento_model_tag
 from serving.server import REPO_ROOT
 
 __all__ = ["ALLOWED_SUFFIXES", "Packaged", "package_version"]
+
+log = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".yaml", ".model", ".jinja")
 REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy")
@@ -35,6 +39,7 @@ class Packaged:
     model_tag: str
     bento_tag: str | None
     files: list[str]
+    onnx_max_abs_diff: float | None = None
 
 
 def _servable_files(folder: Path) -> list[Path]:
@@ -72,15 +77,38 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
         with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
             for path in files:
                 shutil.copy2(path, Path(model.path) / path.name)
+            if record.task == "classification":
+                _export_onnx(Path(model.path), record.recipe)
+    onnx_report = _onnx_report(Path(model.path))
     bento_tag = _build_bento(str(model.tag), record.deployment) if build_bento else None
-    registry.update_version(record.version, status=VersionStatus.PACKAGED, reason="packaged")
+    metrics = {**record.metrics, "onnx": onnx_report} if onnx_report else None
+    registry.update_version(
+        record.version, status=VersionStatus.PACKAGED, metrics=metrics, reason="packaged"
+    )
     registry.audit(
         "version.packaged",
         deployment=record.deployment,
         version=record.version,
-        details={"model_tag": str(model.tag), "bento_tag": bento_tag},
+        details={"model_tag": str(model.tag), "bento_tag": bento_tag, "onnx": onnx_report},
     )
-    return Packaged(record.version, str(model.tag), bento_tag, [p.name for p in files])
+    diff = onnx_report.get("max_abs_diff") if onnx_report else None
+    return Packaged(record.version, str(model.tag), bento_tag, [p.name for p in files], diff)
+
+
+def _export_onnx(folder: Path, recipe: dict[str, Any]) -> None:
+    """``model.onnx`` beside the weights, checked against PyTorch (see serving.onnx_backend)."""
+    from conveyor.recipe.schema import Recipe
+    from serving.inference import load_for_serving
+    from serving.onnx_backend import export_classifier
+
+    max_length = Recipe.model_validate(recipe).model.max_length
+    diff = export_classifier(load_for_serving(folder, "classification"), folder, max_length)
+    log.info("ONNX export of %s: max abs difference %.3g", folder.name, diff)
+
+
+def _onnx_report(folder: Path) -> dict[str, Any] | None:
+    report = folder / "onnx.json"
+    return dict(json.loads(report.read_text())) if report.is_file() else None
 
 
 def _build_bento(model_tag: str, deployment: str) -> str:

@@ -163,6 +163,7 @@ class Runtime:
                         "version": served.version,
                         "role": role,
                         "task": served.task,
+                        "backend": served.backend,
                         "loaded_at": served.loaded_at.isoformat(),
                         "load_seconds": round(served.load_seconds, 3),
                     }

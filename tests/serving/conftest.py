@@ -40,7 +40,14 @@ def tokenizer() -> Any:
 
 
 def make_version(
-    registry: Registry, settings: Settings, tokenizer: Any, seed: int, *, positions: int = 64
+    registry: Registry,
+    settings: Settings,
+    tokenizer: Any,
+    seed: int,
+    *,
+    positions: int = 64,
+    serving: dict[str, Any] | None = None,
+    hidden: int = 32,
 ) -> str:
     """Register a 2-layer hidden-32 BERT classifier; ``positions`` < 30 breaks on LONG_TEXT."""
     import torch
@@ -51,10 +58,10 @@ def make_version(
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
+        hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=2 * hidden,
         max_position_embeddings=positions,
     )
     config.num_labels = len(LABELS)
@@ -63,7 +70,7 @@ def make_version(
         "task": "classification",
         "data": {"train": "t.jsonl", "validation": "v.jsonl", "test": "t.jsonl"},
         "model": {"base": "tiny", "max_length": 48},
-        "serving": {"rollback": {"min_requests": 10, "max_error_rate": 0.05}},
+        "serving": {"rollback": {"min_requests": 10, "max_error_rate": 0.05}, **(serving or {})},
     }
     recipe = Recipe.model_validate(raw).model_dump(mode="json")
     folder = write_model_folder(
