@@ -221,5 +221,6 @@ def reconcile_rollout(deployment: str) -> str | None:
     closed = reconcile(open_registry(load_settings()), deployment)
     if closed is None:
         return None
-    get_run_logger().info("rollout %s of %s: %s", closed.id, closed.version, closed.reason)
-    return closed.reason
+    outcome = str(closed.details.get("outcome", closed.reason))
+    get_run_logger().info("rollout %s of %s: %s", closed.id, closed.version, outcome)
+    return outcome
