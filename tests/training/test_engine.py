@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.unit
 INFRA = REPO_ROOT / "infra" / "deepspeed"
 
 
-def _config(**kwargs: object) -> dict[str, object]:
+def _config(**kwargs: object) -> dict[str, Any]:
     base: dict[str, object] = dict(
         micro_batch_size=8,
         gradient_accumulation_steps=4,
