@@ -78,6 +78,10 @@ def _threshold_checks(candidate: Evaluation, gates: GatesSection) -> list[GateCh
         found.append(_at_least("min_accuracy", m["accuracy"], gates.min_accuracy, "accuracy"))
     if gates.min_macro_f1 is not None and "macro_f1" in m:
         found.append(_at_least("min_macro_f1", m["macro_f1"], gates.min_macro_f1, "macro-F1"))
+    if gates.min_in_scope_accuracy is not None and "in_scope_accuracy" in m:
+        floor = gates.min_in_scope_accuracy
+        what = "in-scope accuracy"
+        found.append(_at_least("min_in_scope_accuracy", m["in_scope_accuracy"], floor, what))
     if gates.max_perplexity is not None and "perplexity" in m:
         found.append(
             _at_most("max_perplexity", m["perplexity"], gates.max_perplexity, "perplexity")

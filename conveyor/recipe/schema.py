@@ -21,6 +21,7 @@ __all__ = [
     "DriftSection",
     "GatesSection",
     "ModelSection",
+    "MonitorSection",
     "Recipe",
     "RollbackSection",
     "BatchingSection",
@@ -123,6 +124,12 @@ class GatesSection(_Section):
     min_macro_f1: float | None = Field(
         default=None, ge=0, le=1, description="Absolute floor on test macro-F1."
     )
+    min_in_scope_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Floor on accuracy over the test examples that are not `gates.oos_label`.",
+    )
     max_perplexity: float | None = Field(
         default=None, gt=0, description="Ceiling on validation perplexity (causal-lm)."
     )
@@ -177,6 +184,26 @@ class RollbackSection(_Section):
     )
 
 
+class MonitorSection(_Section):
+    """Thresholds of the drift monitor (`conveyor monitor`): live traffic vs the training data."""
+
+    min_requests: PositiveInt = Field(
+        default=200, description="Texts classified (all live workers) before drift is judged."
+    )
+    max_label_psi: float = Field(
+        default=0.2, gt=0, description="PSI of predicted labels vs the training labels."
+    )
+    max_length_psi: float = Field(
+        default=0.2, gt=0, description="PSI of the text-length histogram vs the training texts."
+    )
+    max_unknown_token_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Share of tokens that are the tokenizer's unknown."
+    )
+    min_mean_confidence: float = Field(
+        default=0.4, ge=0, le=1, description="Mean top-1 score below this counts as drift (0: off)."
+    )
+
+
 class ServingSection(_Section):
     backend: str = Field(
         default="auto",
@@ -191,6 +218,7 @@ class ServingSection(_Section):
         default=60.0, ge=0, description="How long the canary is watched before full promotion."
     )
     rollback: RollbackSection = Field(default_factory=RollbackSection)
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
     max_texts_per_request: PositiveInt = Field(
         default=64, description="Longer lists are refused with 422."
     )

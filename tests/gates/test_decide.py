@@ -106,3 +106,16 @@ def test_budgets_and_language_model_gates() -> None:
     assert not verdict.passed
     assert "p99 latency (ms) 12 > 10" in verdict.reason
     assert "perplexity rise vs s:v1 (relative) 0.1429 > 0.05" in verdict.reason
+
+
+def test_in_scope_accuracy_floor_ignores_out_of_scope_examples() -> None:
+    gates = GatesSection(min_in_scope_accuracy=0.9)
+    candidate = Evaluation(
+        "d:v1",
+        "classification",
+        metrics={"accuracy": 0.74, "macro_f1": 0.7, "in_scope_accuracy": 0.91, "oos_recall": 0.0},
+    )
+    verdict = decide(candidate, None, gates)
+    assert verdict.passed and [c.name for c in verdict.checks] == ["min_in_scope_accuracy"]
+    low = Evaluation("d:v1", "classification", metrics={"accuracy": 0.9, "in_scope_accuracy": 0.8})
+    assert decide(low, None, gates).reason == "fail: in-scope accuracy 0.8000 < 0.9000"
