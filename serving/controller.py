@@ -29,6 +29,7 @@ from gates.model_io import ArtifactError, LoadedModel
 from serving.bake import judge_rollout
 from serving.desired import Desired, desired_state
 from serving.inference import SmokeError, load_for_serving, smoke_check
+from serving.profile import PROFILE_STATS_KEY, InputProfile, RollingProfile
 from serving.routing import routes_to_canary
 from serving.stats import VersionStats
 
@@ -36,6 +37,7 @@ __all__ = ["Controller", "Routing", "Served", "model_folder"]
 
 log = logging.getLogger(__name__)
 FAILURE_RETRY_SECONDS = 30.0
+PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two hours
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class Controller:
         self._stats_lock = threading.Lock()
         self._stats: dict[str, VersionStats] = {}
         self._stats_rollout: int | None = None
+        self._profiles: dict[str, RollingProfile] = {}  # not reset by rollouts: drift is slower
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_beat = 0.0
@@ -178,6 +181,15 @@ class Controller:
     def record(self, version: str, latency_ms: float, failed: bool) -> None:
         with self._stats_lock:
             self._stats.setdefault(version, VersionStats()).observe(latency_ms, failed)
+
+    def record_inputs(self, version: str, profile: InputProfile) -> None:
+        """Add one request's input/prediction profile to the version's (for the drift monitor)."""
+        now = time.monotonic()
+        with self._stats_lock:
+            rolling = self._profiles.get(version)
+            if rolling is None:
+                rolling = self._profiles[version] = RollingProfile(PROFILE_WINDOW_SECONDS, now)
+            rolling.add(profile, now)
 
     # -- following the registry ------------------------------------------------------------
 
@@ -263,6 +275,8 @@ class Controller:
             self.routing = routing
             keep = {s.version for s in (active, canary, standby) if s is not None}
             self._loaded = {v: s for v, s in self._loaded.items() if v in keep}
+        with self._stats_lock:
+            self._profiles = {v: p for v, p in self._profiles.items() if v in keep}
         self._reset_stats_for(desired.rollout_id)
         log.info("%s serves %s", self.worker, routing.roles())
         self.beat()
@@ -282,6 +296,18 @@ class Controller:
                 for v, s in self._stats.items()
             }
 
+    def profiles(self) -> dict[str, InputProfile]:
+        now = time.monotonic()
+        with self._stats_lock:
+            return {v: p.snapshot(now) for v, p in self._profiles.items()}
+
+    def _published_stats(self) -> dict[str, dict[str, object]]:
+        """Per version: request figures, and the input profile under ``PROFILE_STATS_KEY``."""
+        published: dict[str, dict[str, object]] = {v: s.as_dict() for v, s in self.stats().items()}
+        for version, profile in self.profiles().items():
+            published.setdefault(version, {})[PROFILE_STATS_KEY] = profile.as_dict()
+        return published
+
     def beat(self) -> None:
         routing = self.routing
         self._last_beat = time.monotonic()
@@ -298,6 +324,6 @@ class Controller:
                 canary_version=routing.canary.version if routing.canary else None,
                 rollout_id=self._stats_rollout,
                 failures={v: reason for v, (reason, _) in self.failures.items()},
-                stats={v: s.as_dict() for v, s in self.stats().items()},
+                stats=self._published_stats(),
             )
         )

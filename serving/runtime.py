@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -22,10 +23,13 @@ from serving.batcher import Batcher
 from serving.cache import PredictionCache
 from serving.controller import Controller, Routing, Served, load_version
 from serving.inference import classify_texts, generate_text, stream_text
+from serving.profile import profile_of
 from serving.stats import LATENCY_BUCKETS_MS
 from serving.validation import RequestError
 
 __all__ = ["Runtime", "start_runtime"]
+
+log = logging.getLogger(__name__)
 
 
 def _forward(served: Served, texts: list[str], top_k: int) -> list[dict[str, Any]]:
@@ -101,7 +105,18 @@ class Runtime:
         results = [answer for answer in found if answer is not None]
         for answer in results:
             self.metrics.texts.labels(self.deployment, served.version, answer["label"]).inc()
+        self._profile(served, items, results)
         return results
+
+    def _profile(self, served: Served, items: list[str], results: list[dict[str, Any]]) -> None:
+        """Counts for the drift monitor (cache hits included: they are traffic too)."""
+        try:
+            tokenizer = served.loaded.tokenizer
+            ids = tokenizer(items, add_special_tokens=False)["input_ids"]
+            unk = getattr(tokenizer, "unk_token_id", None)
+            self.controller.record_inputs(served.version, profile_of(items, results, ids, unk))
+        except Exception:  # the monitor's figures must never fail a request
+            log.warning("could not profile a request to %s", served.version, exc_info=True)
 
     def pick(self, key: str | None) -> tuple[Served, str]:
         try:

@@ -15,6 +15,7 @@ from conveyor.cli.deploy_cmd import deploy, watch
 from conveyor.cli.evaluate_cmd import evaluate
 from conveyor.cli.keys_cmd import keys_app
 from conveyor.cli.models_cmd import models_app
+from conveyor.cli.monitor_cmd import monitor
 from conveyor.cli.recipe_cmd import recipe_app
 from conveyor.cli.serve_cmd import package, promote, rollback, serve, status
 from conveyor.cli.train_cmd import train
@@ -39,6 +40,7 @@ app.command("evaluate")(evaluate)
 app.command("demo")(demo)
 app.command("deploy")(deploy)
 app.command("watch")(watch)
+app.command("monitor")(monitor)
 for _verb in (package, serve, promote, rollback, status):
     app.command()(_verb)
 
