@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,31 @@ def test_tiny_gpt2_causal_lm(tmp_path: Path, settings: Settings, registry: Regis
     assert (folder / "tokenizer.json").is_file() and not (folder / "label_map.json").exists()
     config = json.loads((folder / "config.json").read_text())
     assert config["n_layer"] == 1 and config["vocab_size"] == 512
+
+
+@pytest.mark.parametrize("infra", ["zero1.json", "zero2.json"])
+def test_infra_deepspeed_config_runs_zero_stages_on_cpu(
+    infra: str,
+    make_recipe: RecipeFactory,
+    settings: Settings,
+    registry: Registry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.conftest import REPO_ROOT
+    from training.engine import read_config_file
+
+    extra = read_config_file(REPO_ROOT / "infra" / "deepspeed" / infra)
+    path = make_recipe(training={"max_steps": 6, "checkpoint_every_steps": 3})
+    with caplog.at_level(logging.INFO, logger="training"):
+        result = fine_tune(
+            load_recipe(path),
+            settings,
+            show_progress=False,
+            registry=registry,
+            deepspeed_config=extra,
+        )
+    stage = extra["zero_optimization"]["stage"]
+    assert any(f"fp32, ZeRO {stage}" in r.getMessage() for r in caplog.records)
+    assert result.steps == 6 and result.version == "tiny-clinc:v1"
+    assert math.isfinite(result.metrics["validation_loss"])
+    assert (Path(str(result.model_dir)) / "model.safetensors").is_file()
