@@ -77,7 +77,8 @@ def launch(
             ds_config=ds_config,
         )
         env = {**os.environ, "PYTHONPATH": _repo_pythonpath()}
-        completed = subprocess.run(command, env=env, check=False)
+        # The workers' output goes to stderr: stdout is kept for the VERSION the CLI prints.
+        completed = subprocess.run(command, env=env, check=False, stdout=sys.stderr)
         if completed.returncode != 0 or not result_file.is_file():
             raise TrainingError(
                 f"the DeepSpeed launcher exited with {completed.returncode}; see its output above"

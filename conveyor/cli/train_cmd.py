@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -54,18 +56,27 @@ def train(
     if recipe.training.gpus > 0:
         from training.launch import launch
 
-        result = launch(file, extra, gpus=recipe.training.gpus, resume=resume, hostfile=hostfile)
+        result = launch(
+            file,
+            extra,
+            gpus=recipe.training.gpus,
+            resume=resume,
+            hostfile=hostfile,
+            ds_config=ds_config,
+        )
         version, metrics = str(result["version"]), dict(result["metrics"])
     else:
         from training.fine_tune import fine_tune
 
-        outcome = fine_tune(
-            recipe,
-            settings,
-            resume=resume,
-            registry=_context.registry(),
-            deepspeed_config=infra,
-        )
+        # DeepSpeed prints to stdout (accelerator notice, JIT builds): keep stdout for VERSION.
+        with contextlib.redirect_stdout(sys.stderr):
+            outcome = fine_tune(
+                recipe,
+                settings,
+                resume=resume,
+                registry=_context.registry(),
+                deepspeed_config=infra,
+            )
         version, metrics = str(outcome.version), outcome.metrics
     shown = ", ".join(
         f"{k.removeprefix('validation_')} {v:.4f}"
