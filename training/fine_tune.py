@@ -201,7 +201,7 @@ def fine_tune(
     zero_stage = int(config["zero_optimization"].get("stage", 0))
     if on_gpu:
         prepared.model.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
-    optimizer = ds.build_optimizer(prepared.model, t.lr, t.weight_decay)
+    optimizer = ds.build_optimizer(prepared.model, t.lr, t.weight_decay, t.head_lr_multiplier)
     scheduler = ds.build_scheduler(optimizer, total, t.warmup_ratio)
     engine = ds.initialize(prepared.model, optimizer, scheduler, config)
     state, last = load_checkpoint(engine, directory) if resume else (TrainState(), None)

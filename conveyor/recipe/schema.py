@@ -86,6 +86,12 @@ class TrainingSection(_Section):
     )
     lr: float = Field(default=5e-5, gt=0, lt=1, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    head_lr_multiplier: float = Field(
+        default=1.0,
+        gt=0,
+        le=1000,
+        description="Learning-rate factor for the new classification head (and pooler).",
+    )
     warmup_ratio: float = Field(
         default=0.06,
         ge=0,

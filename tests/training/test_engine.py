@@ -140,3 +140,29 @@ def test_a_bad_deepspeed_file_is_one_clear_line(tmp_path: Path) -> None:
         read_config_file(bad)
     with pytest.raises(TrainingError, match="no such file"):
         read_config_file(tmp_path / "missing.json")
+
+
+def test_head_gets_its_own_learning_rate() -> None:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from training.engine import build_optimizer, is_head
+
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=8,
+    )
+    model = BertForSequenceClassification(config)
+    assert is_head("classifier.weight") and is_head("bert.pooler.dense.bias")
+    assert not is_head("bert.encoder.layer.0.output.dense.weight")
+    plain = build_optimizer(model, 1e-4, 0.01)
+    assert [g["lr"] for g in plain.param_groups] == [1e-4, 1e-4]
+    boosted = build_optimizer(model, 1e-4, 0.01, head_lr_multiplier=50)
+    head = boosted.param_groups[-1]
+    assert head["lr"] == pytest.approx(5e-3) and head["weight_decay"] == 0.0
+    head_ids = {id(p) for p in head["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in head_ids}
+    assert names == {n for n, _ in model.named_parameters() if is_head(n)}
+    assert sum(len(g["params"]) for g in boosted.param_groups) == len(list(model.parameters()))
