@@ -32,6 +32,7 @@ from flows.tasks import (
 __all__ = ["DEFAULT_RECIPE", "retrain"]
 
 DEFAULT_RECIPE = "recipes/clinc150-minilm.yaml"
+STAGE_LOGGERS = ("training", "data_checks", "gates", "serving")
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +75,8 @@ def retrain(
     """
     settings = load_settings()
     apply_offline_environment(settings)
+    for stage in STAGE_LOGGERS:  # their progress lines (steps, loss, samples/s) reach the run log
+        logging.getLogger(stage).setLevel(logging.INFO)
     logger = get_run_logger()
     loaded = load_recipe(recipe, _recipe_overrides(overrides, data_train))
     recipe_json = loaded.model_dump(mode="json")
