@@ -115,6 +115,11 @@ def _build_bento(model_tag: str, deployment: str) -> str:
     import bentoml
     from bentoml._internal.bento.build_config import BentoEnvSchema
 
+    existing = f"{deployment}:{model_tag.split(':')[1]}"
+    try:  # a version's Bento is immutable: packaging it again reuses the one built first
+        return str(bentoml.bentos.get(existing).tag)
+    except bentoml.exceptions.NotFound:
+        pass
     previous = os.environ.get("CONVEYOR_BENTO_MODEL")
     os.environ["CONVEYOR_BENTO_MODEL"] = model_tag  # the service module pins it at import
     try:

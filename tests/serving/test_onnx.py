@@ -53,3 +53,13 @@ def test_backend_onnx_without_an_export_is_refused(
     version = make_version(registry, settings, tokenizer, 4, serving={"backend": "onnx"})
     with pytest.raises(ArtifactError, match="package it"):
         load_version(registry.resolve(version))
+
+
+def test_packaging_twice_reuses_the_immutable_bento(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    version = make_version(registry, settings, tokenizer, 4)
+    first = package_version(registry, version)
+    again = package_version(registry, version)
+    assert first.bento_tag is not None and again.bento_tag == first.bento_tag
+    assert again.model_tag == first.model_tag
