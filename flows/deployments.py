@@ -17,6 +17,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.events import DeploymentEventTrigger
 
 from conveyor.errors import ConveyorError
+from conveyor.events import DATA_LANDED, DRIFT_DETECTED, resource_id
 
 __all__ = [
     "DATA_LANDED",
@@ -29,13 +30,6 @@ __all__ = [
 ]
 
 DEPLOYMENTS_FILE = Path(__file__).resolve().parent.parent / "infra" / "prefect.yaml"
-DATA_LANDED = "conveyor.data.landed"
-DRIFT_DETECTED = "conveyor.drift.detected"
-
-
-def resource_id(deployment: str) -> str:
-    """The Prefect event resource a deployment's triggers match."""
-    return f"conveyor.deployment.{deployment}"
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.events import DATA_LANDED, resource_id
 from conveyor.recipe import SPLIT_SUFFIXES
-from flows.deployments import DATA_LANDED, resource_id
 
 __all__ = ["FolderWatch", "emit_data_landed", "watch_folder"]
 

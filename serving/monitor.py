@@ -191,7 +191,7 @@ def report_drift(
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
 
-    from flows.deployments import DRIFT_DETECTED, resource_id
+    from conveyor.events import DRIFT_DETECTED, resource_id
 
     payload = {"deployment": deployment, "version": version, **report.as_payload()}
     event = emit_event(
