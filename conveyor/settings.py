@@ -10,6 +10,7 @@ import getpass
 import socket
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,7 +63,8 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        description="Redis for rate limits and quotas shared by all workers (else per worker).",
+        description="Redis for rate limits, quotas and (by default) the prediction cache, "
+        "shared by all workers and replicas (else per worker).",
     )
     serve_max_in_flight: int = Field(
         default=64,
@@ -72,7 +74,18 @@ class Settings(BaseSettings):
     cache_size: int = Field(
         default=10_000,
         ge=0,
-        description="Predictions kept per worker (LRU by version and input); 0 turns it off.",
+        description="Predictions kept per worker (local) or per deployment (redis), keyed by "
+        "version and input; 0 turns it off.",
+    )
+    cache_backend: Literal["local", "redis"] | None = Field(
+        default=None,
+        description="Prediction cache: `local` (LRU per worker) or `redis` (shared through "
+        "redis_url); default: redis when redis_url is set, else local.",
+    )
+    cache_ttl_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        description="How long a prediction stays in the Redis cache.",
     )
 
     @model_validator(mode="after")
@@ -83,6 +96,22 @@ class Settings(BaseSettings):
                 f"{self.serve_host}: API keys are required beyond loopback"
             )
         return self
+
+    @model_validator(mode="after")
+    def _redis_cache_needs_redis(self) -> Settings:
+        if self.cache_backend == "redis" and not self.redis_url:
+            raise ValueError(
+                "CONVEYOR_CACHE_BACKEND=redis needs CONVEYOR_REDIS_URL: set it, or use "
+                "CONVEYOR_CACHE_BACKEND=local"
+            )
+        return self
+
+    @property
+    def cache_kind(self) -> Literal["local", "redis"]:
+        """The prediction cache in use: the setting, else redis exactly when Redis is set."""
+        if self.cache_backend is not None:
+            return self.cache_backend
+        return "redis" if self.redis_url else "local"
 
     @property
     def auth_required(self) -> bool:

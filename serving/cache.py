@@ -2,16 +2,17 @@
 
 The version is part of every key, and a request looks up only the version that answers it,
 so a promotion or rollback can never serve another version's cached answer: the new
-version's keys simply miss until it has answered them.
+version's keys simply miss until it has answered them. The same holds for the cache shared
+through Redis (:mod:`serving.cache_redis`); both meet the :class:`Cache` protocol.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["PredictionCache", "normalize"]
+__all__ = ["Cache", "PredictionCache", "normalize"]
 
 Key = tuple[str, int, str]
 
@@ -21,8 +22,40 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+class Cache(Protocol):
+    """What the runtime needs of a prediction cache (counts are per text, in this worker)."""
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def hits(self) -> int: ...
+
+    @property
+    def misses(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def get_many(
+        self, version: str, top_k: int, texts: list[str]
+    ) -> list[dict[str, Any] | None]: ...
+
+    def put_many(
+        self, version: str, top_k: int, texts: list[str], answers: list[dict[str, Any]]
+    ) -> None: ...
+
+
 class PredictionCache:
-    """At most ``max_entries`` answers; the least recently used goes first. 0 turns it off."""
+    """At most ``max_entries`` answers; the least recently used goes first. 0 turns it off.
+
+    ``len()`` is the entries this worker holds; ``errors`` is always 0 (nothing to reach).
+    """
+
+    backend = "local"
+    errors = 0
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries

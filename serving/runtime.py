@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 from conveyor.registry import Registry, VersionRecord, open_registry
-from conveyor.settings import load_settings
+from conveyor.settings import Settings, load_settings
 from gates.model_io import ArtifactError
 from serving.access import Gate, LocalLimiter, RedisLimiter
 from serving.batcher import Batcher
-from serving.cache import PredictionCache
+from serving.cache import Cache, PredictionCache
+from serving.cache_redis import RedisPredictionCache, registry_namespace
 from serving.controller import Controller, Routing, Served, load_version
 from serving.inference import classify_texts, generate_text, stream_text
 from serving.profile import profile_of
@@ -79,7 +80,7 @@ class Runtime:
     pinned: str | None
     _generate_lock: threading.Lock
     gate: Gate
-    cache: PredictionCache
+    cache: Cache
     max_in_flight: int
     in_flight: int = 0
     _stop_usage: Any = None
@@ -193,9 +194,11 @@ class Runtime:
             "loaded": loaded,
             "failures": {v: reason for v, (reason, _) in self.controller.failures.items()},
             "cache": {
+                "backend": self.cache.backend,
                 "entries": len(self.cache),
                 "hits": self.cache.hits,
                 "misses": self.cache.misses,
+                "errors": self.cache.errors,
             },
             "figures": {
                 v: s.as_dict() | {"error_rate": s.error_rate}
@@ -283,6 +286,19 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     return _assemble(controller, batcher, metrics, None)
 
 
+def _cache(settings: Settings, deployment: str) -> Cache:
+    """Shared through Redis when the settings say so, else this worker's LRU."""
+    if settings.cache_kind == "redis" and settings.redis_url:
+        return RedisPredictionCache(
+            settings.redis_url,
+            deployment,
+            settings.cache_size,
+            ttl=settings.cache_ttl_seconds,
+            namespace=registry_namespace(settings.registry_url),
+        )
+    return PredictionCache(settings.cache_size)
+
+
 def _assemble(
     controller: Controller, batcher: Batcher, metrics: _Metrics, pinned: str | None
 ) -> Runtime:
@@ -304,7 +320,7 @@ def _assemble(
         pinned,
         threading.Lock(),
         gate=gate,
-        cache=PredictionCache(settings.cache_size),
+        cache=_cache(settings, controller.deployment),
         max_in_flight=settings.serve_max_in_flight,
     )
     runtime._stop_usage = gate.start_flushing()
