@@ -209,7 +209,12 @@ def rollback(
         raise RegistryConflictError(f"{target} already serves {deployment}")
     load_seconds = verify_loads(registry, target, "rollback")
     rollout = registry.start_rollout(
-        deployment, target, kind="rollback", reason=f"rollback from {current}", expected=current
+        deployment,
+        target,
+        kind="rollback",
+        reason=f"rollback from {current}",
+        expected=current,
+        details={"verify_load_seconds": round(load_seconds, 3)},
     )
     start = time.monotonic()
     try:

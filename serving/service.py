@@ -7,6 +7,7 @@ A packaged Bento sets ``CONVEYOR_BENTO_MODEL`` instead and serves that one model
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from conveyor.settings import load_settings
 
 apply_offline_environment(load_settings())  # before any library can reach the network
 
+from serving import _timeout  # noqa: E402
 from serving.access import current_app  # noqa: E402
 from serving.edge import EdgeGuard  # noqa: E402
 from serving.runtime import Runtime, start_runtime  # noqa: E402
@@ -33,6 +35,7 @@ WORKERS = int(os.environ.get("CONVEYOR_SERVE_WORKERS", "1"))
 PINNED = os.environ.get("CONVEYOR_BENTO_MODEL") or None
 admin = FastAPI(title="conveyor admin")
 _runtime: Runtime | None = None
+_timeout.install()  # BentoML's own timeout middleware keeps every request alive for 120 s
 
 
 class ModelVersionHeader:
@@ -73,6 +76,11 @@ class Conveyor:
         global _runtime
         self.runtime = start_runtime(pinned=PINNED)
         _runtime = self.runtime
+        # What is alive now (libraries, the first model) lives as long as the worker: keep it
+        # out of the collector's full passes, which would otherwise stop every request while
+        # they walk the whole heap.
+        gc.collect()
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return self.runtime.controller.ready

@@ -133,13 +133,18 @@ def wait_ready(
 
 @contextmanager
 def running_server(
-    settings: Settings, workers: int = 1, log_dir: Path | None = None
+    settings: Settings,
+    workers: int = 1,
+    log_dir: Path | None = None,
+    torch_threads: int | None = 1,
 ) -> Iterator[Server]:
-    """`bentoml serve` following DEPLOYMENT; its whole process group is killed on exit."""
+    """`bentoml serve` following DEPLOYMENT; its whole process group is killed on exit.
+
+    ``torch_threads=None`` leaves the server's own choice (the cores shared by the workers)."""
     port = free_port()
     log = (log_dir or settings.home) / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = serve_environment(settings, DEPLOYMENT, workers, torch_threads=1)
+    env = serve_environment(settings, DEPLOYMENT, workers, torch_threads=torch_threads)
     with log.open("wb") as out:
         process = subprocess.Popen(
             serve_command(port),
