@@ -29,6 +29,8 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "GX_ANALYTICS_ENABLED": "false",
     # Not about the network: the stages' own loggers reach Prefect's run logs and UI.
     "PREFECT_LOGGING_EXTRA_LOGGERS": "training,data_checks,gates,serving",
+    # ...and outside a flow (a stage called directly) they only log, with no warning per line.
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
 }
 _TOOL_HOMES = ("PREFECT_HOME", "BENTOML_HOME", "TORCH_EXTENSIONS_DIR")
 

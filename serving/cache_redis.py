@@ -23,7 +23,8 @@ miss, a write error is dropped, both are logged at WARNING at most once per ``wa
 seconds, and for ``retry_after`` seconds after an error Redis is not asked at all (tier 1
 still answers), so an outage costs one socket timeout per interval, not one per request.
 Calls are synchronous, on the event loop like the Redis limiter's: a loopback MGET is well
-under a millisecond, and a slow Redis holds the loop at most ``timeout`` per ``retry_after``.
+under a millisecond, and a slow Redis holds the loop at most ``timeout`` (0.25 s: a lookup
+slower than that costs more than the miss it saves) per ``retry_after``.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class RedisPredictionCache:
         local_entries: int = 1024,
         namespace: str = "-",
         prefix: str = "conveyor",
-        timeout: float = 1.0,
+        timeout: float = 0.25,
         retry_after: float = 5.0,
         warn_every: float = 60.0,
     ) -> None:
