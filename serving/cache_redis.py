@@ -159,10 +159,9 @@ class RedisPredictionCache:
             else:
                 for i, value in zip(missing, raw, strict=True):
                     found[i] = _decode(value)
-            fetched = [i for i in missing if found[i] is not None]
+            fetched = {texts[i]: answer for i in missing if (answer := found[i]) is not None}
             if fetched:
-                answers = [a for a in (found[i] for i in fetched) if a is not None]
-                self._local.put_many(version, top_k, [texts[i] for i in fetched], answers)
+                self._local.put_many(version, top_k, list(fetched), list(fetched.values()))
         hits = sum(answer is not None for answer in found)
         with self._lock:
             self.hits += hits

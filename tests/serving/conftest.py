@@ -53,8 +53,6 @@ def make_version(
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from training.artifact import write_model_folder
-
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -65,30 +63,50 @@ def make_version(
         max_position_embeddings=positions,
     )
     config.num_labels = len(LABELS)
+    return register_classifier(
+        registry,
+        settings,
+        BertForSequenceClassification(config),
+        tokenizer,
+        base="tiny",
+        serving={"rollback": {"min_requests": 10, "max_error_rate": 0.05}, **(serving or {})},
+        lineage={"seed": seed},
+    )
+
+
+def register_classifier(
+    registry: Registry,
+    settings: Settings,
+    model: Any,
+    tokenizer: Any,
+    *,
+    base: str,
+    serving: dict[str, Any],
+    lineage: dict[str, Any],
+) -> str:
+    """Write ``model`` as a DEPLOYMENT model folder over LABELS and register it; its version."""
+    from training.artifact import write_model_folder
+
     raw = {
         "name": DEPLOYMENT,
         "task": "classification",
         "data": {"train": "t.jsonl", "validation": "v.jsonl", "test": "t.jsonl"},
-        "model": {"base": "tiny", "max_length": 48},
-        "serving": {"rollback": {"min_requests": 10, "max_error_rate": 0.05}, **(serving or {})},
+        "model": {"base": base, "max_length": 48},
+        "serving": serving,
     }
     recipe = Recipe.model_validate(raw).model_dump(mode="json")
     folder = write_model_folder(
         settings.models_dir,
         DEPLOYMENT,
-        BertForSequenceClassification(config),
+        model,
         tokenizer,
         label_names=LABELS,
         metrics={},
         recipe=recipe,
-        lineage={"seed": seed},
+        lineage=lineage,
     )
     record = registry.register_version(
-        DEPLOYMENT,
-        task="classification",
-        base_model="tiny",
-        recipe=recipe,
-        artifact_uri=str(folder),
+        DEPLOYMENT, task="classification", base_model=base, recipe=recipe, artifact_uri=str(folder)
     )
     return record.version
 
