@@ -1,3 +1,3 @@
-from conveyor.cli import main
+from cli import main
 
 main()

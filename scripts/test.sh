@@ -12,6 +12,8 @@ mkdir -p "$TORCH_EXTENSIONS_DIR"
 echo "[test] ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "[test] import layers (import-linter)"
+.venv/bin/lint-imports --no-cache
 echo "[test] mypy"
 .venv/bin/mypy
 echo "[test] pytest"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conveyor.cli import app
+from cli import app
 from conveyor.recipe import Recipe
 from tests.conftest import RECIPES_DIR, REPO_ROOT
 from tests.data_checks.conftest import MakeRecipe

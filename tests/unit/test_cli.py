@@ -116,7 +116,7 @@ def test_unreachable_registry_is_one_line(conveyor_home: Path) -> None:
 
 def test_the_cli_sets_the_offline_environment(conveyor_home: Path) -> None:
     code = (
-        "import os, sys; from conveyor.cli import _context; _context.setup_process(False);"
+        "import os, sys; from cli import _context; _context.setup_process(False);"
         "print(os.environ['HF_HUB_OFFLINE'], os.environ['BENTOML_DO_NOT_TRACK'],"
         " os.environ['GX_ANALYTICS_ENABLED'])"
     )

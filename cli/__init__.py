@@ -1,5 +1,5 @@
 """The `conveyor` command line."""
 
-from conveyor.cli.app import app, main
+from cli.app import app, main
 
 __all__ = ["app", "main"]

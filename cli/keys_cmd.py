@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli import _context
-from conveyor.cli._render import format_table, when
+from cli import _context
+from cli._render import format_table, when
 
 __all__ = ["keys_app"]
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from conveyor.cli import _context
-from conveyor.cli._render import format_table
+from cli import _context
+from cli._render import format_table
 
 if TYPE_CHECKING:
     from serving.monitor import DriftReport

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli import _context
-from conveyor.cli._render import (
+from cli import _context
+from cli._render import (
     format_table,
     render_audit,
     render_history,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli import _context
+from cli import _context
 
 __all__ = ["deploy", "watch"]
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli import _context
+from cli import _context
 from conveyor.recipe import load_recipe
 
 __all__ = ["train"]

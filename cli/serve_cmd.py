@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.cli import _context
+from cli import _context
 
 __all__ = ["package", "promote", "rollback", "serve", "status"]
 

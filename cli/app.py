@@ -8,18 +8,18 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
+from cli import _context
+from cli.demo_cmd import demo
+from cli.deploy_cmd import deploy, watch
+from cli.evaluate_cmd import evaluate
+from cli.keys_cmd import keys_app
+from cli.models_cmd import models_app
+from cli.monitor_cmd import monitor
+from cli.recipe_cmd import recipe_app
+from cli.serve_cmd import package, promote, rollback, serve, status
+from cli.train_cmd import train
+from cli.validate_cmd import validate
 from conveyor import __version__
-from conveyor.cli import _context
-from conveyor.cli.demo_cmd import demo
-from conveyor.cli.deploy_cmd import deploy, watch
-from conveyor.cli.evaluate_cmd import evaluate
-from conveyor.cli.keys_cmd import keys_app
-from conveyor.cli.models_cmd import models_app
-from conveyor.cli.monitor_cmd import monitor
-from conveyor.cli.recipe_cmd import recipe_app
-from conveyor.cli.serve_cmd import package, promote, rollback, serve, status
-from conveyor.cli.train_cmd import train
-from conveyor.cli.validate_cmd import validate
 from conveyor.errors import ConveyorError
 
 __all__ = ["app", "main"]
