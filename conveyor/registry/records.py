@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -45,6 +45,8 @@ class VersionRecord:
     status: str
     created_at: datetime
     created_by: str
+    serving_spec: dict[str, Any] = field(default_factory=dict)
+    content_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,8 @@ def _version_record(row: ModelVersion) -> VersionRecord:
         status=row.status,
         created_at=row.created_at,
         created_by=row.created_by,
+        serving_spec=dict(row.serving_spec or {}),
+        content_sha256=row.content_sha256,
     )
 
 
@@ -208,6 +210,8 @@ class Registry:
         metrics: dict[str, Any] | None = None,
         status: VersionStatus = VersionStatus.REGISTERED,
         reason: str = "",
+        serving_spec: dict[str, Any] | None = None,
+        content_sha256: str | None = None,
     ) -> VersionRecord:
         """Add a version with the next number of its deployment (``name:vN``)."""
 
@@ -234,6 +238,8 @@ class Registry:
                 recipe=recipe,
                 metrics=metrics or {},
                 verdict=None,
+                serving_spec=serving_spec or {},
+                content_sha256=content_sha256,
                 status=str(status),
                 created_at=utcnow(),
                 created_by=self.actor,
@@ -312,6 +318,7 @@ class Registry:
         verdict: dict[str, Any] | None = None,
         artifact_uri: str | None = None,
         reason: str = "",
+        serving_spec: dict[str, Any] | None = None,
     ) -> VersionRecord:
         """Record what a stage learnt about a version; a status change is audited."""
 
@@ -325,6 +332,8 @@ class Registry:
                 row.verdict = verdict
             if artifact_uri is not None:
                 row.artifact_uri = artifact_uri
+            if serving_spec is not None:
+                row.serving_spec = serving_spec
             if status is not None and status != row.status:
                 details = {"from": row.status, "to": str(status)}
                 row.status = str(status)

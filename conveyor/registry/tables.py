@@ -78,6 +78,10 @@ class ModelVersion(Base):
     recipe: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What serving needs of the version (typed and versioned by conveyor.serving_spec), and
+    # the SHA-256 over every file of its model folder, checked before it takes traffic.
+    serving_spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(256))
