@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli import _context
+from conveyor.errors import ExitCode
 
 __all__ = ["evaluate"]
 
@@ -59,4 +60,4 @@ def evaluate(
         if outcome.plot_path:
             typer.echo(f"plot:   {outcome.plot_path}")
     if not outcome.verdict.passed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.SAID_NO)

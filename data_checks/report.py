@@ -8,6 +8,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from conveyor.errors import ExitCode
+
 __all__ = ["Check", "Outcome", "Report", "Status", "write_reports"]
 
 
@@ -24,7 +26,11 @@ class Status(StrEnum):
     UNUSABLE = "unusable"
 
 
-_EXIT_CODES = {Status.PASSED: 0, Status.FAILED: 1, Status.UNUSABLE: 2}
+_EXIT_CODES = {
+    Status.PASSED: ExitCode.OK,
+    Status.FAILED: ExitCode.SAID_NO,
+    Status.UNUSABLE: ExitCode.BAD_INPUT,
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["exit_code"] = self.exit_code
+        data["exit_code"] = int(self.exit_code)
         data["summary"] = self.summary()
         return data
 

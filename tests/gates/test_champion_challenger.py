@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.errors import ExitCode
 from conveyor.recipe import load_recipe
 from conveyor.registry import Registry, VersionStatus
 from conveyor.settings import Settings
@@ -152,7 +153,7 @@ def test_corrupt_or_missing_artifact_fails_loudly(workspace: dict[str, Any], cha
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
     broken = _register_copy(workspace, champion, corrupt)
     result = _cli(workspace["settings"].home, "evaluate", broken)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == ExitCode.SAID_NO, result.stderr
     assert "Traceback" not in result.stderr
     assert "**fail: artifact unloadable: cannot load" in result.stdout
     assert registry.alias(DEPLOYMENT, "production") == champion
