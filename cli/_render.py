@@ -9,7 +9,7 @@ from typing import Any
 
 from conveyor.registry import AliasMove, AuditRecord, VersionRecord
 
-__all__ = ["format_table", "render_audit", "render_history", "render_version", "when"]
+__all__ = ["format_table", "number", "render_audit", "render_history", "render_version", "when"]
 
 
 def when(moment: datetime | None) -> str:
@@ -27,14 +27,52 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _metrics_line(metrics: dict[str, Any]) -> str:
-    shown = []
-    for key, value in sorted(metrics.items()):
-        if isinstance(value, float):
-            shown.append(f"{key}={value:.4g}")
-        elif isinstance(value, int | str):
-            shown.append(f"{key}={value}")
-    return ", ".join(shown) or "-"
+def number(value: float | int) -> str:
+    """A figure a person reads: 4 decimals under 10, one decimal (with thousands) above."""
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+
+
+def _indent(text: str, by: str = "  ") -> list[str]:
+    return [by + line for line in text.splitlines()]
+
+
+def _metrics_table(metrics: dict[str, Any]) -> list[str]:
+    rows = [
+        (key, number(value) if isinstance(value, int | float) else value)
+        for key, value in sorted(metrics.items())
+        if isinstance(value, int | float | str)
+    ]
+    if not rows:
+        return ["metrics:          -"]
+    return ["metrics:", *_indent(format_table(("metric", "value"), rows))]
+
+
+def _verdict_lines(verdict: dict[str, Any]) -> list[str]:
+    checks = verdict.get("checks")
+    if not isinstance(checks, list):
+        return ["gate verdict:", *_indent(json.dumps(verdict, indent=2, sort_keys=True))]
+    title = "PASS" if verdict.get("passed") else "FAIL"
+    lines = [
+        f"gate verdict:     {title}: {verdict.get('reason', '')}",
+        f"champion:         {verdict.get('champion') or '- (first model)'}",
+    ]
+    rows = []
+    for check in checks:
+        value, threshold = check.get("value"), check.get("threshold")
+        bound = f"{check.get('comparison')} {number(threshold)}" if threshold is not None else "-"
+        shown = number(value) if isinstance(value, int | float) else "-"
+        rows.append((check.get("name"), shown, bound, check.get("outcome")))
+    if rows:
+        table = format_table(("check", "value", "threshold", "result"), rows)
+        lines += ["checks:", *_indent(table)]
+    for key, label in (("report_path", "report:"), ("plot_path", "plot:")):
+        if verdict.get(key):
+            lines.append(f"{label:<17} {verdict[key]}")
+    return lines
 
 
 def render_version(record: VersionRecord, aliases: dict[str, str | None]) -> str:
@@ -49,14 +87,10 @@ def render_version(record: VersionRecord, aliases: dict[str, str | None]) -> str
         f"artifact:         {record.artifact_uri or '-'}",
         f"data fingerprint: {record.data_fingerprint or '-'}",
         f"created:          {when(record.created_at)} by {record.created_by}",
-        f"metrics:          {_metrics_line(record.metrics)}",
+        *_metrics_table(record.metrics),
     ]
     if record.verdict is not None:
-        report = record.verdict.get("report")
-        if isinstance(report, str) and report.strip():
-            lines += ["", "gate verdict:", report.rstrip()]
-        else:
-            lines += ["", "gate verdict:", json.dumps(record.verdict, indent=2, sort_keys=True)]
+        lines += ["", *_verdict_lines(record.verdict)]
     return "\n".join(lines)
 
 

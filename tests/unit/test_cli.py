@@ -166,3 +166,34 @@ def test_status_of_an_unknown_deployment_is_not_found(conveyor_home: Path) -> No
     assert_one_line_error(result, "no deployment 'nosuch'", "deployments: intents")
     assert result.returncode == ExitCode.NOT_FOUND
     assert result.stdout == ""
+
+
+def test_models_show_prints_metrics_and_the_verdict_as_tables(conveyor_home: Path) -> None:
+    from gates.decide import GateCheck, Verdict
+
+    registry = _registry(conveyor_home)
+    metrics = {"test_accuracy": 0.9413333333333334, "test_p99_ms_batch1": 12.345678, "steps": 400}
+    version = registry.register_version(
+        "intents", task="classification", base_model="minilm", recipe={}, metrics=metrics
+    ).version
+    check = GateCheck("min_accuracy", 0.9413333333333334, 0.85, ">=", "pass", "accuracy ok")
+    verdict = Verdict(version, None, True, "first model passes its gates", [check], "accuracy")
+    payload = {
+        **verdict.as_dict(),
+        "report": "## Gate verdict\n\n**pass**\n\n![per-class F1](per_class_f1.png)\n",
+        "report_path": "/reports/evaluation.md",
+    }
+    registry.update_version(version, verdict=payload)
+    registry.close()
+
+    shown = conveyor("models", "show", version)
+    assert shown.returncode == ExitCode.OK, shown.stderr
+    out = shown.stdout
+    assert "![" not in out and "**" not in out and "0.94133" not in out
+    lines = out.splitlines()
+    assert lines[lines.index("metrics:") + 1].split() == ["metric", "value"]
+    assert "  test_accuracy       0.9413" in lines
+    assert "  test_p99_ms_batch1  12.3" in lines
+    assert "gate verdict:     PASS: first model passes its gates" in lines
+    assert "  min_accuracy  0.9413  >= 0.8500  pass" in lines
+    assert "report:           /reports/evaluation.md" in lines
