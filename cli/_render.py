@@ -7,9 +7,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from conveyor.markdown import figure as number
 from conveyor.registry import AliasMove, AuditRecord, VersionRecord
 
-__all__ = ["format_table", "number", "render_audit", "render_history", "render_version", "when"]
+__all__ = [
+    "format_table",
+    "number",
+    "render_audit",
+    "render_comparison",
+    "render_history",
+    "render_verdict",
+    "render_version",
+    "when",
+]
 
 
 def when(moment: datetime | None) -> str:
@@ -27,15 +37,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def number(value: float | int) -> str:
-    """A figure a person reads: 4 decimals under 10, one decimal (with thousands) above."""
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        return str(value)
-    return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
-
-
 def _indent(text: str, by: str = "  ") -> list[str]:
     return [by + line for line in text.splitlines()]
 
@@ -51,13 +52,37 @@ def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     return ["metrics:", *_indent(format_table(("metric", "value"), rows))]
 
 
+def render_comparison(candidate: dict[str, Any], champion: dict[str, Any] | None) -> str:
+    """Candidate metrics, and the champion's with the change when there is one."""
+    rows = []
+    for key, value in sorted(candidate.items()):
+        if not isinstance(value, int | float):
+            continue
+        row = [key, number(value)]
+        if champion is not None:
+            other = champion.get(key)
+            if isinstance(other, int | float):
+                row += [number(other), f"{value - other:+.4f}"]
+            else:
+                row += ["-", "-"]
+        rows.append(row)
+    headers = ["metric", "candidate", *(["champion", "change"] if champion is not None else [])]
+    return format_table(headers, rows)
+
+
+def render_verdict(verdict: dict[str, Any]) -> str:
+    return "\n".join(_verdict_lines(verdict))
+
+
 def _verdict_lines(verdict: dict[str, Any]) -> list[str]:
     checks = verdict.get("checks")
     if not isinstance(checks, list):
         return ["gate verdict:", *_indent(json.dumps(verdict, indent=2, sort_keys=True))]
     title = "PASS" if verdict.get("passed") else "FAIL"
+    reason = str(verdict.get("reason", ""))
+    said = reason if reason.lower().startswith(title.lower()) else f"{title}: {reason}"
     lines = [
-        f"gate verdict:     {title}: {verdict.get('reason', '')}",
+        f"gate verdict:     {said}",
         f"champion:         {verdict.get('champion') or '- (first model)'}",
     ]
     rows = []
