@@ -83,18 +83,28 @@ def _private_folder(folder: Path) -> None:
         path.mkdir(mode=FOLDER_MODE, exist_ok=True)
     mode = folder.stat().st_mode
     if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-        log.warning("the registry's folder %s was world-writable; no longer", folder)
-        os.chmod(folder, stat.S_IMODE(mode) & ~stat.S_IWOTH)
+        try:
+            os.chmod(folder, stat.S_IMODE(mode) & ~stat.S_IWOTH)
+            log.warning("the registry's folder %s was world-writable; no longer", folder)
+        except PermissionError:
+            log.warning("the registry's folder %s is world-writable and not ours", folder)
 
 
 def prepare_sqlite_file(path: Path) -> None:
     """Create the database file 0600 before SQLite does (its WAL and shared-memory files
     take the same mode); tighten an existing one that others may read."""
     _private_folder(path.parent)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+        return
+    except FileExistsError:
+        pass
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & ~FILE_MODE:
-        os.chmod(path, mode & FILE_MODE)
+        try:
+            os.chmod(path, mode & FILE_MODE)
+        except PermissionError:  # someone else's file: say so, but still open it
+            log.warning("%s is readable by others and not ours to change (mode %o)", path, mode)
 
 
 def create_registry_engine(url: str) -> Engine:
