@@ -34,7 +34,7 @@ ROLLOUTS = 6
 _ROLLOUT_DEPLOYMENTS = [f"{DEPLOYMENT}-{index}" for index in range(ROLLOUTS)]
 
 
-def _worker(url: str, worker: int, barrier: Any, errors: Any) -> None:
+def _worker(url: str, worker: int, barrier: Any, reports: Any) -> None:
     try:
         barrier.wait(timeout=60)
         registry = Registry.from_url(url, actor=f"worker-{worker}")
@@ -61,10 +61,10 @@ def _worker(url: str, worker: int, barrier: Any, errors: Any) -> None:
             registry.add_usage(DAY, {"shared": (1, 0), f"app-{worker}": (2, 1), "other": (3, 2)})
         registry.close()
     except BaseException as exc:  # report every failure to the parent
-        errors.put(f"worker {worker}: {type(exc).__name__}: {exc}")
+        reports.put(f"worker {worker}: {type(exc).__name__}: {exc}")
 
 
-def _closer(url: str, worker: int, barrier: Any, errors: Any) -> None:
+def _closer(url: str, worker: int, barrier: Any, reports: Any) -> None:
     """Close every open rollout: even workers complete it, odd ones roll it back."""
     try:
         registry = Registry.from_url(url, actor=f"closer-{worker}")
@@ -75,29 +75,29 @@ def _closer(url: str, worker: int, barrier: Any, errors: Any) -> None:
             state = RolloutState.ROLLED_BACK if revert else RolloutState.COMPLETED
             try:
                 registry.finish_rollout(rollout_id, state, reason=f"c{worker}", revert=revert)
-                errors.put(f"won {rollout_id} {worker}")
-            except RegistryConflictError:
-                pass
+                reports.put(f"won {rollout_id} {worker}")
+            except RegistryConflictError:  # told, and nothing changed
+                reports.put(f"lost {rollout_id} {worker}")
         registry.close()
     except BaseException as exc:
-        errors.put(f"worker {worker}: {type(exc).__name__}: {exc}")
+        reports.put(f"worker {worker}: {type(exc).__name__}: {exc}")
 
 
 def _hammer(url: str, target: Callable[[str, int, Any, Any], None] = _worker) -> list[str]:
-    """Run ``target`` in WORKERS processes; the lines they reported, failures asserted away."""
+    """Run ``target`` in WORKERS processes: none may fail; the other lines they reported."""
     context = mp.get_context("spawn")
     barrier = context.Barrier(WORKERS)
-    errors = context.Queue()
+    reports = context.Queue()
     processes = [
-        context.Process(target=target, args=(url, i, barrier, errors)) for i in range(WORKERS)
+        context.Process(target=target, args=(url, i, barrier, reports)) for i in range(WORKERS)
     ]
     for process in processes:
         process.start()
     for process in processes:
         process.join(timeout=240)
     lines = []
-    while not errors.empty():
-        lines.append(errors.get())
+    while not reports.empty():
+        lines.append(reports.get())
     assert [line for line in lines if line.startswith("worker ")] == []
     assert [p.exitcode for p in processes] == [0] * WORKERS
     return [line for line in lines if not line.startswith("worker ")]
@@ -151,9 +151,10 @@ def _open_rollouts(url: str) -> None:
 
 def _race_closing(url: str) -> None:
     _open_rollouts(url)
-    wins = {
-        int(rollout): int(worker) for _, rollout, worker in map(str.split, _hammer(url, _closer))
-    }
+    reports = [line.split() for line in _hammer(url, _closer)]
+    wins = {int(rollout): int(worker) for outcome, rollout, worker in reports if outcome == "won"}
+    losses = [rollout for outcome, rollout, _ in reports if outcome == "lost"]
+    assert len(losses) == ROLLOUTS * (WORKERS - 1)
     registry = Registry.from_url(url, actor="checker")
     log = registry.audit_log()
     for deployment in _ROLLOUT_DEPLOYMENTS:
