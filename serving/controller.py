@@ -78,7 +78,7 @@ def model_folder(record: VersionRecord) -> Path | None:
     try:
         import bentoml
 
-        tag = bento_model_tag(record.version, record.artifact_uri)
+        tag = bento_model_tag(record.version, record.artifact_uri, record.content_sha256)
         return Path(bentoml.models.get(tag).path)
     except Exception:  # not packaged (or no store): the registry's folder
         return Path(record.artifact_uri) if record.artifact_uri else None

@@ -62,7 +62,7 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
     if record.content_sha256:
         verify_content(folder, record.content_sha256)
     files = _servable_files(folder)
-    tag = bento_model_tag(record.version, record.artifact_uri)
+    tag = bento_model_tag(record.version, record.artifact_uri, record.content_sha256)
     spec = serving_spec_of(record)
     try:
         model = bentoml.models.get(tag)

@@ -103,3 +103,4 @@ def test_bento_model_tag_names_version_and_folder() -> None:
         "intents:v3-0123456789abcdef"
     )
     assert bento_model_tag("intents:v3", None) == "intents:v3-none"
+    assert bento_model_tag("intents:v3", "/m/x", "f" * 64) == "intents:v3-" + "f" * 16
