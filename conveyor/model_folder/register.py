@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from conveyor.model_folder.errors import ArtifactError
 from conveyor.model_folder.hashing import content_sha256
 from conveyor.model_folder.manifest import read_manifest
 from conveyor.recipe.schema import Recipe
@@ -44,7 +45,9 @@ def register_model_folder(
 ) -> VersionRecord:
     """A new version of the recipe's deployment for ``folder``, with its serving spec and the
     SHA-256 over every file of the folder (checked again whenever it is loaded to serve)."""
-    read_manifest(folder, default_kind=None)  # refuses a folder that says nothing of its kind
+    kind = read_manifest(folder).kind  # refuses a folder that says nothing of its kind
+    if kind.task != str(recipe.task):
+        raise ArtifactError(f"{folder} holds a {kind} model, but {recipe.name} is {recipe.task}")
     return registry.register_version(
         recipe.name,
         task=str(recipe.task),
