@@ -5,8 +5,8 @@ Rows registered before 0004 have an empty ``serving_spec``; this fills it the wa
 needs are picked, the recipe is never re-validated). Downgrade leaves the filled specs: an
 older reader derives the same values from the recipe anyway.
 
-Revision ID: 0005s
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -20,8 +20,8 @@ from alembic import op
 
 from conveyor.serving_spec import spec_from_recipe_dict
 
-revision = "0005s"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
