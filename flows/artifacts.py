@@ -26,6 +26,9 @@ __all__ = [
 ]
 
 _FIRST = {"failed": 0, "warning": 1, "passed": 2, "skipped": 3}
+# Table cells are plain text in the current UI but Markdown in the older one, where a cell
+# starting ">=" became a quote block: comparisons are written with signs neither reads.
+_SIGNS = {">=": "≥", "<=": "≤", ">": "more than", "<": "less than"}
 
 
 def _key(deployment: str, what: str) -> str:
@@ -70,7 +73,9 @@ def gate_check_rows(verdict: dict[str, Any]) -> list[dict[str, str]]:
     """check, value, threshold, result: rounded, four narrow columns."""
     rows = []
     for c in verdict.get("checks", []):
-        threshold = f"{c['comparison']} {figure(c['threshold'])}" if c.get("comparison") else "-"
+        comparison = str(c.get("comparison") or "")
+        sign = _SIGNS.get(comparison, comparison)
+        threshold = f"{sign} {figure(c['threshold'])}" if comparison else "-"
         value = c.get("value")
         rows.append(
             {

@@ -24,7 +24,7 @@ def test_gate_check_rows_are_four_rounded_columns() -> None:
     }  # fmt: skip
     rows = gate_check_rows(verdict)
     assert rows == [
-        {"check": "min_accuracy", "value": "0.9413", "threshold": ">= 0.8500", "result": "pass"},
+        {"check": "min_accuracy", "value": "0.9413", "threshold": "≥ 0.8500", "result": "pass"},
         {"check": "champion_evaluated", "value": "-", "threshold": "-", "result": "warn"},
     ]
 
