@@ -26,6 +26,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "read_run_meta",
+    "resume_problem",
     "save_checkpoint",
     "weights_finite",
     "write_run_meta",
@@ -85,6 +86,25 @@ def read_run_meta(directory: Path) -> dict[str, Any]:
         raise ResumeError(f"--resume: no checkpoints in {directory}; run without --resume")
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
+
+
+def resume_problem(directory: Path, fingerprint: str, recipe: dict[str, Any]) -> str | None:
+    """Why the checkpoints in ``directory`` cannot continue this run (None: they can).
+
+    They can when they were written for the same data and the same resolved recipe and
+    a complete checkpoint exists.
+    """
+    path = directory / _META
+    if not path.is_file():
+        return f"no checkpoints in {directory}"
+    meta = json.loads(path.read_text())
+    if meta.get("data_fingerprint") != fingerprint:
+        return f"the data changed since the checkpoints in {directory} were written"
+    if meta.get("recipe") != recipe:
+        return f"the recipe changed since the checkpoints in {directory} were written"
+    if latest_checkpoint(directory) is None:
+        return f"no complete checkpoint in {directory}"
+    return None
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
