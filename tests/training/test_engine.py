@@ -26,7 +26,7 @@ from training.engine import (
     resolve_precision,
 )
 from training.errors import TrainingError
-from training.launch import LaunchSpec, launcher_command, rank_failure
+from training.launch import LaunchSpec, launcher_command, rank_failure, remove_shm_buffers
 
 pytestmark = pytest.mark.unit
 
@@ -137,6 +137,15 @@ def test_rank_failure_names_the_rank_that_died(tmp_path: Path) -> None:
     _status(tmp_path, 1, end="error", error="ValueError: boom")
     assert "rank 1 failed: ValueError: boom" in rank_failure(tmp_path, 1)
     assert "no rank started" in rank_failure(tmp_path / "none", 1)
+
+
+def test_only_this_runs_shm_buffers_are_removed(tmp_path: Path) -> None:
+    for port, rank in ((29511, 0), (29511, 1), (29512, 0)):
+        (tmp_path / f"deepspeed_allreduce_buffer_0_127.0.0.1_{port}_{rank}").write_bytes(b"x")
+    assert len(remove_shm_buffers(29511, shm=tmp_path)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "deepspeed_allreduce_buffer_0_127.0.0.1_29512_0"
+    ]
 
 
 def test_rng_state_round_trips_through_json() -> None:

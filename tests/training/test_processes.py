@@ -7,6 +7,11 @@ checkpoint that loads.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +19,9 @@ import pytest
 from conveyor.recipe import load_recipe
 from conveyor.registry import open_registry
 from conveyor.settings import Settings
-from tests.training.conftest import RecipeFactory
-from training import LaunchSpec, run
+from tests.conftest import REPO_ROOT
+from tests.training.conftest import RecipeFactory, subprocess_env
+from training import LaunchSpec, checkpoint_dir, run
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +66,97 @@ def test_two_processes_follow_the_one_process_loss_curve(
     registry = open_registry(settings)
     assert registry.get_version(result.version).metrics["train_steps"] == 8.0
     registry.close()
+
+
+def _train(recipe: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
+    """`conveyor train` in its own process group (the launcher and ranks join it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "train", str(recipe), *extra],
+        cwd=REPO_ROOT,
+        env=subprocess_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for_checkpoint(directory: Path, at_least: int, process: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 240
+    latest = directory / "latest"
+    while time.monotonic() < deadline:
+        if latest.is_file():
+            step = int(latest.read_text().strip().removeprefix("step-"))
+            if step >= at_least:
+                return step
+        if process.poll() is not None:
+            pytest.fail(f"training ended before it could be killed:\n{process.stderr.read()}")  # type: ignore[union-attr]
+        time.sleep(0.005)
+    pytest.fail("no checkpoint within 240 s")
+
+
+def _worker_pid(parent: int, rank: int) -> int:
+    import psutil
+
+    for child in psutil.Process(parent).children(recursive=True):
+        try:
+            if "training.worker" in child.cmdline() and child.environ().get("RANK") == str(rank):
+                return int(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    pytest.fail(f"no rank {rank} worker under pid {parent}")
+
+
+def _two_process_recipe(make_recipe: RecipeFactory) -> Path:
+    # 4 epochs x 20 global batches of 2 x 4 = 80 steps; checkpoints every 7 steps.
+    training = {"epochs": 4, "batch_size": 4, "processes": 2, "zero_stage": 3}
+    return make_recipe(training=training, model={"config": NO_DROPOUT})
+
+
+def _resume_and_check(recipe: Path, home: Path, directory: Path, step: int) -> None:
+    resumed = _train(recipe, home, "--resume")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    tag = directory / f"step-{step:08d}"
+    assert f"resumed from {tag} (step {step}," in err
+    version = out.strip()
+    registry = open_registry(Settings(home=home))
+    record = registry.get_version(version)
+    registry.close()
+    assert record.metrics["train_steps"] == 80.0 and record.metrics["train_samples"] == 640.0
+
+
+def test_killed_two_process_run_resumes_and_registers(
+    make_recipe: RecipeFactory, tmp_path: Path
+) -> None:
+    recipe = _two_process_recipe(make_recipe)
+    home = tmp_path / "home"
+    directory = checkpoint_dir(Settings(home=home), "tiny-clinc")
+    first = _train(recipe, home)
+    step = _wait_for_checkpoint(directory, 14, first)
+    os.killpg(first.pid, signal.SIGKILL)  # the CLI, the launcher and both ranks, at once
+    first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL
+    step = int((directory / "latest").read_text().strip().removeprefix("step-"))
+    assert 14 <= step < 80
+    _resume_and_check(recipe, home, directory, step)
+
+
+def test_one_rank_killed_names_it_and_leaves_a_checkpoint_that_loads(
+    make_recipe: RecipeFactory, tmp_path: Path
+) -> None:
+    recipe = _two_process_recipe(make_recipe)
+    home = tmp_path / "home"
+    directory = checkpoint_dir(Settings(home=home), "tiny-clinc")
+    first = _train(recipe, home)
+    _wait_for_checkpoint(directory, 7, first)
+    victim = _worker_pid(first.pid, rank=1)
+    os.kill(victim, signal.SIGKILL)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode != 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: the DeepSpeed launcher exited with"), last
+    assert f"rank 1 (pid {victim}) died without an error" in last
+    assert "rerun with --resume" in last
+    step = int((directory / "latest").read_text().strip().removeprefix("step-"))
+    _resume_and_check(recipe, home, directory, step)
