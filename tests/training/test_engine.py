@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO_ROOT
-from training.checkpoints import _restore_rng, _rng_state
+from training.checkpoints import _restore_rng, _rng_state, use_weights_only_loading
 from training.engine import (
     build_optimizer,
     build_scheduler,
@@ -25,7 +25,7 @@ from training.engine import (
     read_config_file,
     resolve_precision,
 )
-from training.errors import TrainingError
+from training.errors import ResumeError, TrainingError
 from training.launch import LaunchSpec, launcher_command, rank_failure, remove_shm_buffers
 
 pytestmark = pytest.mark.unit
@@ -146,6 +146,25 @@ def test_only_this_runs_shm_buffers_are_removed(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [
         "deepspeed_allreduce_buffer_0_127.0.0.1_29512_0"
     ]
+
+
+class _Payload:
+    """Anything that is not a tensor or a plain value: unpickling it could run code."""
+
+
+def test_checkpoint_files_are_read_weights_only(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
+    holder = SimpleNamespace(checkpoint_engine=TorchCheckpointEngine())
+    use_weights_only_loading(holder)
+    plain, hostile = tmp_path / "plain.pt", tmp_path / "hostile.pt"
+    torch.save({"module": {"w": torch.ones(2)}, "conveyor": {"step": 3}, "rng": "{}"}, plain)
+    torch.save({"module": {}, "extra": _Payload()}, hostile)
+    assert holder.checkpoint_engine.load(str(plain))["conveyor"] == {"step": 3}
+    with pytest.raises(ResumeError, match="holds more than weights and plain values"):
+        holder.checkpoint_engine.load(str(hostile))
 
 
 def test_rng_state_round_trips_through_json() -> None:
