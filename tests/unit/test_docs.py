@@ -42,7 +42,8 @@ def test_exit_code_table_in_readme_is_the_enum() -> None:
     assert ExitCode.TRAINING_FAILED != ExitCode.PROMOTION_REFUSED
 
 
-_LITERAL_EXIT = re.compile(r"(exit_code\s*(?::\s*int\s*)?=\s*|Exit\(|sys\.exit\()\d")
+# A bare number as a status (signal conventions like ``128 + signum`` are not table entries).
+_LITERAL_EXIT = re.compile(r"exit_code\s*(?::\s*int\s*)?=\s*\d+\s*$|(Exit|sys\.exit)\(\d+\)")
 
 
 def test_exit_statuses_come_only_from_the_enum() -> None:
