@@ -188,14 +188,18 @@ def _markdown(report: Report) -> str:
     lines = [
         f"# Data validation: {escape(report.deployment)}",
         "",
-        f"**{escape(report.summary())}**",
+        "**unusable input** (see Error below)"
+        if report.status is Status.UNUSABLE
+        else f"**{escape(report.summary())}**",
         "",
         f"task {escape(report.task)} · at {escape(report.created_at)} · "
         f"fingerprint {code(report.data_fingerprint or '-')}",
         "",
     ]
     if report.error:
-        lines += ["## Error", "", escape(report.error), ""]
+        # Verbatim (a path or a line of the file), so a person can copy it as it is.
+        fence = "~~~~" if "```" in report.error else "```"
+        lines += ["## Error", "", fence, report.error, fence, ""]
     if report.splits:
         lines += _splits_table(report)
     if report.checks:
