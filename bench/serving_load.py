@@ -5,6 +5,9 @@
 2. promotion, canary to full, automatic rollback and manual rollback under 8 clients:
    failed requests, command to 100% new version, p99 during the swap vs steady state.
 
+Every client sends a different CLINC150 test text each time (the drift profile on, as it
+always is), and every answer other than 200 counts as failed.
+
     .venv/bin/python -m bench.serving_load [--seconds 8]
 """
 

@@ -24,7 +24,7 @@ from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
 from serving.controller import Controller, Routing, Served, load_version
 from serving.inference import classify_texts, generate_text, stream_text
-from serving.profile import profile_of
+from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
 from serving.validation import RequestError
 
@@ -82,6 +82,7 @@ class Runtime:
     gate: Gate
     cache: Cache
     max_in_flight: int
+    profiler: ProfileRecorder
     in_flight: int = 0
     _stop_usage: Any = None
 
@@ -110,14 +111,9 @@ class Runtime:
         return results
 
     def _profile(self, served: Served, items: list[str], results: list[dict[str, Any]]) -> None:
-        """Counts for the drift monitor (cache hits included: they are traffic too)."""
-        try:
-            tokenizer = served.loaded.tokenizer
-            ids = tokenizer(items, add_special_tokens=False)["input_ids"]
-            unk = getattr(tokenizer, "unk_token_id", None)
-            self.controller.record_inputs(served.version, profile_of(items, results, ids, unk))
-        except Exception:  # the monitor's figures must never fail a request
-            log.warning("could not profile a request to %s", served.version, exc_info=True)
+        """Counts for the drift monitor (cache hits included: they are traffic too), made on
+        the profiler's thread: only the batcher thread calls the served tokenizer."""
+        self.profiler.submit(served.version, served.loaded.tokenizer, items, results)
 
     def pick(self, key: str | None) -> tuple[Served, str]:
         try:
@@ -207,6 +203,7 @@ class Runtime:
         }
 
     def stop(self) -> None:
+        self.profiler.stop()
         if self._stop_usage is not None:
             self._stop_usage()
         if self.pinned is None:
@@ -322,6 +319,7 @@ def _assemble(
         gate=gate,
         cache=_cache(settings, controller.deployment),
         max_in_flight=settings.serve_max_in_flight,
+        profiler=ProfileRecorder(controller.record_inputs),
     )
     runtime._stop_usage = gate.start_flushing()
     return runtime

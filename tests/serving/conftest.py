@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.server import serve_command, serve_environment
+from tests.clinc_slices import clinc_texts
 
 LABELS = ("timer", "transfer", "translate", "definition")
 LONG_TEXT = (
@@ -123,6 +124,13 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
 
+    def status(self) -> dict[str, Any]:
+        """The worker's ``/v1/status`` (one worker answers)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("GET", "/v1/status")
+        data: dict[str, Any] = json.loads(conn.getresponse().read())
+        return data
+
     def kill9(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -199,22 +207,29 @@ def classify(
 
 @dataclass
 class Load:
-    """Closed-loop clients: each sends the next request when the last one answered."""
+    """Closed-loop clients: each sends the next request when the last one answered.
+
+    By default each client walks the CLINC150 test texts from its own offset, so batches mix
+    lengths and most requests reach the model; ``text`` sends that one text instead."""
 
     port: int
     clients: int = 4
-    text: str = "set a timer for five minutes"
+    text: str | None = None
     max_seconds: float = 120.0
+    texts: Sequence[str] = ()
     results: list[tuple[float, str, int, str | None, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def _client(self, key: str) -> None:
+    def _client(self, key: str, offset: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        body = json.dumps({"text": self.text})
+        texts = [self.text] if self.text else list(self.texts or clinc_texts())
         headers = {"content-type": "application/json", "x-canary-key": key}
         deadline = time.monotonic() + self.max_seconds
+        sent = offset
         while not self._stop.is_set() and time.monotonic() < deadline:
+            body = json.dumps({"text": texts[sent % len(texts)]})
+            sent += 1
             start = time.perf_counter()
             try:
                 conn.request("POST", "/classify", body=body, headers=headers)
@@ -229,8 +244,11 @@ class Load:
             )
 
     def __enter__(self) -> Load:
+        stride = 997  # clients start far apart in the texts
         for index in range(self.clients):
-            thread = threading.Thread(target=self._client, args=(f"client-{index}",), daemon=True)
+            thread = threading.Thread(
+                target=self._client, args=(f"client-{index}", index * stride), daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self

@@ -1,0 +1,47 @@
+"""The fault suite: each test injects one fault for real and reports a row of counts.
+
+Rows go to the JSON file named by ``CONVEYOR_FAULTS_OUT`` (``docs/reliability.json`` when
+the table in docs/reliability.md is refreshed, see ``bench/reliability_table.py``); without it
+they go to a file in the temp folder, so a plain test run leaves the docs alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults.traffic import Answer, count
+from tests.serving.conftest import tokenizer
+
+__all__ = ["FaultTable", "fault_table", "tokenizer"]
+
+OUT_ENV = "CONVEYOR_FAULTS_OUT"
+
+
+class FaultTable:
+    """Rows by fault name; a rerun of one test replaces its row, the others stay."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            self.rows = {row["fault"]: row for row in json.loads(path.read_text())["rows"]}
+
+    def add(self, fault: str, what: str, answers: list[Answer], **extra: Any) -> dict[str, Any]:
+        row = {"fault": fault, "what": what, **count(answers).as_dict(), **extra}
+        self.rows[fault] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"rows": list(self.rows.values())}, indent=2) + "\n")
+        return row
+
+
+@pytest.fixture(scope="session")
+def fault_table() -> Iterator[FaultTable]:
+    default = Path(tempfile.gettempdir()) / "conveyor-faults.json"
+    yield FaultTable(Path(os.environ.get(OUT_ENV) or default))
