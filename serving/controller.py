@@ -28,7 +28,8 @@ from conveyor.registry import Registry, VersionRecord, WorkerRecord
 from gates.model_io import ArtifactError, LoadedModel
 from serving.bake import judge_rollout
 from serving.desired import Desired, desired_state
-from serving.inference import SmokeError, load_for_serving, smoke_check
+from serving.evidence import APPS_KEY
+from serving.inference import SmokeError, context_length, load_for_serving, smoke_check
 from serving.profile import PROFILE_STATS_KEY, InputProfile, RollingProfile
 from serving.routing import routes_to_canary
 from serving.stats import VersionStats
@@ -37,6 +38,7 @@ __all__ = ["Controller", "Routing", "Served", "model_folder"]
 
 log = logging.getLogger(__name__)
 FAILURE_RETRY_SECONDS = 30.0
+MAX_APPS = 256  # per version in a heartbeat; more are summed as one
 PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two hours
 
 
@@ -95,17 +97,16 @@ def load_version(record: VersionRecord) -> Served:
     recipe = Recipe.model_validate(record.recipe)
     folder = model_folder(record)
     loaded = load_for_serving(folder, record.task)
+    max_length = min(recipe.model.max_length, context_length(loaded) or recipe.model.max_length)
     backend = "torch"
     if record.task == "classification" and recipe.serving.backend != "torch":
-        loaded, backend = _with_onnx(
-            loaded, folder, recipe.serving.backend, recipe.model.max_length
-        )
-    smoke_check(loaded, recipe.model.max_length)  # also the warm-up
+        loaded, backend = _with_onnx(loaded, folder, recipe.serving.backend, max_length)
+    smoke_check(loaded, max_length)  # also the warm-up
     return Served(
         version=record.version,
         task=record.task,
         loaded=loaded,
-        max_length=recipe.model.max_length,
+        max_length=max_length,  # longer texts are truncated to what the model embeds
         max_texts=recipe.serving.max_texts_per_request,
         max_chars=recipe.serving.max_text_chars,
         max_new_tokens=recipe.serving.max_new_tokens,
@@ -156,6 +157,7 @@ class Controller:
         self._swap_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._stats: dict[str, VersionStats] = {}
+        self._app_stats: dict[str, dict[str, VersionStats]] = {}
         self._stats_rollout: int | None = None
         self._profiles: dict[str, RollingProfile] = {}  # not reset by rollouts: drift is slower
         self._stop = threading.Event()
@@ -178,9 +180,14 @@ class Controller:
             return routing.canary, "canary"
         return routing.active, "active"
 
-    def record(self, version: str, latency_ms: float, failed: bool) -> None:
+    def record(self, version: str, latency_ms: float, failed: bool, app: str = "-") -> None:
+        """One request the model ran (the canary's evidence), by the app that sent it."""
         with self._stats_lock:
             self._stats.setdefault(version, VersionStats()).observe(latency_ms, failed)
+            apps = self._app_stats.setdefault(version, {})
+            if app not in apps and len(apps) >= MAX_APPS:
+                app = "(other apps)"
+            apps.setdefault(app, VersionStats()).observe(latency_ms, failed)
 
     def record_inputs(self, version: str, profile: InputProfile) -> None:
         """Add one request's input/prediction profile to the version's (for the drift monitor)."""
@@ -285,6 +292,7 @@ class Controller:
         with self._stats_lock:
             if rollout_id != self._stats_rollout:
                 self._stats = {}
+                self._app_stats = {}
                 self._stats_rollout = rollout_id
 
     # -- reporting ----------------------------------------------------------------------------
@@ -304,6 +312,10 @@ class Controller:
     def _published_stats(self) -> dict[str, dict[str, object]]:
         """Per version: request figures, and the input profile under ``PROFILE_STATS_KEY``."""
         published: dict[str, dict[str, object]] = {v: s.as_dict() for v, s in self.stats().items()}
+        with self._stats_lock:
+            for version, apps in self._app_stats.items():
+                figures = {app: one.as_dict() for app, one in apps.items()}
+                published.setdefault(version, {})[APPS_KEY] = figures
         for version, profile in self.profiles().items():
             published.setdefault(version, {})[PROFILE_STATS_KEY] = profile.as_dict()
         return published

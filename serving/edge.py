@@ -3,9 +3,10 @@
 Runs before BentoML parses a request, so a refusal costs no model time and every refusal
 is one JSON object ``{"error": ..., "field": ...}`` with a 4xx (or 503 / 429 with
 ``Retry-After``), never a 500: 415 a body that is not ``application/json``, 413 one over
-``MAX_BODY_BYTES``, 400 invalid JSON or a body that is not an object, 422 a field of the
-wrong type; then 401/403/429 from the :class:`~serving.access.Gate`; then 503 when the
-worker already holds ``max_in_flight`` model requests (no unbounded queue).
+``MAX_BODY_BYTES``, 400 invalid JSON (or nested deeper than the parser goes) or a body that
+is not an object, 422 a field of the wrong type; then 401/403/429 from the
+:class:`~serving.access.Gate`; then 503 when the worker already holds ``max_in_flight``
+model requests (no unbounded queue).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from serving.access import Refused, current_app, retry_after_header
+from serving.inference import check_prompt_fits
 from serving.validation import RequestError, check_generate
 
 __all__ = ["MAX_BODY_BYTES", "MODEL_PATHS", "EdgeGuard", "check_body"]
@@ -41,6 +43,10 @@ def check_body(path: str, content_type: str, body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the body is not valid JSON: {exc}", field="body") from exc
+    except RecursionError as exc:  # nested past the parser's depth: never a request of ours
+        raise RequestError(
+            400, "the body is nested too deeply to be a request", field="body"
+        ) from exc
     if not isinstance(data, dict):
         raise RequestError(400, "the body must be a JSON object", field="body")
     expected = _TYPES[path]
@@ -150,10 +156,13 @@ def _check_stream(runtime: Any, data: dict[str, Any]) -> None:
     served, _ = runtime.pick(None)
     if served.task != "causal-lm":
         raise RequestError(404, f"{served.version} is a {served.task} model: use /classify")
+    asked = data.get("max_new_tokens")
+    max_new_tokens = 32 if asked is None else int(asked)  # 0 is refused, never taken as 32
     check_generate(
         data["prompt"],
-        int(data.get("max_new_tokens") or 32),
+        max_new_tokens,
         float(data.get("temperature") or 0.0),
         cap=served.max_new_tokens,
         max_chars=served.max_chars,
     )
+    check_prompt_fits(served.loaded, data["prompt"], max_new_tokens)

@@ -18,12 +18,12 @@ import torch
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import Settings, load_settings
 from gates.model_io import ArtifactError
-from serving.access import Gate, LocalLimiter, RedisLimiter
+from serving.access import Gate, LocalLimiter, RedisLimiter, current_app
 from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
 from serving.controller import Controller, Routing, Served, load_version
-from serving.inference import classify_texts, generate_text, stream_text
+from serving.inference import check_prompt_fits, classify_texts, generate_text, stream_text
 from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
 from serving.validation import RequestError
@@ -90,8 +90,11 @@ class Runtime:
     def deployment(self) -> str:
         return self.controller.deployment
 
-    async def classify(self, served: Served, items: list[str], top_k: int) -> list[dict[str, Any]]:
-        """Answers from the cache where this version already gave them, else from the model."""
+    async def classify(
+        self, served: Served, items: list[str], top_k: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Answers from the cache where this version already gave them, else from the model;
+        and whether the model ran (a request the cache answered whole is no evidence of it)."""
         found = self.cache.get_many(served.version, top_k, items)
         missing = [i for i, answer in enumerate(found) if answer is None]
         hits = len(items) - len(missing)
@@ -108,16 +111,20 @@ class Runtime:
         for answer in results:
             self.metrics.texts.labels(self.deployment, served.version, answer["label"]).inc()
         self._profile(served, items, results)
-        return results
+        return results, bool(missing)
 
     def _profile(self, served: Served, items: list[str], results: list[dict[str, Any]]) -> None:
         """Counts for the drift monitor (cache hits included: they are traffic too), made on
         the profiler's thread: only the batcher thread calls the served tokenizer."""
         self.profiler.submit(served.version, served.loaded.tokenizer, items, results)
 
-    def pick(self, key: str | None) -> tuple[Served, str]:
+    def pick(self, header: str | None) -> tuple[Served, str]:
+        """The version for this request. With API keys on, the calling app decides the canary
+        side (``X-Canary-Key`` is ignored: a client may not choose to be judged on); without
+        them, the header does (a stable side per client), else a random draw."""
+        key = current_app.get() if self.gate.required else header
         try:
-            return self.controller.pick(key)
+            return self.controller.pick(key if key != "-" else None)
         except ArtifactError as exc:
             raise RequestError(503, str(exc)) from exc
 
@@ -134,9 +141,12 @@ class Runtime:
         *,
         failed: bool,
         app: str = "-",
+        executed: bool = True,
     ) -> None:
+        """Count one answered request; only those the model ran are canary evidence."""
         seconds = time.perf_counter() - start
-        self.controller.record(version, seconds * 1000, failed)
+        if executed:
+            self.controller.record(version, seconds * 1000, failed, app)
         series = (self.deployment, version, role, endpoint)
         self.metrics.requests.labels(*series, app).inc()
         self.metrics.latency.labels(*series).observe(seconds)
@@ -146,6 +156,7 @@ class Runtime:
     async def generate(self, served: Served, prompt: str, max_new: int, temperature: float) -> str:
         def run() -> str:
             with self._generate_lock:
+                check_prompt_fits(served.loaded, prompt, max_new)
                 return generate_text(served.loaded, prompt, max_new, temperature)
 
         return await asyncio.to_thread(run)

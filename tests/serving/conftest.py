@@ -30,6 +30,7 @@ LONG_TEXT = (
     "bread out of the oven before it burns again like last time"
 )
 DEPLOYMENT = "tiny-serve"
+SMOKE_SAFE_VOCAB = 25_400  # the smoke set's largest token id is 25,309 (MiniLM's vocabulary)
 
 
 @pytest.fixture(scope="session")
@@ -49,14 +50,17 @@ def make_version(
     positions: int = 64,
     serving: dict[str, Any] | None = None,
     hidden: int = 32,
+    vocab: int | None = None,
 ) -> str:
-    """Register a 2-layer hidden-32 BERT classifier; ``positions`` < 30 breaks on LONG_TEXT."""
+    """Register a 2-layer hidden-32 BERT classifier. ``vocab`` below the tokenizer's makes a
+    model that passes its smoke set (:data:`SMOKE_SAFE_VOCAB`) yet fails every text with a
+    rarer token (:func:`texts_beyond`): a real model fault on real traffic."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
+        vocab_size=vocab or tokenizer.vocab_size,
         hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -73,6 +77,13 @@ def make_version(
         serving={"rollback": {"min_requests": 10, "max_error_rate": 0.05}, **(serving or {})},
         lineage={"seed": seed},
     )
+
+
+def texts_beyond(tokenizer: Any, vocab: int = SMOKE_SAFE_VOCAB) -> list[str]:
+    """CLINC150 test texts holding a token id a ``vocab``-sized model cannot embed."""
+    texts = clinc_texts()
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [text for text, row in zip(texts, ids, strict=True) if row and max(row) >= vocab]
 
 
 def register_classifier(
