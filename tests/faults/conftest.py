@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,23 @@ class FaultTable:
         if path.is_file():
             self.rows = {row["fault"]: row for row in json.loads(path.read_text())["rows"]}
 
-    def add(self, fault: str, what: str, answers: list[Answer], **extra: Any) -> dict[str, Any]:
-        row = {"fault": fault, "what": what, **count(answers).as_dict(), **extra}
+    def add(
+        self,
+        fault: str,
+        what: str,
+        answers: list[Answer],
+        judged: Callable[[Answer], bool] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Count ``answers`` into a row. ``judged`` marks the 500s of a failing canary: the
+        candidate's real failures, its verdict's evidence, shown apart and never "lost"."""
+        failing = [a for a in answers if judged is not None and judged(a)]
+        kept = [a for a in answers if not (judged is not None and judged(a))]
+        counts = count(kept).as_dict()
+        counts["sent"] += len(failing)
+        if judged is not None:
+            counts["candidate_failures"] = len(failing)
+        row = {"fault": fault, "what": what, **counts, **extra}
         self.rows[fault] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({"rows": list(self.rows.values())}, indent=2) + "\n")
