@@ -162,6 +162,8 @@ class Controller:
         self._profiles: dict[str, RollingProfile] = {}  # not reset by rollouts: drift is slower
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._beating: threading.Thread | None = None
+        self._beat_lock = threading.Lock()
         self._last_beat = 0.0
         self._rng = random.Random()
 
@@ -206,15 +208,36 @@ class Controller:
         return self.registry
 
     def start(self) -> None:
-        """One synchronous sync (so a fresh worker is ready with production), then the thread."""
-        self.sync()
+        """The heartbeat thread, one synchronous sync (so a fresh worker is ready with
+        production), then the thread that follows the registry.
+
+        Heartbeats have their own thread: a worker busy loading a version for longer than
+        the liveness window is still alive, and a promotion waits for it instead of counting
+        it gone. A first sync that fails (registry down) leaves the worker up and not ready;
+        the controller thread keeps trying."""
+        self._beating = threading.Thread(
+            target=self._beat_loop, name="conveyor-heartbeat", daemon=True
+        )
+        self._beating.start()
+        try:
+            self.sync()
+        except Exception:
+            log.warning("first sync of %s failed; not ready, retrying", self.worker, exc_info=True)
         self._thread = threading.Thread(target=self._run, name="conveyor-controller", daemon=True)
         self._thread.start()
 
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                self.beat()
+            except Exception:  # the registry may be briefly unavailable: beat again soon
+                log.warning("heartbeat of %s failed", self.worker, exc_info=True)
+
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._beating):
+            if thread is not None:
+                thread.join(timeout=5)
         try:
             self._registry().forget_worker(self.worker)
         except Exception:  # shutting down: the heartbeat simply goes stale
@@ -233,8 +256,6 @@ class Controller:
         production, rollout = self._registry().serving_target(self.deployment)
         desired = desired_state(production, rollout)
         self._apply(desired)
-        if time.monotonic() - self._last_beat >= self.heartbeat_seconds:
-            self.beat()
 
     def _get(self, version: str | None) -> Served | None:
         """The loaded version, loading it beside the others if needed; None if it cannot serve."""
@@ -321,7 +342,12 @@ class Controller:
         return published
 
     def beat(self) -> None:
+        with self._beat_lock:  # from the heartbeat thread and, after a change, the controller
+            self._beat()
+
+    def _beat(self) -> None:
         routing = self.routing
+        failures = dict(self.failures)  # one copy: the controller thread may add to it
         self._last_beat = time.monotonic()
         self._registry().heartbeat(
             WorkerRecord(
@@ -335,7 +361,7 @@ class Controller:
                 standby_version=routing.standby.version if routing.standby else None,
                 canary_version=routing.canary.version if routing.canary else None,
                 rollout_id=self._stats_rollout,
-                failures={v: reason for v, (reason, _) in self.failures.items()},
+                failures={v: reason for v, (reason, _) in failures.items()},
                 stats=self._published_stats(),
             )
         )

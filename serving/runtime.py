@@ -126,7 +126,7 @@ class Runtime:
         try:
             return self.controller.pick(key if key != "-" else None)
         except ArtifactError as exc:
-            raise RequestError(503, str(exc)) from exc
+            raise RequestError(503, str(exc), retry_after=1.0) from exc
 
     def active_version(self) -> str | None:
         active = self.controller.routing.active
