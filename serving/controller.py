@@ -34,10 +34,11 @@ from serving.profile import PROFILE_STATS_KEY, InputProfile, RollingProfile
 from serving.routing import routes_to_canary
 from serving.stats import VersionStats
 
-__all__ = ["Controller", "Routing", "Served", "model_folder"]
+__all__ = ["Controller", "Routing", "Served", "load_failure", "model_folder", "retry_delay"]
 
 log = logging.getLogger(__name__)
-FAILURE_RETRY_SECONDS = 30.0
+FAILURE_RETRY_SECONDS = 5.0  # a refused version is tried again after 5, 10, 20 ... s
+FAILURE_RETRY_MAX_SECONDS = 300.0
 MAX_APPS = 256  # per version in a heartbeat; more are summed as one
 PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two hours
 
@@ -72,6 +73,22 @@ class Routing:
     def roles(self) -> dict[str, str]:
         named = {"active": self.active, "canary": self.canary, "standby": self.standby}
         return {s.version: role for role, s in named.items() if s is not None}
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait before loading a version again after ``attempts`` failed loads."""
+    if attempts <= 0:
+        return 0.0
+    return float(min(FAILURE_RETRY_MAX_SECONDS, FAILURE_RETRY_SECONDS * 2 ** (attempts - 1)))
+
+
+def load_failure(exc: BaseException) -> str:
+    """One line saying why a version did not load: our own errors say it, others name their
+    class (an onnxruntime or pydantic error's text alone rarely does)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, ArtifactError | SmokeError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def model_folder(record: VersionRecord) -> Path | None:
@@ -153,6 +170,7 @@ class Controller:
         self.started_at = datetime.now(UTC)
         self.routing = Routing()
         self.failures: dict[str, tuple[str, float]] = {}
+        self._attempts: dict[str, int] = {}
         self._loaded: dict[str, Served] = {}
         self._swap_lock = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -264,16 +282,26 @@ class Controller:
         if version in self._loaded:
             return self._loaded[version]
         failed = self.failures.get(version)
-        if failed and time.monotonic() - failed[1] < FAILURE_RETRY_SECONDS:
+        attempts = self._attempts.get(version, 0)
+        if failed and time.monotonic() - failed[1] < retry_delay(attempts):
             return None
+        record = self._registry().resolve(version)  # registry down: the tick fails, not the version
         try:
-            served = load_version(self._registry().resolve(version))
-        except (ArtifactError, SmokeError) as exc:
-            log.error("%s refused %s: %s", self.worker, version, exc)
-            self.failures[version] = (str(exc), time.monotonic())
+            served = load_version(record)
+        except (
+            Exception
+        ) as exc:  # any failure to load (onnxruntime, pydantic, OSError...) refuses it
+            reason = load_failure(exc)
+            self._attempts[version] = attempts + 1
+            log.error(
+                "%s refused %s (attempt %d, next in %.0f s): %s",
+                self.worker, version, attempts + 1, retry_delay(attempts + 1), reason,
+            )  # fmt: skip
+            self.failures[version] = (reason, time.monotonic())
             self.beat()
             return None
         self.failures.pop(version, None)
+        self._attempts.pop(version, None)
         self._loaded[version] = served
         log.info("%s loaded %s in %.2f s", self.worker, version, served.load_seconds)
         return served

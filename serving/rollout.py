@@ -13,11 +13,9 @@ from typing import Any
 from conveyor.errors import NotFoundError, RegistryConflictError
 from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry, RolloutRecord, RolloutState, VersionStatus, WorkerRecord
-from gates.model_io import ArtifactError
 from serving.bake import judge_rollout, live_workers
-from serving.controller import load_version
+from serving.controller import load_failure, load_version
 from serving.errors import ConvergenceError, PromotionRefused
-from serving.inference import SmokeError
 
 __all__ = [
     "Outcome",
@@ -51,15 +49,16 @@ def verify_loads(registry: Registry, version: str, action: str) -> float:
     start = time.perf_counter()
     try:
         load_version(record)
-    except (ArtifactError, SmokeError) as exc:
+    except Exception as exc:  # whatever the class: it cannot serve, so nothing moves
+        reason = load_failure(exc)
         registry.audit(
             f"{action}.refused",
             deployment=record.deployment,
             version=version,
-            reason=str(exc),
+            reason=reason,
             details={"stage": "verify"},
         )
-        raise PromotionRefused(f"{version} refused, nothing moved: {exc}") from exc
+        raise PromotionRefused(f"{version} refused, nothing moved: {reason}") from exc
     return time.perf_counter() - start
 
 

@@ -22,7 +22,7 @@ from serving.access import Gate, LocalLimiter, RedisLimiter, current_app
 from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
-from serving.controller import Controller, Routing, Served, load_version
+from serving.controller import Controller, Routing, Served, load_failure, load_version
 from serving.inference import check_prompt_fits, classify_texts, generate_text, stream_text
 from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
@@ -274,9 +274,12 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     batcher = Batcher(_forward, int(os.environ.get("CONVEYOR_MAX_BATCH", "32")))
     index = int(server_context.worker_index or 0)
     if pinned:
-        served = load_version(_pinned_record(pinned))
-        controller = Controller(None, served.version.split(":")[0], worker_index=index)
-        controller.routing = Routing(active=served)
+        controller = Controller(None, pinned.split(":")[0], worker_index=index)
+        try:
+            controller.routing = Routing(active=load_version(_pinned_record(pinned)))
+        except Exception as exc:  # up and not ready, saying why: never a restart loop
+            controller.failures[pinned] = (load_failure(exc), time.monotonic())
+            log.error("pinned model %s does not load: %s", pinned, controller.failures[pinned][0])
         return _assemble(controller, batcher, metrics, pinned)
     deployment = os.environ.get("CONVEYOR_SERVE_DEPLOYMENT")
     if not deployment:
