@@ -3,12 +3,14 @@ with backoff, never in a loop (issue 13, item 7). Real registry, real controller
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
 
 import pytest
 
+from conveyor.model_folder.hashing import file_sha256
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.controller import Controller, load_failure, model_folder, retry_delay
@@ -34,14 +36,19 @@ def test_load_failure_names_foreign_exception_classes() -> None:
 
 @pytest.fixture
 def corrupt_onnx(registry: Registry, settings: Settings, tokenizer: Any) -> tuple[str, str]:
-    """v1 serving; v2 packaged for ONNX Runtime, its model.onnx then overwritten with junk."""
+    """v1 serving; v2 packaged for ONNX Runtime, its model.onnx then replaced by junk."""
     v1 = make_version(registry, settings, tokenizer, 0)
     promote(registry, v1, canary_percent=0, timeout=5)
     v2 = make_version(registry, settings, tokenizer, 1, serving={"backend": "onnx"})
     package_version(registry, v2, build_bento=False)
     folder = model_folder(registry.resolve(v2))
     assert folder is not None
+    # An export ONNX Runtime cannot read, recorded as what was exported (its hash matches):
+    # the error then comes from onnxruntime itself, not from a hash check.
     (folder / "model.onnx").write_bytes(b"\x08not an onnx graph" * 64)
+    report = json.loads((folder / "onnx.json").read_text())
+    report["sha256"] = file_sha256(folder / "model.onnx")
+    (folder / "onnx.json").write_text(json.dumps(report))
     return v1, v2
 
 
