@@ -5,12 +5,14 @@ is one JSON object ``{"error": ..., "field": ...}`` with a 4xx (or 503 / 429 wit
 ``Retry-After``), never a 500: 415 a body that is not ``application/json``, 413 one over
 ``MAX_BODY_BYTES``, 400 invalid JSON (or nested deeper than the parser goes) or a body that
 is not an object, 422 a field of the wrong type; then 401/403/429 from the
-:class:`~serving.access.Gate`; then 503 when the worker already holds ``max_in_flight``
-model requests (no unbounded queue).
+:class:`~serving.access.Gate` (503 with ``Retry-After`` when the registry or Redis cannot say:
+fail closed; the lookup runs off the event loop); then 503 when the worker already holds
+``max_in_flight`` model requests (no unbounded queue).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -114,7 +116,11 @@ class EdgeGuard:
         try:
             if scope["method"] != "POST":
                 raise RequestError(405, f"{path} takes POST")
-            app = runtime.gate.admit(headers.get("authorization"))
+            authorization = headers.get("authorization")
+            if authorization:  # a registry and maybe a Redis call: never on the event loop
+                app = await asyncio.to_thread(runtime.gate.admit, authorization)
+            else:
+                app = runtime.gate.admit(None)
             body = await _read_body(receive)
             data = check_body(path, headers.get("content-type", ""), body)
             if path == "/generate_stream":

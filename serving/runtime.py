@@ -289,7 +289,7 @@ def start_runtime(pinned: str | None = None) -> Runtime:
         raise RuntimeError(
             "set CONVEYOR_SERVE_DEPLOYMENT (conveyor serve does) or CONVEYOR_BENTO_MODEL"
         )
-    registry: Registry = open_registry(settings)
+    registry = _open_for_serving(settings)
     controller = Controller(
         registry,
         deployment,
@@ -298,6 +298,16 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     )
     controller.start()
     return _assemble(controller, batcher, metrics, None)
+
+
+def _open_for_serving(settings: Settings) -> Registry:
+    """The registry, migrated; when it is unreachable, opened without migrating (it connects
+    when first used), so the worker starts, not ready, and its controller keeps trying."""
+    try:
+        return open_registry(settings)
+    except Exception:
+        log.warning("registry unreachable at start: not ready until it answers", exc_info=True)
+        return Registry.from_url(settings.registry_url, actor=settings.actor, migrate=False)
 
 
 def _cache(settings: Settings, deployment: str) -> Cache:

@@ -175,16 +175,37 @@ def wait_ready(
     raise TimeoutError(f"127.0.0.1:{port} not ready after {timeout:g} s")
 
 
+def wait_listening(
+    port: int, timeout: float = 90.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until /livez answers 200 (the server is up; it may not be ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/livez")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"127.0.0.1:{port} not up after {timeout:g} s")
+
+
 @contextmanager
 def running_server(
     settings: Settings,
     workers: int = 1,
     log_dir: Path | None = None,
     torch_threads: int | None = 1,
+    ready: bool = True,
 ) -> Iterator[Server]:
     """`bentoml serve` following DEPLOYMENT; its whole process group is killed on exit.
 
-    ``torch_threads=None`` leaves the server's own choice (the cores shared by the workers)."""
+    ``torch_threads=None`` leaves the server's own choice (the cores shared by the workers);
+    ``ready=False`` yields once it listens, ready or not."""
     port = free_port()
     log = (log_dir or settings.home) / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +220,10 @@ def running_server(
         )
     server = Server(port, process, log)
     try:
-        wait_ready(port, process=process)
+        if ready:
+            wait_ready(port, process=process)
+        else:
+            wait_listening(port, process=process)
         yield server
     finally:
         if process.poll() is None:
