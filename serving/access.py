@@ -35,6 +35,7 @@ __all__ = [
     "current_app",
     "parse_quota",
     "parse_rate",
+    "rate_window",
     "today",
 ]
 
@@ -132,8 +133,18 @@ class LocalLimiter:
             self._since_refresh = {}
 
 
+def rate_window(rate: float) -> tuple[int, int]:
+    """``(seconds, requests)``: the fixed window a rate is counted in, and how many it allows.
+
+    One second at 1/s or more; below, the shortest whole window that allows one request, so
+    100/hour is one per 36 s (never 3,600/hour, a one-second window's floor). Never over."""
+    seconds = 1 if rate >= 1 else math.ceil(1 / rate - 1e-9)
+    return seconds, max(1, math.floor(rate * seconds + 1e-9))
+
+
 class RedisLimiter:
-    """Fixed one-second windows and a per-day counter in Redis, shared by every process."""
+    """Fixed windows (:func:`rate_window`) and a per-day counter in Redis, shared by every
+    process."""
 
     def __init__(self, url: str, prefix: str = "conveyor") -> None:
         import redis
@@ -145,18 +156,19 @@ class RedisLimiter:
         now = time.time()
         pipe = self._redis.pipeline()
         day_key = f"{self._prefix}:quota:{app}:{today()}"
-        second_key = f"{self._prefix}:rate:{app}:{int(now)}"
+        window, allowed = rate_window(rate) if rate is not None else (1, 0)
+        window_key = f"{self._prefix}:rate:{app}:{window}:{int(now // window)}"
         pipe.incr(day_key)
         pipe.expire(day_key, 2 * 86400)
-        pipe.incr(second_key)
-        pipe.expire(second_key, 2)
-        used, _, this_second, _ = pipe.execute()
+        pipe.incr(window_key)
+        pipe.expire(window_key, window + 1)
+        used, _, in_window, _ = pipe.execute()
         if quota is not None and int(used) > quota:
             self._redis.decr(day_key)
             return "quota", seconds_to_midnight()
-        if rate is not None and int(this_second) > max(1, math.floor(rate)):
+        if rate is not None and int(in_window) > allowed:
             self._redis.decr(day_key)
-            return "rate", 1.0 - (now - int(now))
+            return "rate", window - (now % window)
         return None
 
     def refresh(self, totals: dict[str, int]) -> None:

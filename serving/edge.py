@@ -21,9 +21,10 @@ from serving.access import Refused, current_app, retry_after_header
 from serving.inference import check_prompt_fits
 from serving.validation import RequestError, check_generate
 
-__all__ = ["MAX_BODY_BYTES", "MODEL_PATHS", "EdgeGuard", "check_body"]
+__all__ = ["MAX_BODY_BYTES", "MODEL_PATHS", "VIEW_PATHS", "EdgeGuard", "check_body"]
 
 MODEL_PATHS = frozenset({"/classify", "/generate", "/generate_stream"})
+VIEW_PATHS = frozenset({"/v1/status", "/metrics"})
 MAX_BODY_BYTES = 1_000_000
 _TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "/classify": {"text": (str,), "texts": (list,), "top_k": (int,)},
@@ -107,6 +108,9 @@ class EdgeGuard:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         runtime = self.get_runtime()
+        if scope["type"] == "http" and scope["path"] in VIEW_PATHS and runtime is not None:
+            if not await self._may_view(scope, runtime, send):
+                return
         if scope["type"] != "http" or scope["path"] not in MODEL_PATHS or runtime is None:
             await self.app(scope, receive, send)
             return
@@ -155,6 +159,19 @@ class EdgeGuard:
         finally:
             runtime.in_flight -= 1
             current_app.reset(token)
+
+    async def _may_view(self, scope: Any, runtime: Any, send: Any) -> bool:
+        """Beyond loopback, ``/v1/status`` and ``/metrics`` need a key too: they name
+        versions, apps and traffic."""
+        if not runtime.views_need_key:
+            return True
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            await asyncio.to_thread(runtime.gate.admit, headers.get("authorization"))
+        except RequestError as exc:
+            await send_error(send, exc)
+            return False
+        return True
 
 
 def _check_stream(runtime: Any, data: dict[str, Any]) -> None:

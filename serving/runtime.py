@@ -17,7 +17,7 @@ import torch
 
 from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
-from conveyor.settings import Settings, load_settings
+from conveyor.settings import LOOPBACK_HOSTS, Settings, load_settings
 from serving.access import Gate, LocalLimiter, RedisLimiter, current_app
 from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
@@ -84,6 +84,7 @@ class Runtime:
     max_in_flight: int
     profiler: ProfileRecorder
     in_flight: int = 0
+    views_need_key: bool = False  # /v1/status and /metrics, beyond loopback
     _stop_usage: Any = None
 
     @property
@@ -347,6 +348,7 @@ def _assemble(
         cache=_cache(settings, controller.deployment),
         max_in_flight=settings.serve_max_in_flight,
         profiler=ProfileRecorder(controller.record_inputs),
+        views_need_key=settings.auth_required and settings.serve_host not in LOOPBACK_HOSTS,
     )
     runtime._stop_usage = gate.start_flushing()
     return runtime

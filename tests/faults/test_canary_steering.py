@@ -10,6 +10,7 @@ no more than half of the evidence, and the candidate is rolled back by itself.
 
 from __future__ import annotations
 
+import http.client
 import time
 from typing import Any
 
@@ -34,6 +35,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 PERCENT = 50.0
 
 
+def _get(port: int, path: str, key: str | None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers={"authorization": f"Bearer {key}"} if key else {})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
 def _named(prefix: str, inside: bool) -> str:
     """An app or key name on the chosen side of the split (names are what admins choose)."""
     return next(
@@ -47,7 +56,7 @@ def test_a_client_cannot_steer_the_canary_verdict(
     fault_table: FaultTable,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CONVEYOR_REQUIRE_API_KEY", "true")
+    monkeypatch.setenv("CONVEYOR_SERVE_HOST", "0.0.0.0")  # keys required, as beyond loopback
     settings = Settings()
     v1 = make_version(registry, settings, tokenizer, 0)
     promote(registry, v1, canary_percent=0, timeout=5)
@@ -76,10 +85,14 @@ def test_a_client_cannot_steer_the_canary_verdict(
         ) as steer,
     ):
         time.sleep(1.0)
+        views = {path: _get(server.port, path, None) for path in ("/v1/status", "/metrics")}
+        views_keyed = {path: _get(server.port, path, keys["honest"]) for path in views}
         start = time.monotonic()
         outcome = promote(registry, bad, canary_percent=PERCENT, bake_seconds=20, timeout=30)
         end = time.monotonic()
 
+    assert views == {"/v1/status": 401, "/metrics": 401}, "the views need a key beyond loopback"
+    assert views_keyed == {"/v1/status": 200, "/metrics": 200}
     assert outcome.rolled_back, outcome.rollout
     assert registry.alias(DEPLOYMENT, "production") == v1
     evidence = outcome.rollout.details["canary"]

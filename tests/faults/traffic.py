@@ -7,6 +7,7 @@ at all (refused connection, reset, or no response within ``timeout``).
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import threading
@@ -50,6 +51,7 @@ class Answer:
     version: str | None
     role: str | None
     body: bytes
+    retried: bool = False  # the connection was reset, and the one retry got this answer
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Traffic:
     request: Request = field(default_factory=varied_classify)
     timeout: float = 10.0
     max_seconds: float = 180.0
+    retry_resets: bool = False  # retry once when the connection drops (the request is idempotent)
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -121,6 +124,13 @@ class Traffic:
         index = 0
         while not self._stop.is_set() and time.monotonic() < deadline:
             answer = self._send(conn, client, index)
+            if answer.status == 0 and self.retry_resets and answer.seconds < self.timeout:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                again = self._send(conn, client, index)
+                answer = dataclasses.replace(
+                    again, sent_at=answer.sent_at, seconds=answer.seconds + again.seconds,
+                    retried=True,
+                )  # fmt: skip
             index += 1
             with self._lock:
                 self.answers.append(answer)
