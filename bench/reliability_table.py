@@ -34,7 +34,7 @@ _NOTES = ("candidate_failures", "retried", "max_wait_s", "nested_p99_ms", "versi
 
 
 def _note(row: dict[str, Any]) -> str:
-    parts = [f"{key.replace('_', ' ')} {row[key]}" for key in _NOTES if key in row]
+    parts = [f"{key.replace('_', ' ')} {row[key]}" for key in _NOTES if row.get(key)]
     if "verdict" in row:
         parts.append(f"verdict: {row['verdict']}")
     if "ready_after_s" in row:

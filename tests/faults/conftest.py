@@ -49,6 +49,7 @@ class FaultTable:
         counts["sent"] += len(failing)
         if judged is not None:
             counts["candidate_failures"] = len(failing)
+        counts["retried"] = sum(a.retried for a in answers)
         row = {"fault": fault, "what": what, **counts, **extra}
         self.rows[fault] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)

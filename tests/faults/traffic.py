@@ -90,7 +90,9 @@ class Traffic:
     request: Request = field(default_factory=varied_classify)
     timeout: float = 10.0
     max_seconds: float = 180.0
-    retry_resets: bool = False  # retry once when the connection drops (the request is idempotent)
+    # Retry once when the connection drops without an answer, as HTTP clients do for an
+    # idempotent request (a keep-alive connection the server closed as the request went out).
+    retry_resets: bool = True
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
