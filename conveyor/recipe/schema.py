@@ -103,7 +103,14 @@ class TrainingSection(_Section):
     )
     seed: int = Field(default=42, description="Seeds init, shuffling and dropout.")
     zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
-    gpus: int = Field(default=0, ge=0, description="0 = one CPU process; N = N GPUs.")
+    gpus: int = Field(
+        default=0, ge=0, description="0 = train on CPU; N = N GPUs per node (DeepSpeed launcher)."
+    )
+    processes: PositiveInt = Field(
+        default=1,
+        le=64,
+        description="CPU processes (gpus 0): 1 = in this process; N = N via the launcher on gloo.",
+    )
     precision: str = Field(
         default="auto",
         pattern=r"^(auto|fp32|bf16|fp16)$",
@@ -121,6 +128,12 @@ class TrainingSection(_Section):
     deepspeed: dict[str, Any] = Field(
         default_factory=dict, description="Extra DeepSpeed config, merged over ours."
     )
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> Self:
+        if self.gpus > 0 and self.processes > 1:
+            raise ValueError("processes: CPU processes need gpus 0 (one process per GPU)")
+        return self
 
 
 class GatesSection(_Section):
