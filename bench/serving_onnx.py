@@ -1,6 +1,7 @@
 """requests/s at concurrency 16: conveyor serving with ONNX Runtime vs the naive FastAPI server
 (PyTorch, one forward pass per request), same model, same thread count, same run; prediction
-cache off so every request reaches the model.
+cache off so every request reaches the model; each request a different CLINC150 test text
+(so batches mix lengths, as real traffic does) unless ``--text`` names one.
 
     .venv/bin/python -m bench.serving_onnx [--seconds 8] [--model minilm|tiny] [--text T]
 
@@ -60,7 +61,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--model", choices=("minilm", "tiny"), default="minilm")
-    parser.add_argument("--text", default="set a timer for five minutes")
+    parser.add_argument(
+        "--text",
+        default=None,
+        help="one text for every request (default: each request a different CLINC150 test text)",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
@@ -79,7 +84,8 @@ def main() -> None:
         served_torch = _rps(server.port, args.seconds, text=args.text)
     folder = registry.resolve(versions["torch"]).artifact_uri or ""
     naive = _naive(folder, args.seconds, threads=THREADS, text=args.text)
-    print(f"model: {args.model}; text: {args.text!r}; {THREADS} threads in each arm")
+    texts = repr(args.text) if args.text else "varied CLINC150 test texts"
+    print(f"model: {args.model}; text: {texts}; {THREADS} threads in each arm")
     print(f"ONNX export max abs difference vs PyTorch: {packaged.onnx_max_abs_diff:.2g}")
     print(f"requests/s at concurrency 16 ({args.seconds:g} s each, same model, same run):")
     print(f"  conveyor ONNX:  {served[0]:.1f} req/s, p99 {served[1]:.1f} ms, {served[2]} failed")

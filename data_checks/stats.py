@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from conveyor.profile_format import LENGTH_EDGES, PROFILE_SCHEMA
+
 __all__ = [
     "LENGTH_EDGES",
     "PROFILE_KEY",
@@ -33,30 +35,6 @@ __all__ = [
 
 # Where a version keeps its training data's profile: ``VersionRecord.metrics[PROFILE_KEY]``.
 PROFILE_KEY = "data_profile"
-PROFILE_SCHEMA = 1
-
-# Fixed text-length bins (characters), so profiles of any two data sets compare bin by bin.
-LENGTH_EDGES: tuple[float, ...] = (
-    0,
-    8,
-    16,
-    24,
-    32,
-    48,
-    64,
-    96,
-    128,
-    192,
-    256,
-    384,
-    512,
-    768,
-    1024,
-    2048,
-    4096,
-    math.inf,
-)
-
 _EXAMPLES = 5
 
 # Python's str.isspace() characters, for regex classes (``\s`` is 2-3x slower in pyarrow's RE2).

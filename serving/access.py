@@ -17,6 +17,7 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ __all__ = [
     "current_app",
     "parse_quota",
     "parse_rate",
+    "rate_window",
     "today",
 ]
 
@@ -42,6 +44,8 @@ current_app: contextvars.ContextVar[str] = contextvars.ContextVar("conveyor_app"
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*$")
 _PER = {None: 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _PER |= {"h": 3600.0, "hour": 3600.0}
+UNAVAILABLE_RETRY_SECONDS = 2.0
+MAX_KEYS_CACHED = 10_000
 _QUOTA = re.compile(r"^\s*(\d+)\s*(?:/\s*(d|day))?\s*$")
 
 
@@ -129,8 +133,18 @@ class LocalLimiter:
             self._since_refresh = {}
 
 
+def rate_window(rate: float) -> tuple[int, int]:
+    """``(seconds, requests)``: the fixed window a rate is counted in, and how many it allows.
+
+    One second at 1/s or more; below, the shortest whole window that allows one request, so
+    100/hour is one per 36 s (never 3,600/hour, a one-second window's floor). Never over."""
+    seconds = 1 if rate >= 1 else math.ceil(1 / rate - 1e-9)
+    return seconds, max(1, math.floor(rate * seconds + 1e-9))
+
+
 class RedisLimiter:
-    """Fixed one-second windows and a per-day counter in Redis, shared by every process."""
+    """Fixed windows (:func:`rate_window`) and a per-day counter in Redis, shared by every
+    process."""
 
     def __init__(self, url: str, prefix: str = "conveyor") -> None:
         import redis
@@ -142,18 +156,19 @@ class RedisLimiter:
         now = time.time()
         pipe = self._redis.pipeline()
         day_key = f"{self._prefix}:quota:{app}:{today()}"
-        second_key = f"{self._prefix}:rate:{app}:{int(now)}"
+        window, allowed = rate_window(rate) if rate is not None else (1, 0)
+        window_key = f"{self._prefix}:rate:{app}:{window}:{int(now // window)}"
         pipe.incr(day_key)
         pipe.expire(day_key, 2 * 86400)
-        pipe.incr(second_key)
-        pipe.expire(second_key, 2)
-        used, _, this_second, _ = pipe.execute()
+        pipe.incr(window_key)
+        pipe.expire(window_key, window + 1)
+        used, _, in_window, _ = pipe.execute()
         if quota is not None and int(used) > quota:
             self._redis.decr(day_key)
             return "quota", seconds_to_midnight()
-        if rate is not None and int(this_second) > max(1, math.floor(rate)):
+        if rate is not None and int(in_window) > allowed:
             self._redis.decr(day_key)
-            return "rate", 1.0 - (now - int(now))
+            return "rate", window - (now % window)
         return None
 
     def refresh(self, totals: dict[str, int]) -> None:
@@ -171,13 +186,15 @@ class Gate:
         required: bool,
         limiter: Limiter,
         key_ttl: float = 2.0,
+        stale_ttl: float = 300.0,
     ) -> None:
         self._registry = registry
         self.deployment = deployment
         self.required = required
         self.limiter = limiter
         self.key_ttl = key_ttl
-        self._keys: dict[str, tuple[ApiKeyRecord | None, float]] = {}
+        self.stale_ttl = stale_ttl
+        self._keys: OrderedDict[str, tuple[ApiKeyRecord | None, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._pending: dict[str, list[int]] = {}
         self._day = today()
@@ -200,7 +217,14 @@ class Gate:
             raise Refused(
                 403, f"app '{record.app}' may not call {self.deployment}", "forbidden", record.app
             )
-        refused = self.limiter.take(record.app, record.rate_per_second, record.quota_per_day)
+        try:
+            refused = self.limiter.take(record.app, record.rate_per_second, record.quota_per_day)
+        except Exception as exc:  # Redis down: fail closed (never unlimited), and say when to retry
+            log.warning("rate limiter unavailable: %s", exc)
+            raise Refused(
+                503, "rate limits cannot be checked right now; retry shortly", "unavailable",
+                record.app, UNAVAILABLE_RETRY_SECONDS,
+            ) from exc  # fmt: skip
         self._count(record.app, refused is not None)
         if refused is not None:
             reason, retry = refused
@@ -214,17 +238,32 @@ class Gate:
         return record.app
 
     def _verify(self, token: str) -> ApiKeyRecord | None:
+        """The key's record from the registry, remembered ``key_ttl`` s. With the registry
+        down, the last answer it gave stands for ``stale_ttl`` s more (last known good); with
+        none, 503 with Retry-After: never an unchecked key."""
         digest = hash_api_key(token)
         now = time.monotonic()
         with self._lock:
             cached = self._keys.get(digest)
+            if cached is not None:
+                self._keys.move_to_end(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
-        record = self._registry().verify_api_key(token)
+        try:
+            record = self._registry().verify_api_key(token)
+        except Exception as exc:
+            if cached is not None and cached[1] + self.stale_ttl > now:
+                return cached[0]
+            log.warning("API keys cannot be checked: %s", exc)
+            raise Refused(
+                503, "API keys cannot be checked right now; retry shortly", "unavailable",
+                retry=UNAVAILABLE_RETRY_SECONDS,
+            ) from exc  # fmt: skip
         with self._lock:
-            if len(self._keys) > 10_000:
-                self._keys.clear()
             self._keys[digest] = (record, now + self.key_ttl)
+            self._keys.move_to_end(digest)
+            while len(self._keys) > MAX_KEYS_CACHED:
+                self._keys.popitem(last=False)
         return record
 
     def _count(self, app: str, refused: bool) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from conveyor.errors import RegistryConflictError
 from conveyor.registry import Registry, RolloutRecord, RolloutState, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
+from serving.evidence import capped_evidence, merge_by_app
 from serving.judge import CanaryThresholds, Decision, Verdict, judge_canary
 from serving.stats import merge_stats
 
@@ -59,8 +60,9 @@ def judge_rollout(registry: Registry, deployment: str) -> tuple[RolloutRecord, V
         for w in workers
         if w.rollout_id == rollout.id and rollout.version in w.stats
     ]
+    evidence = capped_evidence(merge_by_app(parts))  # no app outweighs the others
     verdict = judge_canary(
-        merge_stats(parts), thresholds_for(registry, rollout.version), now, rollout.bake_until
+        evidence, thresholds_for(registry, rollout.version), now, rollout.bake_until
     )
     if verdict.decision == Decision.WAIT:
         return None

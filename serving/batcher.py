@@ -5,6 +5,7 @@ While a forward pass runs, new requests wait in the queue; the next pass takes t
 grouped by the version that must answer them. Idle, a
 request runs alone at once, so this is never slower than one pass per request; loaded, the
 passes grow. Nothing is shed here: past ``CONVEYOR_SERVE_MAX_IN_FLIGHT`` the edge answers 503.
+A pass that fails is run again request by request, so one bad request fails only itself.
 """
 
 from __future__ import annotations
@@ -82,9 +83,13 @@ class Batcher:
         top_k = max(job.top_k for job in group)
         try:
             results = self.forward(group[0].model, texts, top_k)
-        except Exception as exc:  # the model failed: every request of this pass gets the error
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].future.set_exception(exc)
+                return
+            # One request may be what broke the pass: each alone, so it fails only itself.
             for job in group:
-                job.future.set_exception(exc)
+                self._answer([job])
             return
         start = 0
         for job in group:

@@ -28,15 +28,18 @@ from conveyor.registry import Registry, VersionRecord, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
 from serving.bake import judge_rollout
 from serving.desired import Desired, desired_state
-from serving.inference import SmokeError, load_for_serving, smoke_check
+from serving.evidence import APPS_KEY
+from serving.inference import SmokeError, context_length, load_for_serving, smoke_check
 from serving.profile import PROFILE_STATS_KEY, InputProfile, RollingProfile
 from serving.routing import routes_to_canary
 from serving.stats import VersionStats
 
-__all__ = ["Controller", "Routing", "Served", "model_folder"]
+__all__ = ["Controller", "Routing", "Served", "load_failure", "model_folder", "retry_delay"]
 
 log = logging.getLogger(__name__)
-FAILURE_RETRY_SECONDS = 30.0
+FAILURE_RETRY_SECONDS = 5.0  # a refused version is tried again after 5, 10, 20 ... s
+FAILURE_RETRY_MAX_SECONDS = 300.0
+MAX_APPS = 256  # per version in a heartbeat; more are summed as one
 PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two hours
 
 
@@ -73,6 +76,22 @@ class Routing:
         return {s.version: role for role, s in named.items() if s is not None}
 
 
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait before loading a version again after ``attempts`` failed loads."""
+    if attempts <= 0:
+        return 0.0
+    return float(min(FAILURE_RETRY_MAX_SECONDS, FAILURE_RETRY_SECONDS * 2 ** (attempts - 1)))
+
+
+def load_failure(exc: BaseException) -> str:
+    """One line saying why a version did not load: our own errors say it, others name their
+    class (an onnxruntime or pydantic error's text alone rarely does)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, ArtifactError | SmokeError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def model_folder(record: VersionRecord) -> Path | None:
     """The BentoML model-store copy when the version is packaged, else the training folder."""
     try:
@@ -93,15 +112,16 @@ def load_version(record: VersionRecord) -> Served:
     spec = serving_spec_of(record)
     folder = model_folder(record)
     loaded = load_for_serving(folder, record.task, expected_sha256=record.content_sha256)
+    max_length = min(spec.max_length, context_length(loaded) or spec.max_length)
     backend = "torch"
     if record.task == "classification" and spec.backend != "torch":
-        loaded, backend = _with_onnx(loaded, folder, spec.backend, spec.max_length)
-    smoke_check(loaded, spec.max_length)  # also the warm-up
+        loaded, backend = _with_onnx(loaded, folder, spec.backend, max_length)
+    smoke_check(loaded, max_length)  # also the warm-up
     return Served(
         version=record.version,
         task=record.task,
         loaded=loaded,
-        max_length=spec.max_length,
+        max_length=max_length,  # longer texts are truncated to what the model embeds
         max_texts=spec.max_texts_per_request,
         max_chars=spec.max_text_chars,
         max_new_tokens=spec.max_new_tokens,
@@ -150,14 +170,18 @@ class Controller:
         self.started_at = datetime.now(UTC)
         self.routing = Routing()
         self.failures: dict[str, tuple[str, float]] = {}
+        self._attempts: dict[str, int] = {}
         self._loaded: dict[str, Served] = {}
         self._swap_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._stats: dict[str, VersionStats] = {}
+        self._app_stats: dict[str, dict[str, VersionStats]] = {}
         self._stats_rollout: int | None = None
         self._profiles: dict[str, RollingProfile] = {}  # not reset by rollouts: drift is slower
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._beating: threading.Thread | None = None
+        self._beat_lock = threading.Lock()
         self._last_beat = 0.0
         self._rng = random.Random()
 
@@ -176,9 +200,14 @@ class Controller:
             return routing.canary, "canary"
         return routing.active, "active"
 
-    def record(self, version: str, latency_ms: float, failed: bool) -> None:
+    def record(self, version: str, latency_ms: float, failed: bool, app: str = "-") -> None:
+        """One request the model ran (the canary's evidence), by the app that sent it."""
         with self._stats_lock:
             self._stats.setdefault(version, VersionStats()).observe(latency_ms, failed)
+            apps = self._app_stats.setdefault(version, {})
+            if app not in apps and len(apps) >= MAX_APPS:
+                app = "(other apps)"
+            apps.setdefault(app, VersionStats()).observe(latency_ms, failed)
 
     def record_inputs(self, version: str, profile: InputProfile) -> None:
         """Add one request's input/prediction profile to the version's (for the drift monitor)."""
@@ -197,15 +226,36 @@ class Controller:
         return self.registry
 
     def start(self) -> None:
-        """One synchronous sync (so a fresh worker is ready with production), then the thread."""
-        self.sync()
+        """The heartbeat thread, one synchronous sync (so a fresh worker is ready with
+        production), then the thread that follows the registry.
+
+        Heartbeats have their own thread: a worker busy loading a version for longer than
+        the liveness window is still alive, and a promotion waits for it instead of counting
+        it gone. A first sync that fails (registry down) leaves the worker up and not ready;
+        the controller thread keeps trying."""
+        self._beating = threading.Thread(
+            target=self._beat_loop, name="conveyor-heartbeat", daemon=True
+        )
+        self._beating.start()
+        try:
+            self.sync()
+        except Exception:
+            log.warning("first sync of %s failed; not ready, retrying", self.worker, exc_info=True)
         self._thread = threading.Thread(target=self._run, name="conveyor-controller", daemon=True)
         self._thread.start()
 
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            try:
+                self.beat()
+            except Exception:  # the registry may be briefly unavailable: beat again soon
+                log.warning("heartbeat of %s failed", self.worker, exc_info=True)
+
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for thread in (self._thread, self._beating):
+            if thread is not None:
+                thread.join(timeout=5)
         try:
             self._registry().forget_worker(self.worker)
         except Exception:  # shutting down: the heartbeat simply goes stale
@@ -224,8 +274,6 @@ class Controller:
         production, rollout = self._registry().serving_target(self.deployment)
         desired = desired_state(production, rollout)
         self._apply(desired)
-        if time.monotonic() - self._last_beat >= self.heartbeat_seconds:
-            self.beat()
 
     def _get(self, version: str | None) -> Served | None:
         """The loaded version, loading it beside the others if needed; None if it cannot serve."""
@@ -234,16 +282,26 @@ class Controller:
         if version in self._loaded:
             return self._loaded[version]
         failed = self.failures.get(version)
-        if failed and time.monotonic() - failed[1] < FAILURE_RETRY_SECONDS:
+        attempts = self._attempts.get(version, 0)
+        if failed and time.monotonic() - failed[1] < retry_delay(attempts):
             return None
+        record = self._registry().resolve(version)  # registry down: the tick fails, not the version
         try:
-            served = load_version(self._registry().resolve(version))
-        except (ArtifactError, SmokeError) as exc:
-            log.error("%s refused %s: %s", self.worker, version, exc)
-            self.failures[version] = (str(exc), time.monotonic())
+            served = load_version(record)
+        except (
+            Exception
+        ) as exc:  # any failure to load (onnxruntime, pydantic, OSError...) refuses it
+            reason = load_failure(exc)
+            self._attempts[version] = attempts + 1
+            log.error(
+                "%s refused %s (attempt %d, next in %.0f s): %s",
+                self.worker, version, attempts + 1, retry_delay(attempts + 1), reason,
+            )  # fmt: skip
+            self.failures[version] = (reason, time.monotonic())
             self.beat()
             return None
         self.failures.pop(version, None)
+        self._attempts.pop(version, None)
         self._loaded[version] = served
         log.info("%s loaded %s in %.2f s", self.worker, version, served.load_seconds)
         return served
@@ -283,6 +341,7 @@ class Controller:
         with self._stats_lock:
             if rollout_id != self._stats_rollout:
                 self._stats = {}
+                self._app_stats = {}
                 self._stats_rollout = rollout_id
 
     # -- reporting ----------------------------------------------------------------------------
@@ -302,12 +361,21 @@ class Controller:
     def _published_stats(self) -> dict[str, dict[str, object]]:
         """Per version: request figures, and the input profile under ``PROFILE_STATS_KEY``."""
         published: dict[str, dict[str, object]] = {v: s.as_dict() for v, s in self.stats().items()}
+        with self._stats_lock:
+            for version, apps in self._app_stats.items():
+                figures = {app: one.as_dict() for app, one in apps.items()}
+                published.setdefault(version, {})[APPS_KEY] = figures
         for version, profile in self.profiles().items():
             published.setdefault(version, {})[PROFILE_STATS_KEY] = profile.as_dict()
         return published
 
     def beat(self) -> None:
+        with self._beat_lock:  # from the heartbeat thread and, after a change, the controller
+            self._beat()
+
+    def _beat(self) -> None:
         routing = self.routing
+        failures = dict(self.failures)  # one copy: the controller thread may add to it
         self._last_beat = time.monotonic()
         self._registry().heartbeat(
             WorkerRecord(
@@ -321,7 +389,7 @@ class Controller:
                 standby_version=routing.standby.version if routing.standby else None,
                 canary_version=routing.canary.version if routing.canary else None,
                 rollout_id=self._stats_rollout,
-                failures={v: reason for v, (reason, _) in self.failures.items()},
+                failures={v: reason for v, (reason, _) in failures.items()},
                 stats=self._published_stats(),
             )
         )

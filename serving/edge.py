@@ -3,23 +3,28 @@
 Runs before BentoML parses a request, so a refusal costs no model time and every refusal
 is one JSON object ``{"error": ..., "field": ...}`` with a 4xx (or 503 / 429 with
 ``Retry-After``), never a 500: 415 a body that is not ``application/json``, 413 one over
-``MAX_BODY_BYTES``, 400 invalid JSON or a body that is not an object, 422 a field of the
-wrong type; then 401/403/429 from the :class:`~serving.access.Gate`; then 503 when the
-worker already holds ``max_in_flight`` model requests (no unbounded queue).
+``MAX_BODY_BYTES``, 400 invalid JSON (or nested deeper than the parser goes) or a body that
+is not an object, 422 a field of the wrong type; then 401/403/429 from the
+:class:`~serving.access.Gate` (503 with ``Retry-After`` when the registry or Redis cannot say:
+fail closed; the lookup runs off the event loop); then 503 when the worker already holds
+``max_in_flight`` model requests (no unbounded queue).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from serving.access import Refused, current_app, retry_after_header
+from serving.inference import check_prompt_fits
 from serving.validation import RequestError, check_generate
 
-__all__ = ["MAX_BODY_BYTES", "MODEL_PATHS", "EdgeGuard", "check_body"]
+__all__ = ["MAX_BODY_BYTES", "MODEL_PATHS", "VIEW_PATHS", "EdgeGuard", "check_body"]
 
 MODEL_PATHS = frozenset({"/classify", "/generate", "/generate_stream"})
+VIEW_PATHS = frozenset({"/v1/status", "/metrics"})
 MAX_BODY_BYTES = 1_000_000
 _TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "/classify": {"text": (str,), "texts": (list,), "top_k": (int,)},
@@ -42,6 +47,10 @@ def check_body(path: str, content_type: str, body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the body is not valid JSON: {exc}", field="body") from exc
+    except RecursionError as exc:  # nested past the parser's depth: never a request of ours
+        raise RequestError(
+            400, "the body is nested too deeply to be a request", field="body"
+        ) from exc
     if not isinstance(data, dict):
         raise RequestError(400, "the body must be a JSON object", field="body")
     expected = _TYPES[path]
@@ -114,6 +123,9 @@ class EdgeGuard:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         runtime = self.get_runtime()
+        if scope["type"] == "http" and scope["path"] in VIEW_PATHS and runtime is not None:
+            if not await self._may_view(scope, runtime, send):
+                return
         if scope["type"] != "http" or scope["path"] not in MODEL_PATHS or runtime is None:
             await self.app(scope, receive, send)
             return
@@ -123,7 +135,11 @@ class EdgeGuard:
         try:
             if scope["method"] != "POST":
                 raise RequestError(405, f"{path} takes POST")
-            app = runtime.gate.admit(headers.get("authorization"))
+            authorization = headers.get("authorization")
+            if authorization:  # a registry and maybe a Redis call: never on the event loop
+                app = await asyncio.to_thread(runtime.gate.admit, authorization)
+            else:
+                app = runtime.gate.admit(None)
             body = await _read_body(receive)
             data = check_body(path, headers.get("content-type", ""), body)
             if path == "/generate_stream":
@@ -159,16 +175,32 @@ class EdgeGuard:
             runtime.in_flight -= 1
             current_app.reset(token)
 
+    async def _may_view(self, scope: Any, runtime: Any, send: Any) -> bool:
+        """Beyond loopback, ``/v1/status`` and ``/metrics`` need a key too: they name
+        versions, apps and traffic."""
+        if not runtime.views_need_key:
+            return True
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            await asyncio.to_thread(runtime.gate.admit, headers.get("authorization"))
+        except RequestError as exc:
+            await send_error(send, exc)
+            return False
+        return True
+
 
 def _check_stream(runtime: Any, data: dict[str, Any]) -> None:
     """The checks /generate does, before a stream starts (a stream cannot change its status)."""
     served, _ = runtime.pick(None)
     if served.task != "causal-lm":
         raise RequestError(404, f"{served.version} is a {served.task} model: use /classify")
+    asked = data.get("max_new_tokens")
+    max_new_tokens = 32 if asked is None else int(asked)  # 0 is refused, never taken as 32
     check_generate(
         data["prompt"],
-        int(data.get("max_new_tokens") or 32),
+        max_new_tokens,
         float(data.get("temperature") or 0.0),
         cap=served.max_new_tokens,
         max_chars=served.max_chars,
     )
+    check_prompt_fits(served.loaded, data["prompt"], max_new_tokens)

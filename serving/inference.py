@@ -12,13 +12,16 @@ import torch
 
 from conveyor.errors import ConveyorError
 from conveyor.model_folder import ArtifactError, LoadedModel, load_model
+from serving.validation import RequestError
 
 __all__ = [
     "SMOKE_PROMPTS",
     "SMOKE_TEXTS",
     "ArtifactError",
     "SmokeError",
+    "check_prompt_fits",
     "classify_texts",
+    "context_length",
     "generate_text",
     "load_for_serving",
     "smoke_check",
@@ -42,6 +45,32 @@ def load_for_serving(
     it by one bit is refused before any of it is read as a model.
     """
     return load_model(folder, task, expected_sha256=expected_sha256)
+
+
+def context_length(loaded: LoadedModel) -> int | None:
+    """How many positions the model embeds (None when its config does not say)."""
+    config = getattr(loaded.model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_prompt_fits(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> None:
+    """RequestError (422) when the prompt and the tokens asked for exceed the context: the
+    request is at fault, not the model, so it is never counted as the version's error."""
+    context = context_length(loaded)
+    if context is None:
+        return
+    tokens = len(loaded.tokenizer(prompt)["input_ids"])
+    if tokens + max_new_tokens > context:
+        raise RequestError(
+            422,
+            f"the prompt has {tokens} tokens and max_new_tokens is {max_new_tokens}: together "
+            f"at most {context}, this model's context",
+            field="prompt",
+        )
 
 
 @torch.inference_mode()

@@ -18,6 +18,7 @@ from typing import Any
 from conveyor.model_folder import ArtifactError, bento_model_tag, verify_content
 from conveyor.registry import Registry, VersionStatus
 from conveyor.serving_spec import serving_spec_of
+from serving.bento_contents import bento_contents
 from serving.server import REPO_ROOT
 
 __all__ = ["ALLOWED_SUFFIXES", "Packaged", "package_version"]
@@ -26,11 +27,6 @@ log = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".yaml", ".model", ".jinja")
 REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy")
-BENTO_PACKAGES = [
-    "torch==2.13.0", "bentoml==1.4.39", "transformers==5.23.0", "safetensors",
-    "sqlalchemy>=2.0,<2.1", "alembic>=1.13", "pydantic>=2.7,<3", "pydantic-settings>=2.3",
-    "pyyaml>=6", "numpy>=1.26", "fastapi<0.151", "prometheus-client",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,6 +121,7 @@ def _build_bento(model_tag: str, deployment: str) -> str:
         return str(bentoml.bentos.get(existing).tag)
     except bentoml.exceptions.NotFound:
         pass
+    contents = bento_contents(REPO_ROOT)  # what the service really imports
     previous = os.environ.get("CONVEYOR_BENTO_MODEL")
     os.environ["CONVEYOR_BENTO_MODEL"] = model_tag  # the service module pins it at import
     try:
@@ -134,9 +131,9 @@ def _build_bento(model_tag: str, deployment: str) -> str:
             version=model_tag.split(":")[1],
             labels={"model": model_tag},
             models=[model_tag],
-            include=["serving/*.py", "conveyor/**/*.py", "conveyor/migrations/*"],
+            include=contents.include,
             envs=[BentoEnvSchema(name="CONVEYOR_BENTO_MODEL", value=model_tag)],
-            python={"packages": BENTO_PACKAGES, "lock_packages": False},
+            python={"packages": contents.packages, "lock_packages": False},
             build_ctx=str(REPO_ROOT),
         )
     finally:

@@ -1,7 +1,7 @@
 """What one version was asked and answered: an additive profile of inputs and predictions.
 
 Counts only, never texts: a text-length histogram over the training profile's bins
-(:data:`data_checks.stats.LENGTH_EDGES`), predicted-label counts, a confidence histogram,
+(:data:`conveyor.profile_format.LENGTH_EDGES`), predicted-label counts, a confidence histogram,
 tokens and unknown tokens. Profiles from many workers (and many requests) merge by adding
 counts, so each worker publishes its own in its heartbeat and the monitor sums them.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_checks.stats import LENGTH_EDGES, PROFILE_SCHEMA
+from conveyor.profile_format import LENGTH_EDGES, PROFILE_SCHEMA
 
 __all__ = [
     "CONFIDENCE_BINS",

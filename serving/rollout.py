@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import NotFoundError, RegistryConflictError
-from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, RolloutRecord, RolloutState, VersionStatus, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
 from serving.bake import judge_rollout, live_workers
-from serving.controller import load_version
+from serving.controller import load_failure, load_version
 from serving.errors import ConvergenceError, PromotionRefused
-from serving.inference import SmokeError
 
 __all__ = [
     "Outcome",
@@ -51,15 +49,16 @@ def verify_loads(registry: Registry, version: str, action: str) -> float:
     start = time.perf_counter()
     try:
         load_version(record)
-    except (ArtifactError, SmokeError) as exc:
+    except Exception as exc:  # whatever the class: it cannot serve, so nothing moves
+        reason = load_failure(exc)
         registry.audit(
             f"{action}.refused",
             deployment=record.deployment,
             version=version,
-            reason=str(exc),
+            reason=reason,
             details={"stage": "verify"},
         )
-        raise PromotionRefused(f"{version} refused, nothing moved: {exc}") from exc
+        raise PromotionRefused(f"{version} refused, nothing moved: {reason}") from exc
     return time.perf_counter() - start
 
 
@@ -68,13 +67,30 @@ def _serves(worker: WorkerRecord, version: str) -> bool:
 
 
 def wait_converged(
-    registry: Registry, deployment: str, version: str, timeout: float, *, canary: bool = False
+    registry: Registry,
+    deployment: str,
+    version: str,
+    timeout: float,
+    *,
+    canary: bool = False,
+    before: int = 0,
 ) -> list[str]:
     """Until every live worker serves ``version`` (or has it as canary); ConvergenceError names
-    the workers that did not, with the reason a worker gave for refusing it."""
+    the workers that did not, with the reason a worker gave for refusing it.
+
+    ``before``: how many workers were live before the alias moved. When some were, no live
+    worker at all is never "every worker serves it": they are loading, or gone."""
     deadline = time.monotonic() + timeout
     while True:
         workers = live_workers(registry, deployment)
+        if not workers and before:
+            if time.monotonic() > deadline:
+                raise ConvergenceError(
+                    f"after {timeout:g} s no live worker serves {version}; "
+                    f"{before} were live before the alias moved"
+                )
+            time.sleep(0.1)
+            continue
         failed = {w.worker: w.failures[version] for w in workers if version in w.failures}
         if failed:
             detail = "; ".join(f"{w}: {reason}" for w, reason in failed.items())
@@ -157,6 +173,7 @@ def promote(
     if current == record.version:
         raise RegistryConflictError(f"{record.version} already serves {record.deployment}")
     load_seconds = verify_loads(registry, record.version, "promotion")
+    before = len(live_workers(registry, record.deployment))
     if current is None:
         percent = 100.0  # nothing to compare a canary with
     details: dict[str, Any] = {"verify_load_seconds": round(load_seconds, 3)}
@@ -173,7 +190,9 @@ def promote(
     start = time.monotonic()
     baking = rollout.state == RolloutState.BAKING
     try:
-        wait_converged(registry, record.deployment, record.version, timeout, canary=baking)
+        wait_converged(
+            registry, record.deployment, record.version, timeout, canary=baking, before=before
+        )
     except ConvergenceError as exc:
         if "refused" in str(exc):
             _abort(registry, rollout, exc)
@@ -188,7 +207,9 @@ def promote(
                 time.monotonic() - start,
                 [str(rollout.details.get("outcome", rollout.reason))],
             )
-        workers = wait_converged(registry, record.deployment, record.version, timeout)
+        workers = wait_converged(
+            registry, record.deployment, record.version, timeout, before=before
+        )
         registry.update_version(record.version, status=VersionStatus.SERVING, reason=rollout.reason)
         return Outcome(
             rollout,
@@ -197,7 +218,7 @@ def promote(
             time.monotonic() - start,
             [str(rollout.details.get("outcome", rollout.reason))],
         )
-    workers = wait_converged(registry, record.deployment, record.version, timeout)
+    workers = wait_converged(registry, record.deployment, record.version, timeout, before=before)
     notes = [] if workers else [NO_LIVE_WORKER]
     closed = _finish(registry, rollout, workers, served_by(workers))
     return Outcome(closed, workers, load_seconds, time.monotonic() - start, notes)
@@ -220,6 +241,7 @@ def rollback(
     if target == current:
         raise RegistryConflictError(f"{target} already serves {deployment}")
     load_seconds = verify_loads(registry, target, "rollback")
+    before = len(live_workers(registry, deployment))
     rollout = registry.start_rollout(
         deployment,
         target,
@@ -230,7 +252,7 @@ def rollback(
     )
     start = time.monotonic()
     try:
-        workers = wait_converged(registry, deployment, target, timeout)
+        workers = wait_converged(registry, deployment, target, timeout, before=before)
     except ConvergenceError as exc:
         if "refused" in str(exc):
             _abort(registry, rollout, exc)

@@ -17,14 +17,14 @@ import torch
 
 from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
-from conveyor.settings import Settings, load_settings
-from serving.access import Gate, LocalLimiter, RedisLimiter
+from conveyor.settings import LOOPBACK_HOSTS, Settings, load_settings
+from serving.access import Gate, LocalLimiter, RedisLimiter, current_app
 from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
-from serving.controller import Controller, Routing, Served, load_version
-from serving.inference import classify_texts, generate_text, stream_text
-from serving.profile import profile_of
+from serving.controller import Controller, Routing, Served, load_failure, load_version
+from serving.inference import check_prompt_fits, classify_texts, generate_text, stream_text
+from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
 from serving.validation import RequestError
 
@@ -110,15 +110,20 @@ class Runtime:
     gate: Gate
     cache: Cache
     max_in_flight: int
+    profiler: ProfileRecorder
     in_flight: int = 0
+    views_need_key: bool = False  # /v1/status and /metrics, beyond loopback
     _stop_usage: Any = None
 
     @property
     def deployment(self) -> str:
         return self.controller.deployment
 
-    async def classify(self, served: Served, items: list[str], top_k: int) -> list[dict[str, Any]]:
-        """Answers from the cache where this version already gave them, else from the model."""
+    async def classify(
+        self, served: Served, items: list[str], top_k: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Answers from the cache where this version already gave them, else from the model;
+        and whether the model ran (a request the cache answered whole is no evidence of it)."""
         found = self.cache.get_many(served.version, top_k, items)
         missing = [i for i, answer in enumerate(found) if answer is None]
         hits = len(items) - len(missing)
@@ -141,23 +146,22 @@ class Runtime:
         for text in items:
             self.metrics.text_chars.labels(*series).observe(len(text))
         self._profile(served, items, results)
-        return results
+        return results, bool(missing)
 
     def _profile(self, served: Served, items: list[str], results: list[dict[str, Any]]) -> None:
-        """Counts for the drift monitor (cache hits included: they are traffic too)."""
-        try:
-            tokenizer = served.loaded.tokenizer
-            ids = tokenizer(items, add_special_tokens=False)["input_ids"]
-            unk = getattr(tokenizer, "unk_token_id", None)
-            self.controller.record_inputs(served.version, profile_of(items, results, ids, unk))
-        except Exception:  # the monitor's figures must never fail a request
-            log.warning("could not profile a request to %s", served.version, exc_info=True)
+        """Counts for the drift monitor (cache hits included: they are traffic too), made on
+        the profiler's thread: only the batcher thread calls the served tokenizer."""
+        self.profiler.submit(served.version, served.loaded.tokenizer, items, results)
 
-    def pick(self, key: str | None) -> tuple[Served, str]:
+    def pick(self, header: str | None) -> tuple[Served, str]:
+        """The version for this request. With API keys on, the calling app decides the canary
+        side (``X-Canary-Key`` is ignored: a client may not choose to be judged on); without
+        them, the header does (a stable side per client), else a random draw."""
+        key = current_app.get() if self.gate.required else header
         try:
-            return self.controller.pick(key)
+            return self.controller.pick(key if key != "-" else None)
         except ArtifactError as exc:
-            raise RequestError(503, str(exc)) from exc
+            raise RequestError(503, str(exc), retry_after=1.0) from exc
 
     def active_version(self) -> str | None:
         active = self.controller.routing.active
@@ -172,9 +176,12 @@ class Runtime:
         *,
         failed: bool,
         app: str = "-",
+        executed: bool = True,
     ) -> None:
+        """Count one answered request; only those the model ran are canary evidence."""
         seconds = time.perf_counter() - start
-        self.controller.record(version, seconds * 1000, failed)
+        if executed:
+            self.controller.record(version, seconds * 1000, failed, app)
         series = (self.deployment, version, role, endpoint)
         self.metrics.requests.labels(*series, app).inc()
         self.metrics.latency.labels(*series).observe(seconds)
@@ -184,6 +191,7 @@ class Runtime:
     async def generate(self, served: Served, prompt: str, max_new: int, temperature: float) -> str:
         def run() -> str:
             with self._generate_lock:
+                check_prompt_fits(served.loaded, prompt, max_new)
                 return generate_text(served.loaded, prompt, max_new, temperature)
 
         return await asyncio.to_thread(run)
@@ -241,6 +249,7 @@ class Runtime:
         }
 
     def stop(self) -> None:
+        self.profiler.stop()
         if self._stop_usage is not None:
             self._stop_usage()
         if self.pinned is None:
@@ -301,16 +310,19 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     batcher = Batcher(_forward)  # each version's own serving.batching bounds its passes
     index = int(server_context.worker_index or 0)
     if pinned:
-        served = load_version(_pinned_record(pinned))
-        controller = Controller(None, served.version.split(":")[0], worker_index=index)
-        controller.routing = Routing(active=served)
+        controller = Controller(None, pinned.split(":")[0], worker_index=index)
+        try:
+            controller.routing = Routing(active=load_version(_pinned_record(pinned)))
+        except Exception as exc:  # up and not ready, saying why: never a restart loop
+            controller.failures[pinned] = (load_failure(exc), time.monotonic())
+            log.error("pinned model %s does not load: %s", pinned, controller.failures[pinned][0])
         return _assemble(controller, batcher, metrics, pinned)
     deployment = settings.serve_deployment
     if not deployment:
         raise RuntimeError(
             "set CONVEYOR_SERVE_DEPLOYMENT (conveyor serve does) or CONVEYOR_BENTO_MODEL"
         )
-    registry: Registry = open_registry(settings)
+    registry = _open_for_serving(settings)
     controller = Controller(
         registry,
         deployment,
@@ -319,6 +331,16 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     )
     controller.start()
     return _assemble(controller, batcher, metrics, None)
+
+
+def _open_for_serving(settings: Settings) -> Registry:
+    """The registry, migrated; when it is unreachable, opened without migrating (it connects
+    when first used), so the worker starts, not ready, and its controller keeps trying."""
+    try:
+        return open_registry(settings)
+    except Exception:
+        log.warning("registry unreachable at start: not ready until it answers", exc_info=True)
+        return Registry.from_url(settings.registry_url, actor=settings.actor, migrate=False)
 
 
 def _cache(settings: Settings, deployment: str) -> Cache:
@@ -357,6 +379,8 @@ def _assemble(
         gate=gate,
         cache=_cache(settings, controller.deployment),
         max_in_flight=settings.serve_max_in_flight,
+        profiler=ProfileRecorder(controller.record_inputs),
+        views_need_key=settings.auth_required and settings.serve_host not in LOOPBACK_HOSTS,
     )
     runtime._stop_usage = gate.start_flushing()
     return runtime

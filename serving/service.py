@@ -121,7 +121,7 @@ class Conveyor:
         except RequestError as exc:
             return self._refuse(ctx, exc)
         try:
-            results = await self.runtime.classify(served, items, top_k)
+            results, executed = await self.runtime.classify(served, items, top_k)
         except Exception as exc:
             self.runtime.observe(
                 served.version, role, "classify", start, failed=True, app=current_app.get()
@@ -130,7 +130,13 @@ class Conveyor:
             log.error("classify on %s failed: %s", served.version, exc)
             return {"error": f"the model failed: {type(exc).__name__}"}
         self.runtime.observe(
-            served.version, role, "classify", start, failed=False, app=current_app.get()
+            served.version,
+            role,
+            "classify",
+            start,
+            failed=False,
+            app=current_app.get(),
+            executed=executed,
         )
         return {"version": served.version, "results": results}
 
@@ -160,6 +166,8 @@ class Conveyor:
             return self._refuse(ctx, exc)
         try:
             text = await self.runtime.generate(served, prompt, max_new_tokens, temperature)
+        except RequestError as exc:  # the prompt does not fit the context: not the model's fault
+            return self._refuse(ctx, exc)
         except Exception as exc:
             self.runtime.observe(
                 served.version, role, "generate", start, failed=True, app=current_app.get()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from pathlib import Path
@@ -27,3 +28,13 @@ def write_slice(split: str, per_label: int, target: Path, shuffle_seed: int | No
         rows = [{**row, "label": label} for row, label in zip(rows, labels, strict=True)]
     target.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return target
+
+
+@functools.cache
+def clinc_texts(split: str = "test") -> tuple[str, ...]:
+    """Every text of a CLINC150 split, in a fixed shuffled order: varied traffic for load tests
+    (one repeated text hides the prediction cache and every race that needs mixed lengths)."""
+    lines = (DATA_DIR / "clinc150" / f"{split}.jsonl").read_text().splitlines()
+    texts = [str(json.loads(line)["text"]) for line in lines]
+    random.Random(0).shuffle(texts)
+    return tuple(texts)

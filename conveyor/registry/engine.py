@@ -107,6 +107,9 @@ def prepare_sqlite_file(path: Path) -> None:
             log.warning("%s is readable by others and not ours to change (mode %o)", path, mode)
 
 
+POSTGRES_CONNECT_TIMEOUT_S = 3
+
+
 def create_registry_engine(url: str) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
@@ -116,4 +119,11 @@ def create_registry_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A server that is down or unreachable fails a connect in seconds, never a TCP timeout's
+    # minutes: callers (a serving worker's key check) answer 503 and try again.
+    connect_args = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S} if _is_postgres(parsed) else {}
+    return create_engine(url, pool_pre_ping=True, pool_timeout=5, connect_args=connect_args)
+
+
+def _is_postgres(parsed: Any) -> bool:
+    return str(parsed.get_backend_name()).startswith("postgres")

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.server import serve_command, serve_environment
+from tests.clinc_slices import clinc_texts
 
 LABELS = ("timer", "transfer", "translate", "definition")
 LONG_TEXT = (
@@ -29,6 +30,7 @@ LONG_TEXT = (
     "bread out of the oven before it burns again like last time"
 )
 DEPLOYMENT = "tiny-serve"
+SMOKE_SAFE_VOCAB = 25_400  # the smoke set's largest token id is 25,309 (MiniLM's vocabulary)
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +50,17 @@ def make_version(
     positions: int = 64,
     serving: dict[str, Any] | None = None,
     hidden: int = 32,
+    vocab: int | None = None,
 ) -> str:
-    """Register a 2-layer hidden-32 BERT classifier; ``positions`` < 30 breaks on LONG_TEXT."""
+    """Register a 2-layer hidden-32 BERT classifier. ``vocab`` below the tokenizer's makes a
+    model that passes its smoke set (:data:`SMOKE_SAFE_VOCAB`) yet fails every text with a
+    rarer token (:func:`texts_beyond`): a real model fault on real traffic."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
+        vocab_size=vocab or tokenizer.vocab_size,
         hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -72,6 +77,13 @@ def make_version(
         serving={"rollback": {"min_requests": 10, "max_error_rate": 0.05}, **(serving or {})},
         lineage={"seed": seed},
     )
+
+
+def texts_beyond(tokenizer: Any, vocab: int = SMOKE_SAFE_VOCAB) -> list[str]:
+    """CLINC150 test texts holding a token id a ``vocab``-sized model cannot embed."""
+    texts = clinc_texts()
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [text for text, row in zip(texts, ids, strict=True) if row and max(row) >= vocab]
 
 
 def register_classifier(
@@ -130,6 +142,13 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
 
+    def status(self) -> dict[str, Any]:
+        """The worker's ``/v1/status`` (one worker answers)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("GET", "/v1/status")
+        data: dict[str, Any] = json.loads(conn.getresponse().read())
+        return data
+
     def kill9(self) -> None:
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -156,16 +175,37 @@ def wait_ready(
     raise TimeoutError(f"127.0.0.1:{port} not ready after {timeout:g} s")
 
 
+def wait_listening(
+    port: int, timeout: float = 90.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until /livez answers 200 (the server is up; it may not be ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/livez")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"127.0.0.1:{port} not up after {timeout:g} s")
+
+
 @contextmanager
 def running_server(
     settings: Settings,
     workers: int = 1,
     log_dir: Path | None = None,
     torch_threads: int | None = 1,
+    ready: bool = True,
 ) -> Iterator[Server]:
     """`bentoml serve` following DEPLOYMENT; its whole process group is killed on exit.
 
-    ``torch_threads=None`` leaves the server's own choice (the cores shared by the workers)."""
+    ``torch_threads=None`` leaves the server's own choice (the cores shared by the workers);
+    ``ready=False`` yields once it listens, ready or not."""
     port = free_port()
     log = (log_dir or settings.home) / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +220,10 @@ def running_server(
         )
     server = Server(port, process, log)
     try:
-        wait_ready(port, process=process)
+        if ready:
+            wait_ready(port, process=process)
+        else:
+            wait_listening(port, process=process)
         yield server
     finally:
         if process.poll() is None:
@@ -206,22 +249,29 @@ def classify(
 
 @dataclass
 class Load:
-    """Closed-loop clients: each sends the next request when the last one answered."""
+    """Closed-loop clients: each sends the next request when the last one answered.
+
+    By default each client walks the CLINC150 test texts from its own offset, so batches mix
+    lengths and most requests reach the model; ``text`` sends that one text instead."""
 
     port: int
     clients: int = 4
-    text: str = "set a timer for five minutes"
+    text: str | None = None
     max_seconds: float = 120.0
+    texts: Sequence[str] = ()
     results: list[tuple[float, str, int, str | None, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def _client(self, key: str) -> None:
+    def _client(self, key: str, offset: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        body = json.dumps({"text": self.text})
+        texts = [self.text] if self.text else list(self.texts or clinc_texts())
         headers = {"content-type": "application/json", "x-canary-key": key}
         deadline = time.monotonic() + self.max_seconds
+        sent = offset
         while not self._stop.is_set() and time.monotonic() < deadline:
+            body = json.dumps({"text": texts[sent % len(texts)]})
+            sent += 1
             start = time.perf_counter()
             try:
                 conn.request("POST", "/classify", body=body, headers=headers)
@@ -236,8 +286,11 @@ class Load:
             )
 
     def __enter__(self) -> Load:
+        stride = 997  # clients start far apart in the texts
         for index in range(self.clients):
-            thread = threading.Thread(target=self._client, args=(f"client-{index}",), daemon=True)
+            thread = threading.Thread(
+                target=self._client, args=(f"client-{index}", index * stride), daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self

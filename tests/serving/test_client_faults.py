@@ -1,0 +1,97 @@
+"""Client mistakes are the client's, a model's fault fails only the request that hit it
+(issue 13, item 5), with real tiny models in-process.
+
+- a batch one bad request breaks is run again request by request;
+- a text longer than the model embeds is truncated to what it embeds (no 500);
+- a prompt that does not fit the context with ``max_new_tokens`` is a 422, never a model error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from serving.batcher import Batcher
+from serving.controller import Served, load_version
+from serving.inference import check_prompt_fits, classify_texts, context_length
+from serving.validation import RequestError
+from tests.clinc_slices import clinc_texts
+from tests.serving.conftest import (
+    LONG_TEXT,
+    SMOKE_SAFE_VOCAB,
+    make_version,
+    texts_beyond,
+)
+
+
+def _served(registry: Registry, settings: Settings, tokenizer: Any, **kwargs: Any) -> Served:
+    return load_version(registry.resolve(make_version(registry, settings, tokenizer, 3, **kwargs)))
+
+
+def test_one_bad_request_fails_only_itself(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    served = _served(registry, settings, tokenizer, vocab=SMOKE_SAFE_VOCAB)
+    passes: list[int] = []
+    plug = threading.Event()
+
+    def forward(model: Served, texts: list[str], top_k: int) -> list[dict[str, Any]]:
+        passes.append(len(texts))
+        if len(passes) == 1:
+            plug.wait(10)  # the first pass holds the thread while the others queue behind it
+        return classify_texts(model.loaded, texts, top_k, model.max_length)
+
+    batcher = Batcher(forward)
+    rare = set(texts_beyond(tokenizer))
+    good = [t for t in clinc_texts()[:200] if t not in rare][:5]
+    bad = sorted(rare)[0]
+
+    async def run() -> list[Any]:
+        first = asyncio.ensure_future(batcher.submit(served, "v", [good[0]], 1))
+        await asyncio.sleep(0.2)
+        rest = [batcher.submit(served, "v", [t], 1) for t in [good[1], bad, *good[2:]]]
+        gathered = asyncio.gather(*rest, return_exceptions=True)
+        await asyncio.sleep(0.2)
+        plug.set()
+        return [await first, *await gathered]
+
+    answers = asyncio.run(run())
+    assert passes[:2] == [1, 5], "the five queued requests went in one pass"
+    assert passes[2:] == [1] * 5, "that pass failed and each request ran alone"
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    assert len(failed) == 1 and isinstance(answers[2], IndexError)
+    assert all(isinstance(a, list) and a[0]["label"] for a in answers if a is not answers[2])
+
+
+def test_a_text_longer_than_the_model_embeds_is_truncated_to_fit(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    served = _served(registry, settings, tokenizer, positions=16)  # the recipe says 48
+    assert context_length(served.loaded) == 16 and served.max_length == 16
+    (answer,) = classify_texts(served.loaded, [LONG_TEXT * 20], 1, served.max_length)
+    assert 0 <= answer["score"] <= 1
+
+
+def test_a_prompt_over_the_context_is_the_clients_422(tokenizer: Any) -> None:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gates.model_io import LoadedModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=32, n_embd=16, n_layer=1)
+    config.n_head = 2
+    loaded = LoadedModel(
+        folder=None, task="causal-lm", model=GPT2LMHeadModel(config), tokenizer=tokenizer,
+        label_names=None,
+    )  # fmt: skip
+    check_prompt_fits(loaded, "set a timer", 8)
+    with pytest.raises(RequestError) as refused:
+        check_prompt_fits(loaded, LONG_TEXT, 8)
+    assert refused.value.status == 422 and refused.value.field == "prompt"
+    assert "at most 32" in refused.value.reason
