@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 
 from conveyor.recipe.schema import ChecksSection, DataFormat, Recipe, Task
-from conveyor.settings import load_settings
 from conveyor.splits import DataError, fingerprint_splits, read_split
 from data_checks import checks as gates
 from data_checks._gx import ge_version, run_suite
@@ -178,7 +177,7 @@ def validate_recipe(
 ) -> Report:
     """:func:`validate` with the recipe flattened into its plain arguments."""
     if recipe.data.format is DataFormat.CHAT:
-        tokens, method = chat_token_counter(recipe.model.base, load_settings().cache_dir)
+        tokens, method = chat_token_counter(recipe.model.base)
         return validate_chat(
             recipe.data.splits(),
             deployment=recipe.name,

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from conveyor.chat import Conversation
-from conveyor.pretrained import resolve_pretrained
+from conveyor.pretrained import SMOLLM2, load_gguf_tokenizer, smollm2_gguf
 from conveyor.recipe.schema import ChecksSection
 from conveyor.splits import DataError, fingerprint_splits
 from data_checks._gx import ge_version, run_suite
@@ -41,16 +41,18 @@ def _quiet(_: str) -> None:
     return None
 
 
-def chat_token_counter(base: str, cache_dir: Path) -> tuple[ChatTokens, str]:
+def chat_token_counter(base: str) -> tuple[ChatTokens, str]:
     """Count with the base's own chat template where it has one, else approximate."""
     from transformers import AutoTokenizer
 
-    converted = resolve_pretrained(base, cache_dir)
-    folder = converted.path if converted else Path(base)
-    if folder.is_absolute() and (folder / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        if getattr(tokenizer, "chat_template", None):
-            return template_chat_tokens(tokenizer), f"chat template of {folder}"
+    tokenizer: Any = None
+    if base == SMOLLM2:  # the tokenizer is in the GGUF: no need to convert the weights
+        gguf = smollm2_gguf()
+        tokenizer, source = load_gguf_tokenizer(gguf), str(gguf)
+    elif Path(base).is_absolute() and (Path(base) / "tokenizer_config.json").is_file():
+        tokenizer, source = AutoTokenizer.from_pretrained(base), base
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return template_chat_tokens(tokenizer), f"chat template of {source}"
     return approximate_chat_tokens, APPROXIMATE_CHAT
 
 

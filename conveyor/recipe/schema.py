@@ -98,7 +98,7 @@ class LoraSection(_Section):
 
     enabled: bool = Field(default=False, description="Train LoRA adapters, not all weights.")
     r: PositiveInt = Field(default=16, le=1024, description="Rank of the adapter matrices.")
-    alpha: float = Field(default=32.0, gt=0, description="LoRA scaling numerator (alpha / r).")
+    alpha: PositiveInt = Field(default=32, description="LoRA scaling numerator (alpha / r).")
     dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the adapter input.")
     target_modules: list[str] = Field(
         default_factory=lambda: [
