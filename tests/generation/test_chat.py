@@ -151,3 +151,22 @@ def test_prompt_ends_with_the_assistant_header_and_truncation_is_reported(
     rendered = render_for_training(smollm2_tokenizer, chat, max_length=45)
     assert rendered.truncated and len(rendered.input_ids) == 45
     assert 0 < rendered.trained_tokens < 45
+
+
+@pytest.mark.integration
+def test_training_batches_pad_without_labels_and_drop_answers_past_the_cut(
+    smollm2_tokenizer: Any,
+) -> None:
+    from training.chat_data import collate_chat, encode_chat
+
+    short = _conversation(("user", "Hi"), ("assistant", "Hello."))
+    longer = _conversation(("user", "Tell me more please"), ("assistant", "Sure, here it is."))
+    hidden = _conversation(("user", "word " * 80), ("assistant", "never seen"))
+    data = encode_chat(smollm2_tokenizer, [short, longer, hidden], max_length=60)
+    assert (len(data), data.dropped, data.truncated) == (2, 1, 1)
+    batch = collate_chat(data, [0, 1], pad_id=smollm2_tokenizer.pad_token_id)
+    assert batch["input_ids"].shape == batch["labels"].shape
+    padding = batch["attention_mask"] == 0
+    assert padding.any() and bool((batch["labels"][padding] == IGNORE_INDEX).all())
+    kept = batch["labels"][1][batch["labels"][1] != IGNORE_INDEX]
+    assert smollm2_tokenizer.decode(kept) == "Sure, here it is.<|im_end|>"
