@@ -211,3 +211,30 @@ def test_the_shipped_generative_recipe_and_its_golden_suite_load() -> None:
     assert golden is not None and golden.is_absolute()
     cases = load_golden(golden)
     assert len(cases) >= 4 and all(c.messages[0].role == "user" for c in cases)
+
+
+def test_the_report_shows_checks_metrics_golden_and_side_by_side() -> None:
+    from gates.generation_eval import GenerationJudgement
+    from gates.generation_report import generation_markdown, generation_payload
+    from gates.golden import GoldenResult
+    from gates.side_by_side import SideBySide
+
+    gain = Interval(0.3, 0.25, 0.35, 0.95, 1000)
+    verdict = decide_generation(CANDIDATE, BASE, GatesSection(require_significant_gain=True), gain)
+    rows = [
+        SideBySide("name[Aromi]", "Aromi is a pub.", "In Mumbai...", "Aromi is a pub.", 0.1, 1.0)
+    ]
+    judgement = GenerationJudgement(verdict, CANDIDATE, BASE, gain, rows)
+    golden = [GoldenResult("mill", "The Mill is a pub."), GoldenResult("x", "no", ["missing 'y'"])]
+    text = generation_markdown(judgement, test_path="test.jsonl", prompts=400, golden=golden)
+    assert text.startswith("# Gate verdict: e2e:v1\n\n**PASSED**")
+    assert "| ROUGE-L | 0.6000 | 0.2500 | +0.3500 |" in text
+    assert "| x | **fail**: missing 'y' | no |" in text
+    assert (
+        "| name[Aromi] | Aromi is a pub. | In Mumbai... (0.10) | Aromi is a pub. (1.00) | +0.90 |"
+        in text
+    )
+    assert "gain over the champion, paired bootstrap: +0.3000 [+0.2500, +0.3500]" in text
+    payload = generation_payload(judgement)
+    assert payload["passed"] and payload["side_by_side"][0]["difference"] == pytest.approx(0.9)
+    assert payload["champion_metrics"]["rouge_l"] == 0.25
