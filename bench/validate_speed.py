@@ -47,9 +47,9 @@ def make_frame(rows: int) -> pd.DataFrame:
 
 def ge_startup() -> float:
     started = time.perf_counter()
-    from data_checks._gx import _shared
+    from data_checks.expectations import shared_context
 
-    _shared()
+    shared_context()
     return time.perf_counter() - started
 
 
@@ -64,7 +64,7 @@ def core_ge(frame: pd.DataFrame, labels: list[str]) -> float:
         ExpectColumnValuesToNotBeNull,
     )
 
-    from data_checks._gx import run_suite
+    from data_checks.expectations import run_suite
 
     suite = [
         ExpectColumnValuesToNotBeNull(column="text"),
@@ -113,7 +113,7 @@ def _pandas_gates(frame: pd.DataFrame) -> None:
 def suite_ge(frame: pd.DataFrame, labels: list[str]) -> float:
     """The whole GE suite ``data_checks`` runs on an eval split (8 expectations)."""
     from conveyor.recipe.schema import ChecksSection, Task
-    from data_checks._gx import run_suite
+    from data_checks.expectations import run_suite
     from data_checks.suites import suite_for
 
     suite = suite_for(

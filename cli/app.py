@@ -21,6 +21,7 @@ from cli.train_cmd import train
 from cli.validate_cmd import validate
 from conveyor import __version__
 from conveyor.errors import ConveyorError
+from conveyor.registry import masked_url
 
 __all__ = ["app", "main"]
 
@@ -72,7 +73,7 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except OperationalError as exc:
-        url = _context.settings().registry_url
+        url = masked_url(_context.settings().registry_url)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         typer.echo(f"error: cannot use the registry at {url}: {reason}", err=True)
         sys.exit(2)

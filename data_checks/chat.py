@@ -20,7 +20,7 @@ import pandas as pd
 
 from conveyor.chat import ROLES, Conversation, prompt_key, read_chat_split
 from conveyor.recipe.schema import ChecksSection
-from data_checks import checks as gates
+from data_checks import checks as data_gates
 from data_checks.report import Check, Outcome
 from data_checks.stats import duplicates, leakage
 from data_checks.suites import BLANK_TEXT
@@ -134,7 +134,7 @@ def _repeated_prompts(split: str, found: Any) -> Check:
 
 
 def _prompt_leakage(split: str, found: Any, limit: float) -> Check:
-    check = gates.check_leakage(split, found, limit)
+    check = data_gates.check_leakage(split, found, limit)
     summary = check.summary.replace("also appear in train", "have a prompt also in train")
     return Check("prompt_leakage", split, check.outcome, summary, details=check.details)
 
@@ -157,17 +157,17 @@ def chat_checks(
     found: list[Check] = []
     for name, key in keys.items():
         found.append(
-            gates.check_duplicates(name, duplicates(key.texts), checks.max_duplicate_share)
+            data_gates.check_duplicates(name, duplicates(key.texts), checks.max_duplicate_share)
         )
         found.append(_repeated_prompts(name, duplicates(key.prompts)))
         if name != "train" and "train" in keys:
             train = keys["train"]
             limit = checks.max_leakage_share
-            found.append(gates.check_leakage(name, leakage(train.texts, key.texts), limit))
+            found.append(data_gates.check_leakage(name, leakage(train.texts, key.texts), limit))
             found.append(_prompt_leakage(name, leakage(train.prompts, key.prompts), limit))
     for name, rows in conversations.items():
         counted = tokens(rows)
-        check = gates.check_truncation(
+        check = data_gates.check_truncation(
             name, counted, max_length, checks.max_truncated_share, method
         )
         found.append(

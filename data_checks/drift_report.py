@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conveyor.recipe.schema import ChecksSection
-from data_checks import checks as gates
+from data_checks import checks as data_gates
 from data_checks.drift import compare_profiles
 from data_checks.reference import Reference
 from data_checks.report import Report
@@ -33,5 +33,5 @@ def attach_drift(report: Report, reference: Reference | None, checks: ChecksSect
         "missing_labels": result.missing_labels,
         "largest_label_shifts": result.largest_shifts,
     }
-    for check in gates.check_drift(result, checks.drift, reference.version):
+    for check in data_gates.check_drift(result, checks.drift, reference.version):
         report.add(check)

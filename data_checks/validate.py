@@ -12,9 +12,9 @@ import pandas as pd
 
 from conveyor.recipe.schema import ChecksSection, DataFormat, Recipe, Task
 from conveyor.splits import DataError, fingerprint_splits, read_split
-from data_checks import checks as gates
-from data_checks._gx import ge_version, run_suite
+from data_checks import checks as data_gates
 from data_checks.drift_report import attach_drift
+from data_checks.expectations import ge_version, run_suite
 from data_checks.reference import Reference
 from data_checks.report import Check, Outcome, Report, Status
 from data_checks.stats import (
@@ -80,16 +80,18 @@ def _text_checks(
     progress("duplicates and train leakage: normalizing texts")
     normalized = {name: normalize_texts(f[text_field]) for name, f in frames.items()}
     for name, norm in normalized.items():
-        found.append(gates.check_duplicates(name, duplicates(norm), checks.max_duplicate_share))
+        found.append(
+            data_gates.check_duplicates(name, duplicates(norm), checks.max_duplicate_share)
+        )
         if name != "train" and "train" in normalized:
             overlap = leakage(normalized["train"], norm)
-            found.append(gates.check_leakage(name, overlap, checks.max_leakage_share))
+            found.append(data_gates.check_leakage(name, overlap, checks.max_leakage_share))
     for name, frame in frames.items():
         texts = _token_sample(frame[text_field].dropna())
         progress(f"counting tokens of {name}: {len(texts):,} texts")
         tokens = counter.count(texts, progress)
         found.append(
-            gates.check_truncation(
+            data_gates.check_truncation(
                 name, tokens, max_length, checks.max_truncated_share, counter.method
             )
         )
@@ -159,8 +161,8 @@ def validate(
     if label and label in frames["train"].columns:
         counts = class_counts(frames["train"][label])
         if counts:
-            report.add(gates.check_class_sizes(counts, checks.min_examples_per_class))
-            report.add(gates.check_imbalance(counts, checks.max_imbalance_ratio))
+            report.add(data_gates.check_class_sizes(counts, checks.min_examples_per_class))
+            report.add(data_gates.check_imbalance(counts, checks.max_imbalance_ratio))
     if text_field in frames["train"].columns:
         has_label = label is not None and label in frames["train"].columns
         report.profile = data_profile(frames["train"], text_field, label if has_label else None)

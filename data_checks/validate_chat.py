@@ -14,7 +14,6 @@ from conveyor.chat import Conversation
 from conveyor.pretrained import SMOLLM2, load_gguf_tokenizer, smollm2_gguf
 from conveyor.recipe.schema import ChecksSection
 from conveyor.splits import DataError, fingerprint_splits
-from data_checks._gx import ge_version, run_suite
 from data_checks.chat import (
     APPROXIMATE_CHAT,
     ChatTokens,
@@ -28,6 +27,7 @@ from data_checks.chat import (
     turn_suite,
 )
 from data_checks.drift_report import attach_drift
+from data_checks.expectations import ge_version, run_suite
 from data_checks.reference import Reference
 from data_checks.report import Report, Status
 from data_checks.stats import data_profile, length_summary

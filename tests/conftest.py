@@ -57,3 +57,20 @@ def registry(settings: Settings) -> Iterator[Registry]:
     reg = open_registry(settings)
     yield reg
     reg.close()
+
+
+_KINDS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test is exactly one kind: unit (the default), integration or e2e.
+
+    A test that names none is unit, so `-m unit` runs every fast test; one that names two
+    kinds is a mistake and stops the collection.
+    """
+    for item in items:
+        kinds = sorted({mark.name for mark in item.iter_markers() if mark.name in _KINDS})
+        if len(kinds) > 1:
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(kinds)}: pick one")
+        if not kinds:
+            item.add_marker(pytest.mark.unit)

@@ -1,6 +1,6 @@
 """The model registry: versions, aliases with history, audit log, API keys."""
 
-from conveyor.registry.engine import create_registry_engine, normalize_url
+from conveyor.registry.engine import create_registry_engine, masked_url, normalize_url
 from conveyor.registry.migrate import head_revision, upgrade_to_head
 from conveyor.registry.records import (
     AliasMove,
@@ -27,6 +27,7 @@ __all__ = [
     "create_registry_engine",
     "hash_api_key",
     "head_revision",
+    "masked_url",
     "normalize_url",
     "open_registry",
     "upgrade_to_head",

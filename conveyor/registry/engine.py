@@ -2,20 +2,48 @@
 
 SQLite: WAL journal, a long busy timeout, and every transaction opened with
 ``BEGIN IMMEDIATE`` so that two writers queue for the lock instead of failing
-when a reader tries to upgrade. Postgres: plain psycopg 3.
+when a reader tries to upgrade; the file is created readable by its owner only (0600), in
+a folder nobody else may write to. Postgres: plain psycopg 3.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
-__all__ = ["create_registry_engine", "is_sqlite", "normalize_url"]
+__all__ = [
+    "create_registry_engine",
+    "is_sqlite",
+    "masked_url",
+    "normalize_url",
+    "prepare_sqlite_file",
+]
 
 SQLITE_BUSY_TIMEOUT_S = 60
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+log = logging.getLogger(__name__)
+
+
+def masked_url(url: str) -> str:
+    """``url`` fit to print or log: a password (in the URL or its query) shows as ``***``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL SQLAlchemy reads; still never show what looks secret
+        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": "***"})
+    return parsed.render_as_string(hide_password=True)
 
 
 def normalize_url(url: str) -> str:
@@ -47,12 +75,44 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _private_folder(folder: Path) -> None:
+    """Create missing folders 0700; an existing one that anyone may write to (and that has
+    no sticky bit, like /tmp) loses that permission."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir(mode=FOLDER_MODE, exist_ok=True)
+    mode = folder.stat().st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        try:
+            os.chmod(folder, stat.S_IMODE(mode) & ~stat.S_IWOTH)
+            log.warning("the registry's folder %s was world-writable; no longer", folder)
+        except PermissionError:
+            log.warning("the registry's folder %s is world-writable and not ours", folder)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (its WAL and shared-memory files
+    take the same mode); tighten an existing one that others may read."""
+    _private_folder(path.parent)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & ~FILE_MODE:
+        try:
+            os.chmod(path, mode & FILE_MODE)
+        except PermissionError:  # someone else's file: say so, but still open it
+            log.warning("%s is readable by others and not ours to change (mode %o)", path, mode)
+
+
 def create_registry_engine(url: str) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            prepare_sqlite_file(Path(parsed.database).expanduser())
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         _configure_sqlite(engine)
         return engine

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "AliasMove",
@@ -16,6 +21,8 @@ __all__ = [
     "VersionRecord",
     "VersionStatus",
     "WorkerRecord",
+    "record_of",
+    "values_of",
 ]
 
 
@@ -134,3 +141,42 @@ class WorkerRecord:
     rollout_id: int | None
     failures: dict[str, Any]
     stats: dict[str, Any]
+
+
+R = TypeVar("R", bound="DataclassInstance")
+_Convert = Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _converter(hint: Any) -> _Convert:
+    """How one column value becomes a record field: JSON copied (never shared with the
+    session), a missing JSON object read as empty, enum strings as their enum."""
+    if hint == dict[str, Any]:
+        return lambda value: dict(value or {})
+    if hint == dict[str, Any] | None:
+        return lambda value: None if value is None else dict(value)
+    if hint == list[str]:
+        return lambda value: list(value or [])
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return hint
+    return _same
+
+
+@functools.cache
+def _converters(cls: type[DataclassInstance]) -> tuple[tuple[str, _Convert], ...]:
+    hints = get_type_hints(cls)
+    return tuple((f.name, _converter(hints[f.name])) for f in fields(cls))
+
+
+def record_of(cls: type[R], row: object) -> R:
+    """The record ``cls`` filled from the attributes of the same names on ``row``."""
+    values = {name: convert(getattr(row, name)) for name, convert in _converters(cls)}
+    return cls(**values)
+
+
+def values_of(record: DataclassInstance) -> dict[str, Any]:
+    """A record's fields by name (shallow: for writing it back as a row)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}

@@ -114,6 +114,13 @@ def test_unreachable_registry_is_one_line(conveyor_home: Path) -> None:
     assert_one_line_error(result, "cannot use the registry at postgresql://nobody@127.0.0.1:1/none")
 
 
+def test_the_registry_password_is_never_printed(conveyor_home: Path) -> None:
+    env = {"CONVEYOR_DB_URL": "postgresql://nobody:hunter2-s3cret@127.0.0.1:1/none"}
+    result = conveyor("models", "list", env=env)
+    assert_one_line_error(result, "cannot use the registry at postgresql://nobody:***@127.0.0.1:1")
+    assert "hunter2" not in result.stderr + result.stdout
+
+
 def test_the_cli_sets_the_offline_environment(conveyor_home: Path) -> None:
     code = (
         "import os, sys; from cli import _context; _context.setup_process(False);"

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     )
     from great_expectations.expectations.expectation import Expectation
 
-__all__ = ["ge_version", "run_suite"]
+__all__ = ["ge_version", "run_suite", "shared_context"]
 
 _RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
 _names = itertools.count(1)
@@ -38,7 +38,7 @@ def ge_version() -> str:
 
 
 @lru_cache(maxsize=1)
-def _shared() -> tuple[AbstractDataContext, BatchDefinition[Any]]:
+def shared_context() -> tuple[AbstractDataContext, BatchDefinition[Any]]:
     import great_expectations as gx
 
     # This GE module pins its logger to INFO: one line per ephemeral docs folder it creates.
@@ -87,7 +87,7 @@ def run_suite(split: str, frame: pd.DataFrame, expectations: Sequence[Expectatio
     """Validate ``frame`` against the expectations with GE; one Check per expectation."""
     import great_expectations as gx
 
-    context, batch_definition = _shared()
+    context, batch_definition = shared_context()
     name = f"{split}-{next(_names)}"
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
     try:
