@@ -3,7 +3,8 @@
 Each conversation is rendered with the tokenizer's chat template
 (:func:`conveyor.chat.render_for_training`) and cut at ``max_length``; a conversation whose
 answer lies wholly past the cut has nothing to learn and is dropped (and counted).
-Batches are padded to their longest row; padding is never a label.
+Batches come from :func:`training.data.collate`: padded to their longest row, and padding
+is never a label.
 """
 
 from __future__ import annotations
@@ -14,34 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from conveyor.chat import IGNORE_INDEX, Conversation, read_chat_split, render_for_training
+from training.data import Encoded
 
-__all__ = ["ChatEncoded", "collate_chat", "encode_chat", "read_chat"]
+__all__ = ["ChatEncoded", "encode_chat", "read_chat"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ChatEncoded:
-    """Token ids and labels per kept conversation; how many were cut or dropped."""
+    """The kept conversations as :class:`Encoded` (with token labels); how many were cut."""
 
-    input_ids: list[list[int]]
-    token_labels: list[list[int]]
+    data: Encoded
     truncated: int = 0
     dropped: int = 0
 
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.input_ids]
-
     @property
     def trained_tokens(self) -> int:
-        return sum(sum(1 for t in row if t != IGNORE_INDEX) for row in self.token_labels)
+        rows = self.data.token_labels or []
+        return sum(sum(1 for t in row if t != IGNORE_INDEX) for row in rows)
 
 
 def read_chat(path: Path) -> list[Conversation]:
@@ -73,19 +66,4 @@ def encode_chat(
             len(conversations),
             max_length,
         )
-    return ChatEncoded(ids, labels, truncated, dropped)
-
-
-def collate_chat(data: ChatEncoded, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """One batch padded on the right to its longest row; labels -100 off the assistant turns."""
-    rows = [data.input_ids[i] for i in indices]
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, index in enumerate(indices):
-        row = data.input_ids[index]
-        input_ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-        labels[r, : len(row)] = torch.tensor(data.token_labels[index], dtype=torch.long)
-        attention[r, : len(row)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    return ChatEncoded(Encoded(ids, [], labels), truncated, dropped)

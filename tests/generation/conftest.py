@@ -45,6 +45,7 @@ def write_tiny_llama(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=False,
+        initializer_range=0.2,  # logits with some range: a frozen random head can be steered
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=2,

@@ -157,14 +157,15 @@ def test_prompt_ends_with_the_assistant_header_and_truncation_is_reported(
 def test_training_batches_pad_without_labels_and_drop_answers_past_the_cut(
     smollm2_tokenizer: Any,
 ) -> None:
-    from training.chat_data import collate_chat, encode_chat
+    from training.chat_data import encode_chat
+    from training.data import collate
 
     short = _conversation(("user", "Hi"), ("assistant", "Hello."))
     longer = _conversation(("user", "Tell me more please"), ("assistant", "Sure, here it is."))
     hidden = _conversation(("user", "word " * 80), ("assistant", "never seen"))
-    data = encode_chat(smollm2_tokenizer, [short, longer, hidden], max_length=60)
-    assert (len(data), data.dropped, data.truncated) == (2, 1, 1)
-    batch = collate_chat(data, [0, 1], pad_id=smollm2_tokenizer.pad_token_id)
+    encoded = encode_chat(smollm2_tokenizer, [short, longer, hidden], max_length=60)
+    assert (len(encoded.data), encoded.dropped, encoded.truncated) == (2, 1, 1)
+    batch = collate(encoded.data, [0, 1], pad_id=smollm2_tokenizer.pad_token_id)
     assert batch["input_ids"].shape == batch["labels"].shape
     padding = batch["attention_mask"] == 0
     assert padding.any() and bool((batch["labels"][padding] == IGNORE_INDEX).all())
