@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from fastapi import FastAPI
 
-from gates.model_io import load_model
+from conveyor.model_folder import load_model
 from serving.inference import classify_texts
 
 app = FastAPI()

@@ -1,13 +1,19 @@
 """One settings object for the whole platform, read from the environment.
 
 Nothing here touches the disk or the environment at import time: call
-:func:`load_settings` where a process starts (the CLI, a flow, the service).
+:func:`load_settings` where a process starts (the CLI, a flow, the service). Every
+``CONVEYOR_*`` variable conveyor reads is a field here; one it does not know (a misspelling)
+is reported with a warning naming the closest known variable.
 """
 
 from __future__ import annotations
 
+import difflib
 import getpass
+import logging
+import os
 import socket
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -15,9 +21,29 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["LOOPBACK_HOSTS", "Settings", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "LOOPBACK_HOSTS",
+    "OTHER_VARIABLES",
+    "RETIRED_VARIABLES",
+    "Settings",
+    "known_variables",
+    "load_settings",
+    "unknown_variables",
+]
 
+log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+ENV_PREFIX = "CONVEYOR_"
+# Read outside the platform itself (not settings): named here so they are not reported.
+OTHER_VARIABLES = {
+    "CONVEYOR_TEST_PG_URL": "the Postgres URL of the registry concurrency test (tests only)",
+}
+# No longer read, with what replaced each.
+RETIRED_VARIABLES = {
+    "CONVEYOR_MAX_BATCH": "the recipe's serving.batching.max_batch_size (per version)",
+}
+_reported: set[str] = set()
 
 
 def _default_actor() -> str:
@@ -34,7 +60,7 @@ class Settings(BaseSettings):
     Every field reads ``CONVEYOR_<FIELD>`` from the environment.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".conveyor",
@@ -86,6 +112,33 @@ class Settings(BaseSettings):
         default=86_400,
         ge=1,
         description="How long a prediction stays in the Redis cache.",
+    )
+
+    serve_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Worker processes of one `conveyor serve` (its `--workers` sets it).",
+    )
+    torch_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Torch threads per serving worker; 0: torch's default "
+        "(`conveyor serve` sets cores / workers).",
+    )
+    poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        description="How often a serving worker reads its production alias and rollouts.",
+    )
+    serve_deployment: str | None = Field(
+        default=None,
+        description="Process-internal: the deployment a serving worker follows, set by "
+        "`conveyor serve` for its own workers.",
+    )
+    bento_model: str | None = Field(
+        default=None,
+        description="Process-internal: the model a packaged Bento serves, pinned; set by "
+        "`conveyor package` in the Bento.",
     )
 
     @model_validator(mode="after")
@@ -148,6 +201,45 @@ class Settings(BaseSettings):
         return self.cache_dir / "torch_extensions"
 
 
+def known_variables() -> frozenset[str]:
+    """Every ``CONVEYOR_*`` name conveyor reads: the settings' fields and OTHER_VARIABLES."""
+    fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    return frozenset(fields | set(OTHER_VARIABLES))
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """``CONVEYOR_*`` names in ``environ`` that conveyor does not read, each with the closest
+    known name (None when nothing is close)."""
+    known = known_variables()
+    unknown = sorted(
+        n for n in environ if n.upper().startswith(ENV_PREFIX) and n.upper() not in known
+    )
+    return {
+        name: next(iter(difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)), None)
+        for name in unknown
+    }
+
+
+def _report_unknown(environ: Mapping[str, str]) -> None:
+    """A warning per unknown name, once per process.
+
+    A warning, not an error: during a rolling update a newer release's variable reaches
+    older replicas, and one unknown name must not take a serving worker down; a misspelling
+    still shows in every process's log, with the name it was probably meant to be.
+    """
+    for name, closest in unknown_variables(environ).items():
+        if name in _reported:
+            continue
+        _reported.add(name)
+        if name.upper() in RETIRED_VARIABLES:
+            hint = f"; it was replaced by {RETIRED_VARIABLES[name.upper()]}"
+        else:
+            hint = f"; did you mean {closest}?" if closest else ""
+        log.warning("%s is not a conveyor setting and is ignored%s", name, hint)
+
+
 def load_settings() -> Settings:
     """Read the settings from the environment (a fresh object each call)."""
-    return Settings()
+    settings = Settings()
+    _report_unknown(os.environ)
+    return settings

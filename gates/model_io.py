@@ -1,13 +1,12 @@
-"""Load a version's model folder and run it over texts: predictions, perplexities, latency.
+"""Run a loaded model folder over texts for the gates: predictions, perplexities, latency.
 
-The folder is the one ``training`` writes (safetensors, config, tokenizer,
-``label_map.json``); any failure to load becomes :class:`ArtifactError` with a
-one-line reason, so a broken candidate is judged "artifact unloadable", not crashed on.
+Loading is the core format's (:mod:`conveyor.model_folder`): any failure to load is an
+:class:`ArtifactError` with a one-line reason, so a broken candidate is judged "artifact
+unloadable", not crashed on. Re-exported here for the gates' own modules.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+
+from conveyor.model_folder import ArtifactError, LoadedModel, load_model
 
 __all__ = [
     "ArtifactError",
@@ -34,74 +35,12 @@ __all__ = [
 EVAL_BATCH = 64
 
 
-class ArtifactError(Exception):
-    """The artifact is missing or cannot be loaded; the message says why in one line."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    folder: Path
-    task: str
-    model: Any
-    tokenizer: Any
-    label_names: tuple[str, ...] | None
-
-
 @dataclass(frozen=True)
 class Predictions:
     """Per text: predicted label name and the model's confidence in it."""
 
     labels: list[str]
     confidence: npt.NDArray[np.float64]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-def _label_names(folder: Path, config: Any) -> tuple[str, ...]:
-    path = folder / "label_map.json"
-    if not path.is_file():
-        raise ArtifactError(f"{folder} has no label_map.json")
-    try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: {_first_line(exc)}") from exc
-    names = tuple(sorted(mapping, key=lambda name: mapping[name]))
-    if len(names) != config.num_labels:
-        raise ArtifactError(
-            f"{path} names {len(names)} labels but the model has {config.num_labels} outputs"
-        )
-    return names
-
-
-def load_model(folder: Path | str | None, task: str) -> LoadedModel:
-    """Load for inference (eval mode, CPU). Offline: local files only."""
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
-
-    if folder is None:
-        raise ArtifactError("the version has no artifact recorded")
-    path = Path(folder)
-    if not path.is_dir():
-        raise ArtifactError(f"artifact missing: {path} does not exist")
-    if not (path / "model.safetensors").is_file():
-        raise ArtifactError(f"artifact incomplete: no model.safetensors in {path}")
-    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
-    try:
-        model = auto.from_pretrained(path, local_files_only=True, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except Exception as exc:  # transformers and safetensors raise many types for a bad folder
-        raise ArtifactError(f"cannot load {path}: {_first_line(exc)}") from exc
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.eval()
-    names = _label_names(path, model.config) if task != "causal-lm" else None
-    return LoadedModel(path, task, model, tokenizer, names)
 
 
 def _batches(texts: Sequence[str], size: int) -> list[list[int]]:

@@ -10,8 +10,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from conveyor.errors import RegistryConflictError
-from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry, RolloutRecord, RolloutState, WorkerRecord
+from conveyor.serving_spec import serving_spec_of
 from serving.judge import CanaryThresholds, Decision, Verdict, judge_canary
 from serving.stats import merge_stats
 
@@ -30,7 +30,7 @@ def live_workers(
 
 
 def thresholds_for(registry: Registry, version: str) -> CanaryThresholds:
-    rollback = Recipe.model_validate(registry.resolve(version).recipe).serving.rollback
+    rollback = serving_spec_of(registry.resolve(version)).rollback
     return CanaryThresholds(
         rollback.max_error_rate, rollback.max_p99_latency_ms, rollback.min_requests
     )

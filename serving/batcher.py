@@ -1,9 +1,10 @@
 """Adaptive batching without a deadline: one inference thread takes whatever has queued.
 
 While a forward pass runs, new requests wait in the queue; the next pass takes them all
-(up to ``max_batch_size`` texts), grouped by the version that must answer them. Idle, a
+(up to the first request's ``max_batch_size`` texts: its version's ``serving.batching``),
+grouped by the version that must answer them. Idle, a
 request runs alone at once, so this is never slower than one pass per request; loaded, the
-passes grow. Nothing is shed: BentoML's own batching answers 503 past ``max_latency_ms``.
+passes grow. Nothing is shed here: past ``CONVEYOR_SERVE_MAX_IN_FLIGHT`` the edge answers 503.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class _Job:
     texts: Sequence[str]
     top_k: int
     future: Future[list[dict[str, Any]]]
+    limit: int
 
 
 class Batcher:
@@ -41,16 +43,23 @@ class Batcher:
         self._thread.start()
 
     async def submit(
-        self, model: Any, key: str, texts: Sequence[str], top_k: int
+        self,
+        model: Any,
+        key: str,
+        texts: Sequence[str],
+        top_k: int,
+        max_batch_size: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Answer ``texts`` in a pass of at most ``max_batch_size`` texts (1: never merged)."""
         future: Future[list[dict[str, Any]]] = Future()
-        self._queue.put(_Job(model, key, texts, top_k, future))
+        limit = self.max_batch_size if max_batch_size is None else max_batch_size
+        self._queue.put(_Job(model, key, texts, top_k, future, limit))
         return await asyncio.wrap_future(future)
 
     def _take(self) -> list[_Job]:
         jobs = [self._queue.get()]
         size = len(jobs[0].texts)
-        while size < self.max_batch_size:
+        while size < jobs[0].limit:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from conveyor.recipe.schema import Recipe
+from conveyor.model_folder import ArtifactError, LoadedModel, bento_model_tag
 from conveyor.registry import Registry, VersionRecord, WorkerRecord
-from gates.model_io import ArtifactError, LoadedModel
+from conveyor.serving_spec import serving_spec_of
 from serving.bake import judge_rollout
 from serving.desired import Desired, desired_state
 from serving.inference import SmokeError, load_for_serving, smoke_check
@@ -42,7 +42,7 @@ PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two ho
 
 @dataclass(frozen=True)
 class Served:
-    """A loaded, smoke-checked version and what its recipe allows per request."""
+    """A loaded, smoke-checked version and what its serving spec allows per request."""
 
     version: str
     task: str
@@ -54,6 +54,7 @@ class Served:
     loaded_at: datetime
     load_seconds: float
     backend: str = "torch"
+    max_batch_size: int = 32  # texts per forward pass; 1 when the version's batching is off
 
 
 @dataclass(frozen=True)
@@ -77,41 +78,37 @@ def model_folder(record: VersionRecord) -> Path | None:
     try:
         import bentoml
 
-        return Path(bentoml.models.get(bento_model_tag(record)).path)
+        tag = bento_model_tag(record.version, record.artifact_uri, record.content_sha256)
+        return Path(bentoml.models.get(tag).path)
     except Exception:  # not packaged (or no store): the registry's folder
         return Path(record.artifact_uri) if record.artifact_uri else None
 
 
-def bento_model_tag(record: VersionRecord) -> str:
-    """``deployment:vN-<content hash>``: a registry rebuilt from scratch reuses ``vN``, and the
-    model store must then never hand back another model under the same name."""
-    content = Path(record.artifact_uri).name[:16] if record.artifact_uri else "none"
-    return f"{record.version.replace('@', '-')}-{content}"
-
-
 def load_version(record: VersionRecord) -> Served:
-    """Load, warm and smoke-check a version: ArtifactError or SmokeError when it must not serve."""
+    """Load, warm and smoke-check a version: ArtifactError or SmokeError when it must not serve.
+
+    The folder is checked against the SHA-256 registered with the version before it loads.
+    """
     start = time.perf_counter()
-    recipe = Recipe.model_validate(record.recipe)
+    spec = serving_spec_of(record)
     folder = model_folder(record)
-    loaded = load_for_serving(folder, record.task)
+    loaded = load_for_serving(folder, record.task, expected_sha256=record.content_sha256)
     backend = "torch"
-    if record.task == "classification" and recipe.serving.backend != "torch":
-        loaded, backend = _with_onnx(
-            loaded, folder, recipe.serving.backend, recipe.model.max_length
-        )
-    smoke_check(loaded, recipe.model.max_length)  # also the warm-up
+    if record.task == "classification" and spec.backend != "torch":
+        loaded, backend = _with_onnx(loaded, folder, spec.backend, spec.max_length)
+    smoke_check(loaded, spec.max_length)  # also the warm-up
     return Served(
         version=record.version,
         task=record.task,
         loaded=loaded,
-        max_length=recipe.model.max_length,
-        max_texts=recipe.serving.max_texts_per_request,
-        max_chars=recipe.serving.max_text_chars,
-        max_new_tokens=recipe.serving.max_new_tokens,
+        max_length=spec.max_length,
+        max_texts=spec.max_texts_per_request,
+        max_chars=spec.max_text_chars,
+        max_new_tokens=spec.max_new_tokens,
         loaded_at=datetime.now(UTC),
         load_seconds=time.perf_counter() - start,
         backend=backend,
+        max_batch_size=spec.max_batch_size if spec.batching else 1,
     )
 
 
@@ -119,13 +116,14 @@ def _with_onnx(
     loaded: LoadedModel, folder: Path | None, wanted: str, max_length: int
 ) -> tuple[LoadedModel, str]:
     """ONNX Runtime in place of PyTorch: always for ``onnx``, when faster here for ``auto``."""
-    from serving.onnx_backend import ONNX_FILE, OnnxClassifier, faster_backend
+    from serving.onnx_backend import ONNX_FILE, OnnxClassifier, faster_backend, verify_export
 
     path = folder / ONNX_FILE if folder else None
     if path is None or not path.is_file():
         if wanted == "onnx":
             raise ArtifactError(f"no {ONNX_FILE} for this version: package it (conveyor package)")
         return loaded, "torch"
+    verify_export(path.parent)
     onnx = OnnxClassifier(path, threads=torch.get_num_threads())
     if wanted == "auto" and faster_backend(loaded, onnx, max_length) != "onnx":
         return loaded, "torch"

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from conveyor.errors import ConveyorError
-from gates.model_io import ArtifactError, LoadedModel, load_model
+from conveyor.model_folder import ArtifactError, LoadedModel, load_model
 
 __all__ = [
     "SMOKE_PROMPTS",
@@ -33,9 +33,15 @@ class SmokeError(ConveyorError):
     """A version that loads but does not answer its smoke set: it must never take traffic."""
 
 
-def load_for_serving(folder: Path | str | None, task: str) -> LoadedModel:
-    """Load a model folder (safetensors only) for inference; ArtifactError says why not."""
-    return load_model(folder, task)
+def load_for_serving(
+    folder: Path | str | None, task: str, *, expected_sha256: str | None = None
+) -> LoadedModel:
+    """Load a model folder (safetensors only) for inference; ArtifactError says why not.
+
+    ``expected_sha256`` is the hash registered with the version: a folder that differs from
+    it by one bit is refused before any of it is read as a model.
+    """
+    return load_model(folder, task, expected_sha256=expected_sha256)
 
 
 @torch.inference_mode()

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError
-from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry, VersionRecord
+from conveyor.serving_spec import serving_spec_of
 from data_checks.drift import compare_profiles
 from data_checks.reference import profile_of_version
 from serving.bake import live_workers
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MonitorThresholds:
-    """Plain values of a recipe's ``serving.monitor`` section."""
+    """Plain values of a version's monitor thresholds (its recipe's ``serving.monitor``)."""
 
     min_requests: int = 200
     max_label_psi: float = 0.2
@@ -143,7 +143,7 @@ def recent_profile(
 
 
 def thresholds_for(record: VersionRecord) -> MonitorThresholds:
-    monitor = Recipe.model_validate(record.recipe).serving.monitor
+    monitor = serving_spec_of(record).monitor
     return MonitorThresholds(
         min_requests=monitor.min_requests,
         max_label_psi=monitor.max_label_psi,

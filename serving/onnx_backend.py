@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from gates.model_io import LoadedModel
+from conveyor.model_folder import ArtifactError, LoadedModel, file_sha256
 
 __all__ = [
     "MAX_ABS_DIFF",
@@ -96,8 +96,21 @@ def export_classifier(loaded: LoadedModel, out_dir: Path, max_length: int) -> fl
         path.unlink()
         report["refused"] = f"max abs difference {diff:.3g} over {MAX_ABS_DIFF:g}"
         log.warning("ONNX export refused: %s", report["refused"])
+    else:
+        report["sha256"] = file_sha256(path)  # checked whenever the export is loaded to serve
     (out_dir / REPORT_FILE).write_text(json.dumps(report))
     return diff
+
+
+def verify_export(folder: Path) -> None:
+    """Raise ArtifactError when ``model.onnx`` is not the file its export recorded."""
+    report = folder / REPORT_FILE
+    expected = json.loads(report.read_text()).get("sha256") if report.is_file() else None
+    if expected and file_sha256(folder / ONNX_FILE) != expected:
+        raise ArtifactError(
+            f"{folder / ONNX_FILE} does not match the sha256 recorded in {report}:"
+            " refusing to load it"
+        )
 
 
 def faster_backend(loaded: LoadedModel, onnx: OnnxClassifier, max_length: int) -> str:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.model_folder import ArtifactError, bento_model_tag, verify_content
 from conveyor.registry import Registry, VersionStatus
-from gates.model_io import ArtifactError
-from serving.controller import bento_model_tag
+from conveyor.serving_spec import serving_spec_of
 from serving.server import REPO_ROOT
 
 __all__ = ["ALLOWED_SUFFIXES", "Packaged", "package_version"]
@@ -59,8 +59,11 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
     folder = Path(record.artifact_uri or "")
     if not record.artifact_uri or not folder.is_dir():
         raise ArtifactError(f"artifact missing for {record.version}: {folder}")
+    if record.content_sha256:
+        verify_content(folder, record.content_sha256)
     files = _servable_files(folder)
-    tag = bento_model_tag(record)
+    tag = bento_model_tag(record.version, record.artifact_uri, record.content_sha256)
+    spec = serving_spec_of(record)
     try:
         model = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
@@ -72,13 +75,17 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
             "base_model": record.base_model,
             "data_fingerprint": record.data_fingerprint or "",
             "recipe_json": json.dumps(record.recipe),
+            "serving_spec_json": json.dumps(spec.as_record()),
+            "content_sha256": record.content_sha256 or "",
         }
         labels = {"deployment": record.deployment, "task": record.task}
         with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
             for path in files:
                 shutil.copy2(path, Path(model.path) / path.name)
+            if record.content_sha256:  # the store's copy must be the registered folder
+                verify_content(model.path, record.content_sha256)
             if record.task == "classification":
-                _export_onnx(Path(model.path), record.recipe)
+                _export_onnx(Path(model.path), spec.max_length)
     onnx_report = _onnx_report(Path(model.path))
     bento_tag = _build_bento(str(model.tag), record.deployment) if build_bento else None
     metrics = {**record.metrics, "onnx": onnx_report} if onnx_report else None
@@ -95,13 +102,11 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
     return Packaged(record.version, str(model.tag), bento_tag, [p.name for p in files], diff)
 
 
-def _export_onnx(folder: Path, recipe: dict[str, Any]) -> None:
+def _export_onnx(folder: Path, max_length: int) -> None:
     """``model.onnx`` beside the weights, checked against PyTorch (see serving.onnx_backend)."""
-    from conveyor.recipe.schema import Recipe
     from serving.inference import load_for_serving
     from serving.onnx_backend import export_classifier
 
-    max_length = Recipe.model_validate(recipe).model.max_length
     diff = export_classifier(load_for_serving(folder, "classification"), folder, max_length)
     log.info("ONNX export of %s: max abs difference %.3g", folder.name, diff)
 
@@ -129,7 +134,7 @@ def _build_bento(model_tag: str, deployment: str) -> str:
             version=model_tag.split(":")[1],
             labels={"model": model_tag},
             models=[model_tag],
-            include=["serving/*.py", "conveyor/**/*.py", "conveyor/migrations/*", "gates/*.py"],
+            include=["serving/*.py", "conveyor/**/*.py", "conveyor/migrations/*"],
             envs=[BentoEnvSchema(name="CONVEYOR_BENTO_MODEL", value=model_tag)],
             python={"packages": BENTO_PACKAGES, "lock_packages": False},
             build_ctx=str(REPO_ROOT),

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import NotFoundError, RegistryConflictError
-from conveyor.recipe.schema import Recipe
+from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, RolloutRecord, RolloutState, VersionStatus, WorkerRecord
-from gates.model_io import ArtifactError
+from conveyor.serving_spec import serving_spec_of
 from serving.bake import judge_rollout, live_workers
 from serving.controller import load_version
 from serving.errors import ConvergenceError, PromotionRefused
@@ -138,7 +138,7 @@ def promote(
 ) -> Outcome:
     """Make ``ref`` the production version, through a canary when the percent and bake allow."""
     record = registry.resolve(ref)
-    serving = Recipe.model_validate(record.recipe).serving
+    serving = serving_spec_of(record)
     percent = serving.canary_percent if canary_percent is None else canary_percent
     bake = serving.bake_seconds if bake_seconds is None else bake_seconds
     current = registry.alias(record.deployment, "production")

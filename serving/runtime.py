@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import Settings, load_settings
-from gates.model_io import ArtifactError
 from serving.access import Gate, LocalLimiter, RedisLimiter
 from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
@@ -99,7 +99,9 @@ class Runtime:
         if missing:
             self.metrics.cache.labels(self.deployment, served.version, "miss").inc(len(missing))
             texts = [items[i] for i in missing]
-            computed = await self.batcher.submit(served, served.version, texts, top_k)
+            computed = await self.batcher.submit(
+                served, served.version, texts, top_k, served.max_batch_size
+            )
             self.cache.put_many(served.version, top_k, texts, computed)
             for i, answer in zip(missing, computed, strict=True):
                 found[i] = answer
@@ -228,6 +230,8 @@ def _pinned_record(tag: str) -> VersionRecord:
         artifact_uri=model.path,
         data_fingerprint=info.get("data_fingerprint") or None,
         recipe=json.loads(str(info["recipe_json"])),
+        serving_spec=json.loads(str(info.get("serving_spec_json") or "{}")),
+        content_sha256=info.get("content_sha256") or None,
         metrics={},
         verdict=None,
         status="packaged",
@@ -259,27 +263,26 @@ def start_runtime(pinned: str | None = None) -> Runtime:
 
     _exit_when_orphaned()
 
-    torch.set_num_threads(
-        int(os.environ.get("CONVEYOR_TORCH_THREADS", "0")) or torch.get_num_threads()
-    )
+    settings = load_settings()
+    torch.set_num_threads(settings.torch_threads or torch.get_num_threads())
     metrics = _Metrics()
-    batcher = Batcher(_forward, int(os.environ.get("CONVEYOR_MAX_BATCH", "32")))
+    batcher = Batcher(_forward)  # each version's own serving.batching bounds its passes
     index = int(server_context.worker_index or 0)
     if pinned:
         served = load_version(_pinned_record(pinned))
         controller = Controller(None, served.version.split(":")[0], worker_index=index)
         controller.routing = Routing(active=served)
         return _assemble(controller, batcher, metrics, pinned)
-    deployment = os.environ.get("CONVEYOR_SERVE_DEPLOYMENT")
+    deployment = settings.serve_deployment
     if not deployment:
         raise RuntimeError(
             "set CONVEYOR_SERVE_DEPLOYMENT (conveyor serve does) or CONVEYOR_BENTO_MODEL"
         )
-    registry: Registry = open_registry(load_settings())
+    registry: Registry = open_registry(settings)
     controller = Controller(
         registry,
         deployment,
-        poll_seconds=float(os.environ.get("CONVEYOR_POLL_SECONDS", "0.2")),
+        poll_seconds=settings.poll_seconds,
         worker_index=index,
     )
     controller.start()

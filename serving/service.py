@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, cast
@@ -20,7 +19,8 @@ from fastapi import FastAPI
 from conveyor.offline import apply_offline_environment
 from conveyor.settings import load_settings
 
-apply_offline_environment(load_settings())  # before any library can reach the network
+SETTINGS = load_settings()  # this process is a service: it reads its settings at start
+apply_offline_environment(SETTINGS)  # before any library can reach the network
 
 from serving import _timeout  # noqa: E402
 from serving.access import current_app  # noqa: E402
@@ -31,8 +31,8 @@ from serving.validation import RequestError, check_generate, check_texts  # noqa
 __all__ = ["Conveyor"]
 
 log = logging.getLogger(__name__)
-WORKERS = int(os.environ.get("CONVEYOR_SERVE_WORKERS", "1"))
-PINNED = os.environ.get("CONVEYOR_BENTO_MODEL") or None
+WORKERS = SETTINGS.serve_workers
+PINNED = SETTINGS.bento_model or None
 admin = FastAPI(title="conveyor admin")
 _runtime: Runtime | None = None
 _timeout.install()  # BentoML's own timeout middleware keeps every request alive for 120 s

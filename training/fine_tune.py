@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from conveyor.model_folder import register_model_folder, write_model_folder
 from conveyor.offline import apply_offline_environment
 from conveyor.recipe import Recipe, Task
 from conveyor.registry import Registry, VersionStatus, open_registry
 from conveyor.settings import Settings
 from conveyor.splits import fingerprint_splits
 from training import engine as ds
-from training.artifact import write_model_folder
 from training.checkpoints import TrainState, load_checkpoint, read_run_meta, write_run_meta
 from training.data import (
     Encoded,
@@ -256,7 +256,6 @@ def _publish(
     state_dict: dict[str, Any] | None,
     registry: Registry | None,
 ) -> TrainResult:
-    recipe_dict = recipe.model_dump(mode="json")
     model_dir = write_model_folder(
         settings.models_dir,
         recipe.name,
@@ -264,23 +263,21 @@ def _publish(
         prepared.tokenizer,
         label_names=prepared.label_names,
         metrics={**metrics, "history": result.state.history},
-        recipe=recipe_dict,
+        recipe=recipe.model_dump(mode="json"),
         lineage={"data_fingerprint": fingerprint, "base_model": recipe.model.base},
         state_dict=state_dict,
     )
     own_registry = registry is None
     reg = open_registry(settings) if registry is None else registry
     try:
-        record = reg.register_version(
-            recipe.name,
-            task=str(recipe.task),
-            base_model=recipe.model.base,
-            recipe=recipe_dict,
-            data_fingerprint=fingerprint,
-            artifact_uri=str(model_dir),
+        record = register_model_folder(
+            reg,
+            model_dir,
+            recipe=recipe,
             metrics=metrics,
-            status=VersionStatus.TRAINED,
+            data_fingerprint=fingerprint,
             reason=f"fine-tuned for {result.state.step} steps",
+            status=VersionStatus.TRAINED,
         )
     finally:
         if own_registry:

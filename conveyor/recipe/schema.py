@@ -278,10 +278,12 @@ class GatesSection(_Section):
 
 
 class BatchingSection(_Section):
-    enabled: bool = Field(default=True, description="Adaptive batching of concurrent requests.")
-    max_batch_size: PositiveInt = Field(default=32, description="Largest batch formed.")
-    max_latency_ms: PositiveInt = Field(
-        default=10_000, description="BentoML sheds load with 503 past this; keep it generous."
+    enabled: bool = Field(
+        default=True,
+        description="Merge concurrent /classify requests into one forward pass (off: one each).",
+    )
+    max_batch_size: PositiveInt = Field(
+        default=32, description="Most texts in one merged forward pass."
     )
 
 

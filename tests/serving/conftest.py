@@ -85,7 +85,8 @@ def register_classifier(
     lineage: dict[str, Any],
 ) -> str:
     """Write ``model`` as a DEPLOYMENT model folder over LABELS and register it; its version."""
-    from training.artifact import write_model_folder
+    from conveyor.model_folder import register_model_folder, write_model_folder
+    from conveyor.registry import VersionStatus
 
     raw = {
         "name": DEPLOYMENT,
@@ -94,7 +95,7 @@ def register_classifier(
         "model": {"base": base, "max_length": 48},
         "serving": serving,
     }
-    recipe = Recipe.model_validate(raw).model_dump(mode="json")
+    recipe = Recipe.model_validate(raw)
     folder = write_model_folder(
         settings.models_dir,
         DEPLOYMENT,
@@ -102,11 +103,17 @@ def register_classifier(
         tokenizer,
         label_names=LABELS,
         metrics={},
-        recipe=recipe,
+        recipe=recipe.model_dump(mode="json"),
         lineage=lineage,
     )
-    record = registry.register_version(
-        DEPLOYMENT, task="classification", base_model=base, recipe=recipe, artifact_uri=str(folder)
+    record = register_model_folder(
+        registry,
+        folder,
+        recipe=recipe,
+        metrics={},
+        data_fingerprint=None,
+        reason="test fixture",
+        status=VersionStatus.REGISTERED,
     )
     return record.version
 

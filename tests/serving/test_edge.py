@@ -200,7 +200,7 @@ def test_overload_answers_503_with_retry_after_and_the_server_keeps_serving(
 def test_cache_never_serves_another_versions_answer_across_a_promotion(
     registry: Registry, settings: Settings, tokenizer: Any
 ) -> None:
-    from gates.model_io import load_model
+    from conveyor.model_folder import load_model
     from serving.inference import classify_texts
 
     v1, v2 = (make_version(registry, settings, tokenizer, seed) for seed in (0, 1))

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from conveyor.model_folder import load_model
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from gates.model_io import load_model
 from serving.controller import load_version, model_folder
 from serving.inference import classify_texts
 from serving.onnx_backend import ONNX_FILE, PARITY_TEXTS
@@ -48,7 +48,7 @@ def test_packaged_onnx_matches_pytorch_and_serves(
 def test_backend_onnx_without_an_export_is_refused(
     registry: Registry, settings: Settings, tokenizer: Any
 ) -> None:
-    from gates.model_io import ArtifactError
+    from conveyor.model_folder import ArtifactError
 
     version = make_version(registry, settings, tokenizer, 4, serving={"backend": "onnx"})
     with pytest.raises(ArtifactError, match="package it"):

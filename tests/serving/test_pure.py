@@ -130,3 +130,31 @@ def test_batcher_merges_queued_requests_and_splits_answers() -> None:
     assert [a[0]["label"] for a in answers] == [f"m:t{i}" for i in range(20)]
     assert [len(a[1]["top_k"]) for a in answers] == [1 + i % 2 for i in range(20)]  # type: ignore[arg-type]
     assert sum(calls) == 40 and len(calls) < 20
+
+
+def test_batcher_passes_follow_each_versions_batching_spec() -> None:
+    """A version with batching off (limit 1) answers one request per pass; limit 4 caps merges."""
+    import threading
+
+    calls: list[tuple[str, int]] = []
+    gate = threading.Event()
+
+    def forward(model: str, texts: list[str], top_k: int) -> list[dict[str, object]]:
+        gate.wait(5)  # hold the first pass so that the rest queue behind it
+        calls.append((model, len(texts)))
+        return [{"label": t, "score": 1.0, "top_k": []} for t in texts]
+
+    batcher = Batcher(forward, max_batch_size=64)
+
+    async def many(model: str, limit: int) -> None:
+        jobs = [batcher.submit(model, model, [f"t{i}"], 1, limit) for i in range(9)]
+        await asyncio.sleep(0.2)
+        gate.set()
+        await asyncio.gather(*jobs)
+
+    asyncio.run(many("off", 1))
+    assert [n for _, n in calls] == [1] * 9
+    calls.clear()
+    gate.clear()
+    asyncio.run(many("four", 4))
+    assert sum(n for _, n in calls) == 9 and max(n for _, n in calls) == 4

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conveyor.model_folder import content_sha256, read_manifest
 from conveyor.recipe import load_recipe
 from conveyor.registry import Registry
+from conveyor.serving_spec import ServingSpec
 from conveyor.settings import Settings
 from conveyor.splits import fingerprint_splits
 from tests.conftest import RECIPES_DIR
@@ -39,6 +41,9 @@ def test_fine_tune_writes_a_model_folder_and_registers_it(
 
     folder = Path(str(result.model_dir))
     assert folder.parent == settings.models_dir / "tiny-clinc"
+    assert record.content_sha256 == content_sha256(folder)
+    assert record.serving_spec == ServingSpec.from_recipe(recipe).as_record()
+    assert read_manifest(folder).kind == "classifier" and not read_manifest(folder).inferred
     for name in ("model.safetensors", "config.json", "tokenizer.json", "label_map.json"):
         assert (folder / name).is_file(), name
     assert json.loads((folder / "label_map.json").read_text()) == {
@@ -131,6 +136,8 @@ def test_tiny_gpt2_causal_lm(tmp_path: Path, settings: Settings, registry: Regis
     assert result.metrics["validation_perplexity"] > 1
     folder = Path(str(result.model_dir))
     assert (folder / "tokenizer.json").is_file() and not (folder / "label_map.json").exists()
+    assert read_manifest(folder).kind == "causal-lm"
+    assert registry.resolve(result.version).serving_spec["max_length"] == 64
     config = json.loads((folder / "config.json").read_text())
     assert config["n_layer"] == 1 and config["vocab_size"] == 512
 

@@ -1,9 +1,10 @@
-"""The model folder: everything needed to serve and to trace a trained model.
+"""Write a model folder: everything needed to serve and to trace a trained model.
 
-``<models_dir>/<deployment>/<content hash>/`` holds safetensors weights, config,
-tokenizer, ``label_map.json`` (classification), ``metrics.json``, ``recipe.yaml`` and
-``lineage.json`` (data fingerprint, base model). The name is a hash of the weights
-and config, so a folder never changes once written.
+``<models_dir>/<deployment>/<hash>/`` holds safetensors weights, config, tokenizer,
+``label_map.json`` (classifiers), ``metrics.json``, ``recipe.yaml``, ``lineage.json`` (data
+fingerprint, base model) and, written last, ``conveyor-model.json`` (kind, format version,
+the SHA-256 of every other file). The name is a hash of the weights and config, so a folder
+never changes once written.
 """
 
 from __future__ import annotations
@@ -17,12 +18,22 @@ from typing import Any
 
 import yaml
 
+from conveyor.model_folder.hashing import file_hashes
+from conveyor.model_folder.manifest import ModelKind, write_manifest
+
 __all__ = ["MODEL_FILES", "write_model_folder"]
 
-MODEL_FILES = ("model.safetensors", "config.json", "metrics.json", "recipe.yaml", "lineage.json")
+MODEL_FILES = (
+    "model.safetensors",
+    "config.json",
+    "metrics.json",
+    "recipe.yaml",
+    "lineage.json",
+    "conveyor-model.json",
+)
 
 
-def _content_hash(folder: Path) -> str:
+def _folder_name(folder: Path) -> str:
     digest = hashlib.sha256()
     for name in ("config.json", "model.safetensors", "label_map.json"):
         path = folder / name
@@ -50,7 +61,10 @@ def write_model_folder(
     lineage: dict[str, Any],
     state_dict: dict[str, Any] | None = None,
 ) -> Path:
-    """Write into a staging folder, then rename it to its content hash (atomic on one disk)."""
+    """Write into a staging folder, then rename it to its hash (atomic on one disk).
+
+    ``label_names`` makes it a classifier; without them it is a causal LM.
+    """
     parent = models_dir / deployment
     staging = parent / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
@@ -62,7 +76,9 @@ def write_model_folder(
         _dump(staging / "metrics.json", metrics)
         _dump(staging / "lineage.json", lineage)
         (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-        final = parent / _content_hash(staging)
+        kind = ModelKind.CLASSIFIER if label_names is not None else ModelKind.CAUSAL_LM
+        write_manifest(staging, kind, file_hashes(staging))
+        final = parent / _folder_name(staging)
         if final.exists():
             shutil.rmtree(staging)
         else:

@@ -1,0 +1,39 @@
+"""The model-folder format: one writer, one reader, its content hash, its registration.
+
+Training writes folders, gates and serving load them, and every version is registered
+through :func:`register_model_folder`. A folder says which kind of model it holds in
+``conveyor-model.json``; folders older than that file still load (the kind is inferred).
+"""
+
+from conveyor.model_folder.errors import ArtifactError
+from conveyor.model_folder.hashing import NOT_CONTENT, content_sha256, file_sha256, verify_content
+from conveyor.model_folder.loading import LoadedModel, load_model
+from conveyor.model_folder.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    Manifest,
+    ModelKind,
+    read_manifest,
+)
+from conveyor.model_folder.register import register_model_folder
+from conveyor.model_folder.tags import bento_model_tag
+from conveyor.model_folder.writer import MODEL_FILES, write_model_folder
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_FILE",
+    "MODEL_FILES",
+    "NOT_CONTENT",
+    "ArtifactError",
+    "LoadedModel",
+    "Manifest",
+    "ModelKind",
+    "bento_model_tag",
+    "content_sha256",
+    "file_sha256",
+    "load_model",
+    "read_manifest",
+    "register_model_folder",
+    "verify_content",
+    "write_model_folder",
+]

@@ -1,0 +1,97 @@
+"""Load a model folder for inference: checked against its registered hash, then read.
+
+Any failure becomes :class:`ArtifactError` with a one-line reason, so a broken or altered
+folder is judged "artifact unloadable" (gates) or never takes traffic (serving).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.model_folder.errors import ArtifactError, first_line
+from conveyor.model_folder.hashing import verify_content
+from conveyor.model_folder.manifest import Manifest, ModelKind, kind_for_task, read_manifest
+
+__all__ = ["LoadedModel", "load_model"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    folder: Path
+    task: str
+    model: Any
+    tokenizer: Any
+    label_names: tuple[str, ...] | None
+    kind: ModelKind = ModelKind.CLASSIFIER
+
+
+def _label_names(folder: Path, config: Any) -> tuple[str, ...]:
+    path = folder / "label_map.json"
+    if not path.is_file():
+        raise ArtifactError(f"{folder} has no label_map.json")
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: {first_line(exc)}") from exc
+    names = tuple(sorted(mapping, key=lambda name: mapping[name]))
+    if len(names) != config.num_labels:
+        raise ArtifactError(
+            f"{path} names {len(names)} labels but the model has {config.num_labels} outputs"
+        )
+    return names
+
+
+def _checked_folder(folder: Path | str | None, expected_sha256: str | None) -> Path:
+    if folder is None:
+        raise ArtifactError("the version has no artifact recorded")
+    path = Path(folder)
+    if not path.is_dir():
+        raise ArtifactError(f"artifact missing: {path} does not exist")
+    if not (path / "model.safetensors").is_file():
+        raise ArtifactError(f"artifact incomplete: no model.safetensors in {path}")
+    if expected_sha256:
+        verify_content(path, expected_sha256)
+    return path
+
+
+def _manifest_for(path: Path, task: str | None) -> Manifest:
+    manifest = read_manifest(path, default_kind=kind_for_task(task) if task else None)
+    if task is not None and manifest.kind.task != task:
+        raise ArtifactError(
+            f"{path} holds a {manifest.kind} model, but the version's task is {task}"
+        )
+    return manifest
+
+
+def load_model(
+    folder: Path | str | None, task: str | None = None, *, expected_sha256: str | None = None
+) -> LoadedModel:
+    """Load for inference (eval mode, CPU, local files only).
+
+    With ``expected_sha256`` (the hash registered with the version) the folder is checked
+    first, so a folder changed by a single bit is refused. ``task``, when given, must match
+    the kind the folder says it holds.
+    """
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    path = _checked_folder(folder, expected_sha256)
+    kind = _manifest_for(path, task).kind
+    causal = kind is ModelKind.CAUSAL_LM
+    auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+    try:
+        model = auto.from_pretrained(path, local_files_only=True, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # transformers and safetensors raise many types for a bad folder
+        raise ArtifactError(f"cannot load {path}: {first_line(exc)}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    names = _label_names(path, model.config) if kind is ModelKind.CLASSIFIER else None
+    return LoadedModel(path, kind.task, model, tokenizer, names, kind)

@@ -1,0 +1,91 @@
+"""A registered model folder is what serves: its SHA-256 is checked at every load.
+
+A folder changed by one bit (weights, tokenizer, anything) is refused with an ArtifactError
+naming the file, so it never takes traffic; old folders and rows still load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.model_folder import MANIFEST_FILE, ArtifactError, content_sha256, read_manifest
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from serving.controller import load_version, model_folder
+from serving.onnx_backend import ONNX_FILE
+from serving.packaging import package_version
+from tests.serving.conftest import make_version
+
+pytestmark = pytest.mark.integration
+
+
+def _flip_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_registration_stores_the_spec_and_the_full_hash(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    record = registry.resolve(make_version(registry, settings, tokenizer, 1))
+    folder = Path(record.artifact_uri or "")
+    assert record.content_sha256 == content_sha256(folder)
+    assert record.serving_spec["spec_version"] == 1
+    assert record.serving_spec["max_length"] == 48
+    assert record.serving_spec["rollback"]["min_requests"] == 10
+    assert read_manifest(folder).kind == "classifier"
+    assert "tokenizer.json" in read_manifest(folder).files
+    assert load_version(record).max_length == 48
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json"])
+def test_a_bit_flipped_folder_is_refused_naming_the_file(
+    registry: Registry, settings: Settings, tokenizer: Any, name: str
+) -> None:
+    record = registry.resolve(make_version(registry, settings, tokenizer, 2))
+    _flip_bit(Path(record.artifact_uri or "") / name)
+    with pytest.raises(ArtifactError) as caught:
+        load_version(record)
+    message = str(caught.value)
+    assert f"changed: {name}" in message
+    assert (record.content_sha256 or "")[:16] in message and "refusing to load" in message
+    with pytest.raises(ArtifactError, match=f"changed: {name}"):
+        package_version(registry, record.version, build_bento=False)
+
+
+def test_a_bit_flipped_onnx_export_is_refused(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    version = make_version(registry, settings, tokenizer, 3, serving={"backend": "onnx"})
+    package_version(registry, version, build_bento=False)
+    record = registry.resolve(version)
+    folder = model_folder(record)
+    assert folder is not None and (folder / ONNX_FILE).is_file()
+    assert load_version(record).backend == "onnx", "the store's copy passes its own check"
+    _flip_bit(folder / ONNX_FILE)
+    with pytest.raises(ArtifactError, match="does not match the sha256 recorded"):
+        load_version(record)
+
+
+def test_a_folder_and_row_older_than_manifest_spec_and_hash_still_serve(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    new = registry.resolve(make_version(registry, settings, tokenizer, 4))
+    folder = Path(new.artifact_uri or "")
+    (folder / MANIFEST_FILE).unlink()
+    recipe = {**new.recipe, "serving": {**new.recipe["serving"], "a_key_no_longer_known": 1}}
+    old = registry.register_version(
+        new.deployment,
+        task="classification",
+        base_model="tiny",
+        recipe=json.loads(json.dumps(recipe)),
+        artifact_uri=str(folder),
+    )
+    assert old.serving_spec == {} and old.content_sha256 is None
+    served = load_version(old)
+    assert served.loaded.label_names is not None and served.max_length == 48
