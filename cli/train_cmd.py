@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,12 +23,20 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint of this recipe.")
     ] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="CPU processes: 1 in this process; N through the DeepSpeed launcher (gloo).",
+        ),
+    ] = None,
     gpus: Annotated[
         int | None,
         typer.Option(
             "--gpus",
             min=0,
-            help="0: one CPU process; N: N GPUs per node via the DeepSpeed launcher.",
+            help="0: train on CPU; N: N GPUs per node via the DeepSpeed launcher.",
         ),
     ] = None,
     hostfile: Annotated[
@@ -46,42 +52,20 @@ def train(
     ] = None,
 ) -> None:
     """Fine-tune the recipe's model, write its model folder, register it; print the VERSION."""
-    settings = _context.settings()
-    extra = [*(overrides or []), *([f"training.gpus={gpus}"] if gpus is not None else [])]
+    import training
+
+    topology = {"training.processes": processes, "training.gpus": gpus}
+    extra = [*(overrides or []), *(f"{k}={v}" for k, v in topology.items() if v is not None)]
     recipe = load_recipe(file, extra)
     logging.getLogger("training").setLevel(logging.INFO)
-    from training.engine import read_config_file
-
-    infra = read_config_file(ds_config) if ds_config else None
-    if recipe.training.gpus > 0:
-        from training.launch import launch
-
-        result = launch(
-            file,
-            extra,
-            gpus=recipe.training.gpus,
-            resume=resume,
-            hostfile=hostfile,
-            ds_config=ds_config,
-        )
-        version, metrics = str(result["version"]), dict(result["metrics"])
-    else:
-        from training.fine_tune import fine_tune
-
-        # DeepSpeed prints to stdout (accelerator notice, JIT builds): keep stdout for VERSION.
-        with contextlib.redirect_stdout(sys.stderr):
-            outcome = fine_tune(
-                recipe,
-                settings,
-                resume=resume,
-                registry=_context.registry(),
-                deepspeed_config=infra,
-            )
-        version, metrics = str(outcome.version), outcome.metrics
+    spec = training.spec_for(recipe, hostfile=hostfile, ds_config=ds_config)
+    outcome = training.run(
+        recipe, _context.settings(), launch=spec, resume=resume, registry=_context.registry()
+    )
     shown = ", ".join(
         f"{k.removeprefix('validation_')} {v:.4f}"
-        for k, v in metrics.items()
+        for k, v in outcome.metrics.items()
         if k.startswith("validation_")
     )
-    typer.echo(f"trained {version}: validation {shown}", err=True)
-    typer.echo(version)
+    typer.echo(f"trained {outcome.version}: validation {shown}", err=True)
+    typer.echo(str(outcome.version))

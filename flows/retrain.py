@@ -84,14 +84,14 @@ def retrain(
     logger.info("retraining %s (run key %s)", loaded.name, key)
     registry = open_registry(settings)
 
-    validation = validate_data(recipe_json, key)
-    version = train_model(recipe_json, key, validation["profile"])
+    validation = validate_data(recipe_json, key, registry)
+    version = train_model(recipe_json, key, validation["profile"], registry)
     if not registry.has_version(version):  # a cached result from a registry since wiped
         logger.warning("cached %s is not in the registry: training again", version)
         train = train_model.with_options(refresh_cache=True)
-        version = train(recipe_json, key, validation["profile"])
+        version = train(recipe_json, key, validation["profile"], registry)
     champion = registry.alias(loaded.name, "production")
-    verdict = evaluate_candidate(version, champion, key)
+    verdict = evaluate_candidate(version, champion, key, registry)
 
     outcome: dict[str, Any] = {
         "deployment": loaded.name,
@@ -103,15 +103,15 @@ def retrain(
     }
     if version == champion:
         outcome["reason"] = f"{version} already serves {loaded.name}: nothing to promote"
-        outcome["reconciled"] = reconcile_rollout(loaded.name)
+        outcome["reconciled"] = reconcile_rollout(loaded.name, registry)
         _rename_run(f"{loaded.name}: {version} already in production")
     elif not verdict["passed"]:
         _rename_run(f"{loaded.name}: {version} rejected")
     elif not auto_promote:
         _rename_run(f"{loaded.name}: {version} passed, not promoted")
     else:
-        outcome["package"] = package_model(version)
-        promotion = promote_model(loaded.name, version, canary_percent, bake_seconds)
+        outcome["package"] = package_model(version, registry)
+        promotion = promote_model(loaded.name, version, canary_percent, bake_seconds, registry)
         outcome["promotion"] = promotion
         outcome["promoted"] = not promotion["rolled_back"]
         if promotion["rolled_back"]:

@@ -1,8 +1,10 @@
 """The retrain flow's tasks: each wraps one stage function and publishes what it decided.
 
-Results are persisted and keyed by (stage inputs, run key), so a re-run of the same
-data, recipe and code skips every stage that already finished. A failed data or
-gate check is never retried: retries are for what a retry can fix.
+Results are persisted (as JSON: nothing is unpickled from the result store) and keyed
+by (stage inputs, run key), so a re-run of the same data, recipe and code skips every
+stage that already finished. The flow opens one registry and passes it to every task
+(it is left out of the cache key). A failed data or gate check is never retried:
+retries are for what a retry can fix.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from prefect.client.schemas.objects import State, TaskRun
 
 from conveyor.errors import ConveyorError
 from conveyor.recipe import Recipe
-from conveyor.registry import open_registry
+from conveyor.registry import Registry
 from conveyor.settings import load_settings
 from flows.artifacts import publish_gate_verdict, publish_promotion, publish_validation
-from flows.resume import resumable
 
 __all__ = [
     "DataGateFailed",
@@ -29,6 +30,10 @@ __all__ = [
     "train_model",
     "validate_data",
 ]
+
+
+# The registry is a live connection: it is not part of what a stage's result depends on.
+CACHED = INPUTS - "registry"
 
 
 class DataGateFailed(ConveyorError):
@@ -47,15 +52,15 @@ def _retry_unless_user_error(task: Task[Any, Any], run: TaskRun, state: State[An
     return False
 
 
-@task(name="validate-data", cache_policy=INPUTS, persist_result=True)
-def validate_data(recipe_json: dict[str, Any], run_key: str) -> dict[str, Any]:
+@task(name="validate-data", cache_policy=CACHED, persist_result=True, result_serializer="json")
+def validate_data(recipe_json: dict[str, Any], run_key: str, registry: Registry) -> dict[str, Any]:
     """Great Expectations and the data gates; raises DataGateFailed on failure."""
     import data_checks
 
     logger = get_run_logger()
     recipe = Recipe.model_validate(recipe_json)
     settings = load_settings()
-    reference = data_checks.find_reference(open_registry(settings), recipe.name, None)
+    reference = data_checks.find_reference(registry, recipe.name, None)
     report = data_checks.validate_recipe(recipe, reference=reference, progress=logger.info)
     folder = settings.home / "reports" / recipe.name / f"validate-{run_key}"
     json_path, md_path = data_checks.write_reports(report, folder)
@@ -80,69 +85,49 @@ def validate_data(recipe_json: dict[str, Any], run_key: str) -> dict[str, Any]:
 
 @task(
     name="fine-tune",
-    cache_policy=INPUTS,
+    cache_policy=CACHED,
     persist_result=True,
+    result_serializer="json",
     retries=1,
     retry_condition_fn=_retry_unless_user_error,
 )
-def train_model(recipe_json: dict[str, Any], run_key: str, profile: dict[str, Any] | None) -> str:
-    """Fine-tune with DeepSpeed; resumes from this run's checkpoints after a crash."""
+def train_model(
+    recipe_json: dict[str, Any], run_key: str, profile: dict[str, Any] | None, registry: Registry
+) -> str:
+    """Fine-tune (in this process or through the launcher); resumes this run's checkpoints."""
+    import training
     from data_checks import PROFILE_KEY
-    from training import fine_tune
 
     logger = get_run_logger()
     recipe = Recipe.model_validate(recipe_json)
     settings = load_settings()
-    registry = open_registry(settings)
-    resume = resumable(settings, recipe)
+    resume = training.resumable(settings, recipe)
     if resume:
         logger.info("resuming %s from its last checkpoint", recipe.name)
-    if recipe.training.gpus > 0:
-        version, metrics = _launch_on_gpus(recipe_json, recipe.training.gpus, resume)
-    else:
-        result = fine_tune(recipe, settings, resume=resume, registry=registry)
-        version, metrics = result.version, result.metrics
-    if version is None:
-        raise RuntimeError("training finished without registering a version")
+    result = training.run(recipe, settings, resume=resume, registry=registry)
+    version = str(result.version)
     if profile is not None:
         registry.update_version(version, metrics={PROFILE_KEY: profile})
-    logger.info("trained %s: %s", version, metrics)
+    logger.info("trained %s: %s", version, result.metrics)
     return version
-
-
-def _launch_on_gpus(
-    recipe_json: dict[str, Any], gpus: int, resume: bool
-) -> tuple[str | None, dict[str, Any]]:
-    """N processes through the DeepSpeed launcher, on the resolved recipe (absolute paths)."""
-    import tempfile
-    from pathlib import Path
-
-    import yaml
-
-    from training.launch import launch
-
-    with tempfile.TemporaryDirectory(prefix="conveyor-flow-") as folder:
-        path = Path(folder) / "recipe.yaml"
-        path.write_text(yaml.safe_dump(recipe_json, sort_keys=False), encoding="utf-8")
-        result = launch(path, [], gpus=gpus, resume=resume)
-    return result.get("version"), dict(result.get("metrics", {}))
 
 
 @task(
     name="evaluate-and-gate",
-    cache_policy=INPUTS,
+    cache_policy=CACHED,
     persist_result=True,
+    result_serializer="json",
     retries=1,
     retry_condition_fn=_retry_unless_user_error,
 )
-def evaluate_candidate(version: str, champion: str | None, run_key: str) -> dict[str, Any]:
+def evaluate_candidate(
+    version: str, champion: str | None, run_key: str, registry: Registry
+) -> dict[str, Any]:
     """Candidate and champion on one test split; the verdict is recorded and published."""
     from gates import evaluate_version
 
     settings = load_settings()
-    outcome = evaluate_version(
-        open_registry(settings), settings, version, against=champion or "none"
-    )
+    outcome = evaluate_version(registry, settings, version, against=champion or "none")
     payload = {
         **outcome.verdict.as_dict(),
         "report": outcome.report,
@@ -155,11 +140,11 @@ def evaluate_candidate(version: str, champion: str | None, run_key: str) -> dict
 
 
 @task(name="package", retries=1, retry_condition_fn=_retry_unless_user_error)
-def package_model(version: str) -> dict[str, Any]:
+def package_model(version: str, registry: Registry) -> dict[str, Any]:
     """Into the BentoML model store (safetensors only) and an immutable Bento pinning it."""
     from serving.packaging import package_version
 
-    done = package_version(open_registry(load_settings()), version)
+    done = package_version(registry, version)
     get_run_logger().info(
         "packaged %s: model %s, bento %s", version, done.model_tag, done.bento_tag
     )
@@ -168,7 +153,11 @@ def package_model(version: str) -> dict[str, Any]:
 
 @task(name="promote")
 def promote_model(
-    deployment: str, version: str, canary_percent: float | None, bake_seconds: float | None
+    deployment: str,
+    version: str,
+    canary_percent: float | None,
+    bake_seconds: float | None,
+    registry: Registry,
 ) -> dict[str, Any]:
     """Verify it loads, move production (canary and bake when servers are live), wait for them.
 
@@ -179,7 +168,6 @@ def promote_model(
     from serving.rollout import promote
 
     logger = get_run_logger()
-    registry = open_registry(load_settings())
     previous = registry.alias(deployment, "production")
     live = live_workers(registry, deployment)
     canary = canary_percent if live else 0.0
@@ -214,11 +202,11 @@ def promote_model(
 
 
 @task(name="reconcile")
-def reconcile_rollout(deployment: str) -> str | None:
+def reconcile_rollout(deployment: str, registry: Registry) -> str | None:
     """After a crash mid-promotion: record the rollout the servers completed by themselves."""
     from serving.rollout import reconcile
 
-    closed = reconcile(open_registry(load_settings()), deployment)
+    closed = reconcile(registry, deployment)
     if closed is None:
         return None
     outcome = str(closed.details.get("outcome", closed.reason))

@@ -1,11 +1,14 @@
 """Fine-tuning on the DeepSpeed engine: data, model, loop, checkpoints, model folder.
 
-``fine_tune(recipe, settings)`` is the stage's entry point; ``evaluate`` scores a model
-on encoded data. Nothing here talks to Prefect or BentoML.
+``run(recipe, settings, launch=LaunchSpec(...))`` is the stage's entry point: in this
+process or through the DeepSpeed launcher, it fine-tunes, writes the model folder and
+registers the version. ``evaluate`` scores a model on encoded data. Nothing here talks
+to Prefect or BentoML.
 """
 
 from training.checkpoints import TrainState
 from training.data import Encoded, LabelMap, collate, epoch_batches
+from training.dispatch import run, spec_for
 from training.errors import (
     BaseModelError,
     LabelMismatchError,
@@ -14,7 +17,8 @@ from training.errors import (
     ResumeError,
     TrainingError,
 )
-from training.fine_tune import TrainResult, checkpoint_dir, fine_tune, prepare
+from training.fine_tune import TrainResult, checkpoint_dir, fine_tune, prepare, resumable
+from training.launch import LaunchSpec
 from training.metrics import accuracy, evaluate, macro_f1, predict
 
 __all__ = [
@@ -22,6 +26,7 @@ __all__ = [
     "Encoded",
     "LabelMap",
     "LabelMismatchError",
+    "LaunchSpec",
     "NonFiniteLossError",
     "OutOfMemoryError",
     "ResumeError",
@@ -37,4 +42,7 @@ __all__ = [
     "macro_f1",
     "predict",
     "prepare",
+    "resumable",
+    "run",
+    "spec_for",
 ]

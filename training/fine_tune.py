@@ -26,7 +26,7 @@ from conveyor.registry import Registry, VersionStatus, open_registry
 from conveyor.settings import Settings
 from conveyor.splits import fingerprint_splits
 from training import engine as ds
-from training.checkpoints import TrainState, load_checkpoint, read_run_meta, write_run_meta
+from training.checkpoints import TrainState, load_checkpoint, resume_problem, write_run_meta
 from training.data import (
     Encoded,
     LabelMap,
@@ -45,7 +45,7 @@ from training.modeling import (
     train_bpe_tokenizer,
 )
 
-__all__ = ["Prepared", "TrainResult", "checkpoint_dir", "fine_tune", "prepare"]
+__all__ = ["Prepared", "TrainResult", "checkpoint_dir", "fine_tune", "prepare", "resumable"]
 
 log = logging.getLogger("training")
 
@@ -76,6 +76,13 @@ class Prepared:
 
 def checkpoint_dir(settings: Settings, deployment: str) -> Path:
     return settings.home / "checkpoints" / deployment
+
+
+def resumable(settings: Settings, recipe: Recipe) -> bool:
+    """Whether ``recipe`` can continue from its deployment's checkpoints (same data and recipe)."""
+    fingerprint = fingerprint_splits(recipe.data.splits())
+    directory = checkpoint_dir(settings, recipe.name)
+    return resume_problem(directory, fingerprint, recipe.model_dump(mode="json")) is None
 
 
 def _seed_everything(seed: int) -> None:
@@ -131,12 +138,9 @@ def _total_steps(recipe: Recipe, examples: int, world: int) -> int:
 
 def _start(directory: Path, resume: bool, fingerprint: str, recipe: Recipe, rank: int) -> None:
     if resume:
-        meta = read_run_meta(directory)
-        if meta.get("data_fingerprint") != fingerprint:
-            raise ResumeError(
-                f"--resume: the data changed since the checkpoints in {directory} were written; "
-                "run without --resume to start over"
-            )
+        problem = resume_problem(directory, fingerprint, recipe.model_dump(mode="json"))
+        if problem is not None:
+            raise ResumeError(f"--resume: {problem}; run without --resume to start over")
         return
     if rank == 0:
         if directory.exists():

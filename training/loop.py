@@ -56,9 +56,18 @@ def _score(metrics: dict[str, float]) -> float:
     return metrics["accuracy"] if "accuracy" in metrics else -metrics["loss"]
 
 
-def _rank_batches(batches: list[list[int]], rank: int, world: int) -> list[list[int]]:
-    usable = len(batches) - len(batches) % world if world > 1 else len(batches)
-    return batches[rank:usable:world]
+def _rank_batches(
+    lengths: list[int], cfg: LoopSettings, epoch: int, rank: int, world: int
+) -> list[list[int]]:
+    """This rank's micro-batches: its share of each global batch of ``batch_size x world``.
+
+    The data order depends on the global batch only, so 2 processes x batch 4 see, step
+    for step, the examples 1 process x batch 8 sees (and a resume replays them).
+    """
+    batches = epoch_batches(lengths, cfg.batch_size * world, cfg.seed, epoch, cfg.bucket)
+    if world == 1:
+        return batches
+    return [batch[rank::world] for batch in batches if len(batch) >= world]
 
 
 def _mean_loss(running: torch.Tensor, count: int, world: int) -> float:
@@ -75,9 +84,11 @@ def _validate(engine: Any, data: Encoded, pad_id: int, cfg: LoopSettings) -> dic
     )
 
 
-def _after_eval(state: TrainState, metrics: dict[str, float], cfg: LoopSettings) -> bool:
-    """Record an evaluation; True when early stopping says stop."""
-    state.history.append({"step": float(state.step), **metrics})
+def _after_eval(
+    state: TrainState, metrics: dict[str, float], cfg: LoopSettings, train_loss: float
+) -> bool:
+    """Record an evaluation (and the step's training loss); True when early stopping says stop."""
+    state.history.append({"step": float(state.step), **metrics, "train_loss": train_loss})
     score = _score(metrics)
     if state.best_score is None or score > state.best_score:
         state.best_score, state.evals_without_gain = score, 0
@@ -107,8 +118,7 @@ def fit(
     engine.train()
     try:
         while state.step < cfg.total_steps and not stop:
-            batches = epoch_batches(lengths, cfg.batch_size, cfg.seed, state.epoch, cfg.bucket)
-            batches = _rank_batches(batches, rank, world)
+            batches = _rank_batches(lengths, cfg, state.epoch, rank, world)
             if not batches:
                 raise TrainingError(f"data.train: too few examples for {world} processes")
             for indices in batches[state.batch_in_epoch :]:
@@ -138,7 +148,7 @@ def fit(
                 if cfg.eval_every and state.step % cfg.eval_every == 0:
                     metrics = _validate(engine, validation, pad_id, cfg)
                     progress.note("step %d validation: %s", state.step, _fmt(metrics))
-                    stop = _after_eval(state, metrics, cfg)
+                    stop = _after_eval(state, metrics, cfg, train_loss)
                 done = stop or state.step >= cfg.total_steps
                 if cfg.checkpoint_dir and state.step % cfg.checkpoint_every == 0 and not done:
                     if not weights_finite(engine.module):
@@ -156,7 +166,7 @@ def fit(
     seconds = time.perf_counter() - started
     metrics = _validate(engine, validation, pad_id, cfg)
     if not state.history or state.history[-1]["step"] != state.step:
-        state.history.append({"step": float(state.step), **metrics})
+        state.history.append({"step": float(state.step), **metrics, "train_loss": train_loss})
     progress.note("final validation: %s", _fmt(metrics))
     return FitResult(
         state=state,

@@ -143,7 +143,14 @@ class TrainingSection(_Section):
     )
     seed: int = Field(default=42, description="Seeds init, shuffling and dropout.")
     zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
-    gpus: int = Field(default=0, ge=0, description="0 = one CPU process; N = N GPUs.")
+    gpus: int = Field(
+        default=0, ge=0, description="0 = train on CPU; N = N GPUs per node (DeepSpeed launcher)."
+    )
+    processes: PositiveInt = Field(
+        default=1,
+        le=64,
+        description="CPU processes (gpus 0): 1 = in this process; N = N via the launcher on gloo.",
+    )
     precision: str = Field(
         default="auto",
         pattern=r"^(auto|fp32|bf16|fp16)$",
@@ -226,6 +233,12 @@ class GenerationGates(_Section):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"gates.generation.pattern: not a regex ({exc})") from exc
+        return self
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> Self:
+        if self.gpus > 0 and self.processes > 1:
+            raise ValueError("processes: CPU processes need gpus 0 (one process per GPU)")
         return self
 
 

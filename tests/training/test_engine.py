@@ -1,15 +1,20 @@
-"""The DeepSpeed config we build, the LR schedule, process setup, the launcher command."""
+"""The DeepSpeed config we build, the LR schedule, process setup, the launcher command,
+how a failed launch is explained, RNG state as JSON."""
 
 from __future__ import annotations
 
+import json
+import random
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from tests.conftest import REPO_ROOT
+from training.checkpoints import _restore_rng, _rng_state, use_weights_only_loading
 from training.engine import (
     build_optimizer,
     build_scheduler,
@@ -20,8 +25,8 @@ from training.engine import (
     read_config_file,
     resolve_precision,
 )
-from training.errors import TrainingError
-from training.launch import launcher_command
+from training.errors import ResumeError, TrainingError
+from training.launch import LaunchSpec, launcher_command, rank_failure, remove_shm_buffers
 
 pytestmark = pytest.mark.unit
 
@@ -100,18 +105,73 @@ def test_single_process_env_is_filled_in_and_respected() -> None:
 
 
 def test_launcher_command() -> None:
-    command = launcher_command(
-        Path("r.yaml"),
-        ["training.max_steps=5"],
-        gpus=4,
-        result_file=Path("/tmp/out.json"),
-        resume=True,
-        hostfile=Path("hosts"),
-    )
+    spec = LaunchSpec(gpus=4, hostfile=Path("hosts"))
+    command = launcher_command(Path("/tmp/run"), spec=spec, resume=True, master_port=29511)
     assert command[:3] == [sys.executable, "-m", "deepspeed.launcher.runner"]
     joined = " ".join(command)
-    assert "--hostfile hosts --num_gpus 4 --no_local_rank --module training.worker r.yaml" in joined
-    assert joined.endswith("--set training.max_steps=5 --resume --result-file /tmp/out.json")
+    assert "--hostfile hosts --num_gpus 4 --no_local_rank --master_port 29511" in joined
+    assert joined.endswith("--module training.worker /tmp/run --resume")
+    cpu = " ".join(launcher_command(Path("/tmp/run"), spec=LaunchSpec(processes=2)))
+    assert "--num_gpus 2 --no_local_rank --module training.worker /tmp/run" in cpu
+
+
+def test_launch_spec_says_in_process_or_launcher() -> None:
+    assert LaunchSpec().in_process and LaunchSpec(processes=1).on_cpu
+    assert not LaunchSpec(processes=2).in_process
+    assert not LaunchSpec(gpus=1).in_process and not LaunchSpec(gpus=1).on_cpu
+    assert not LaunchSpec(hostfile=Path("hosts")).in_process
+    with pytest.raises(TrainingError, match="--processes is for CPU runs"):
+        LaunchSpec(processes=2, gpus=2)
+
+
+def _status(run_dir: Path, rank: int, **status: object) -> None:
+    (run_dir / f"rank-{rank}.json").write_text(json.dumps({"pid": 100 + rank, **status}))
+
+
+def test_rank_failure_names_the_rank_that_died(tmp_path: Path) -> None:
+    _status(tmp_path, 0, end="stopped", by="SIGTERM")
+    _status(tmp_path, 1, started=True)
+    message = rank_failure(tmp_path, 247)
+    assert "exited with 247: rank 1 (pid 101) died without an error" in message
+    assert "--resume" in message
+    _status(tmp_path, 1, end="error", error="ValueError: boom")
+    assert "rank 1 failed: ValueError: boom" in rank_failure(tmp_path, 1)
+    assert "no rank started" in rank_failure(tmp_path / "none", 1)
+
+
+def test_only_this_runs_shm_buffers_are_removed(tmp_path: Path) -> None:
+    for port, rank in ((29511, 0), (29511, 1), (29512, 0)):
+        (tmp_path / f"deepspeed_allreduce_buffer_0_127.0.0.1_{port}_{rank}").write_bytes(b"x")
+    assert len(remove_shm_buffers(29511, shm=tmp_path)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "deepspeed_allreduce_buffer_0_127.0.0.1_29512_0"
+    ]
+
+
+class _Payload:
+    """Anything that is not a tensor or a plain value: unpickling it could run code."""
+
+
+def test_checkpoint_files_are_read_weights_only(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
+    holder = SimpleNamespace(checkpoint_engine=TorchCheckpointEngine())
+    use_weights_only_loading(holder)
+    plain, hostile = tmp_path / "plain.pt", tmp_path / "hostile.pt"
+    torch.save({"module": {"w": torch.ones(2)}, "conveyor": {"step": 3}, "rng": "{}"}, plain)
+    torch.save({"module": {}, "extra": _Payload()}, hostile)
+    assert holder.checkpoint_engine.load(str(plain))["conveyor"] == {"step": 3}
+    with pytest.raises(ResumeError, match="holds more than weights and plain values"):
+        holder.checkpoint_engine.load(str(hostile))
+
+
+def test_rng_state_round_trips_through_json() -> None:
+    saved = _rng_state()
+    first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    _restore_rng(json.loads(json.dumps(saved)))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
 
 
 def test_clipping_moves_to_the_loop_only_where_gradients_are_whole() -> None:

@@ -161,6 +161,13 @@ def test_empty_and_non_mapping_files(tmp_path: Path) -> None:
     assert _problems(tmp_path / "absent.yaml") == ["recipe file not found"]
 
 
+def test_cpu_processes_and_gpus_are_not_mixed(tmp_path: Path) -> None:
+    path = _write(tmp_path, VALID)
+    assert load_recipe(path, ["training.processes=2"]).training.processes == 2
+    (problem,) = _problems(path, ["training.processes=2", "training.gpus=2"])
+    assert problem.startswith("training") and "processes" in problem and "gpus 0" in problem
+
+
 def test_overrides_reach_the_recipe_typed() -> None:
     recipe = load_recipe(
         DEMO,
