@@ -170,6 +170,12 @@ class TrainingSection(_Section):
     )
     lora: LoraSection = Field(default_factory=LoraSection)
 
+    @model_validator(mode="after")
+    def _one_topology(self) -> Self:
+        if self.gpus > 0 and self.processes > 1:
+            raise ValueError("processes: CPU processes need gpus 0 (one process per GPU)")
+        return self
+
 
 class GenerationTaskCheck(StrEnum):
     NONE = "none"
@@ -233,12 +239,6 @@ class GenerationGates(_Section):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"gates.generation.pattern: not a regex ({exc})") from exc
-        return self
-
-    @model_validator(mode="after")
-    def _one_topology(self) -> Self:
-        if self.gpus > 0 and self.processes > 1:
-            raise ValueError("processes: CPU processes need gpus 0 (one process per GPU)")
         return self
 
 
