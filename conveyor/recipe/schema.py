@@ -435,4 +435,8 @@ class Recipe(_Section):
             raise ValueError("data.format: chat data needs task causal-lm")
         if self.training.lora.enabled and self.model.base == "tiny-gpt2":
             raise ValueError("training.lora: tiny-gpt2 is trained from scratch; LoRA needs a base")
+        if self.training.lora.enabled and self.task is not Task.CAUSAL_LM:
+            raise ValueError("training.lora: LoRA adapters are for task causal-lm")
+        if self.training.lora.enabled and self.training.zero_stage == 3:
+            raise ValueError("training.lora: ZeRO 3 partitions the adapters; use zero_stage <= 2")
         return self
