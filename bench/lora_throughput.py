@@ -13,8 +13,10 @@ ratio conveyor / plain.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,13 +157,14 @@ def main() -> None:
     torch.manual_seed(0)
     theirs = wrap_with_lora(copy.deepcopy(base), LORA)
     theirs.load_state_dict(ours.state_dict())  # the same adapter initialisation
-    result = compare(
-        f"LoRA training step loop, CPU, {args.model}, same batches",
-        ("conveyor (DeepSpeed + loop)", conveyor_loop(ours, data, pad_id, args.steps)),
-        ("plain PyTorch + peft", plain_loop(theirs, data, pad_id, args.steps)),
-        repeats=args.repeats,
-        unit="tokens/s",
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # DeepSpeed prints; keep stdout for the figure
+        result = compare(
+            f"LoRA training step loop, CPU, {args.model}, same batches",
+            ("conveyor (DeepSpeed + loop)", conveyor_loop(ours, data, pad_id, args.steps)),
+            ("plain PyTorch + peft", plain_loop(theirs, data, pad_id, args.steps)),
+            repeats=args.repeats,
+            unit="tokens/s",
+        )
     result.notes.update(
         model=args.model,
         examples=len(data),
