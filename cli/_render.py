@@ -7,9 +7,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from conveyor.markdown import figure as number
 from conveyor.registry import AliasMove, AuditRecord, VersionRecord
 
-__all__ = ["format_table", "render_audit", "render_history", "render_version", "when"]
+__all__ = [
+    "format_table",
+    "number",
+    "render_audit",
+    "render_comparison",
+    "render_history",
+    "render_verdict",
+    "render_version",
+    "when",
+]
 
 
 def when(moment: datetime | None) -> str:
@@ -27,14 +37,67 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _metrics_line(metrics: dict[str, Any]) -> str:
-    shown = []
-    for key, value in sorted(metrics.items()):
-        if isinstance(value, float):
-            shown.append(f"{key}={value:.4g}")
-        elif isinstance(value, int | str):
-            shown.append(f"{key}={value}")
-    return ", ".join(shown) or "-"
+def _indent(text: str, by: str = "  ") -> list[str]:
+    return [by + line for line in text.splitlines()]
+
+
+def _metrics_table(metrics: dict[str, Any]) -> list[str]:
+    rows = [
+        (key, number(value) if isinstance(value, int | float) else value)
+        for key, value in sorted(metrics.items())
+        if isinstance(value, int | float | str)
+    ]
+    if not rows:
+        return ["metrics:          -"]
+    return ["metrics:", *_indent(format_table(("metric", "value"), rows))]
+
+
+def render_comparison(candidate: dict[str, Any], champion: dict[str, Any] | None) -> str:
+    """Candidate metrics, and the champion's with the change when there is one."""
+    rows = []
+    for key, value in sorted(candidate.items()):
+        if not isinstance(value, int | float):
+            continue
+        row = [key, number(value)]
+        if champion is not None:
+            other = champion.get(key)
+            if isinstance(other, int | float):
+                row += [number(other), f"{value - other:+.4f}"]
+            else:
+                row += ["-", "-"]
+        rows.append(row)
+    headers = ["metric", "candidate", *(["champion", "change"] if champion is not None else [])]
+    return format_table(headers, rows)
+
+
+def render_verdict(verdict: dict[str, Any]) -> str:
+    return "\n".join(_verdict_lines(verdict))
+
+
+def _verdict_lines(verdict: dict[str, Any]) -> list[str]:
+    checks = verdict.get("checks")
+    if not isinstance(checks, list):
+        return ["gate verdict:", *_indent(json.dumps(verdict, indent=2, sort_keys=True))]
+    title = "PASS" if verdict.get("passed") else "FAIL"
+    reason = str(verdict.get("reason", ""))
+    said = reason if reason.lower().startswith(title.lower()) else f"{title}: {reason}"
+    lines = [
+        f"gate verdict:     {said}",
+        f"champion:         {verdict.get('champion') or '- (first model)'}",
+    ]
+    rows = []
+    for check in checks:
+        value, threshold = check.get("value"), check.get("threshold")
+        bound = f"{check.get('comparison')} {number(threshold)}" if threshold is not None else "-"
+        shown = number(value) if isinstance(value, int | float) else "-"
+        rows.append((check.get("name"), shown, bound, check.get("outcome")))
+    if rows:
+        table = format_table(("check", "value", "threshold", "result"), rows)
+        lines += ["checks:", *_indent(table)]
+    for key, label in (("report_path", "report:"), ("plot_path", "plot:")):
+        if verdict.get(key):
+            lines.append(f"{label:<17} {verdict[key]}")
+    return lines
 
 
 def render_version(record: VersionRecord, aliases: dict[str, str | None]) -> str:
@@ -49,14 +112,10 @@ def render_version(record: VersionRecord, aliases: dict[str, str | None]) -> str
         f"artifact:         {record.artifact_uri or '-'}",
         f"data fingerprint: {record.data_fingerprint or '-'}",
         f"created:          {when(record.created_at)} by {record.created_by}",
-        f"metrics:          {_metrics_line(record.metrics)}",
+        *_metrics_table(record.metrics),
     ]
     if record.verdict is not None:
-        report = record.verdict.get("report")
-        if isinstance(report, str) and report.strip():
-            lines += ["", "gate verdict:", report.rstrip()]
-        else:
-            lines += ["", "gate verdict:", json.dumps(record.verdict, indent=2, sort_keys=True)]
+        lines += ["", *_verdict_lines(record.verdict)]
     return "\n".join(lines)
 
 

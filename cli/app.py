@@ -20,7 +20,7 @@ from cli.serve_cmd import package, promote, rollback, serve, status
 from cli.train_cmd import train
 from cli.validate_cmd import validate
 from conveyor import __version__
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ExitCode
 from conveyor.registry import masked_url
 
 __all__ = ["app", "main"]
@@ -66,9 +66,14 @@ def _root(
 
 
 def main() -> None:
-    """Console entry point: user mistakes become one line on stderr and a non-zero exit."""
+    """Console entry point: user mistakes become one line on stderr and a non-zero exit.
+
+    Every exit status comes from :class:`conveyor.errors.ExitCode` (the README's table).
+    """
     try:
         app()
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.INTERRUPTED)
     except ConveyorError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -76,4 +81,4 @@ def main() -> None:
         url = masked_url(_context.settings().registry_url)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         typer.echo(f"error: cannot use the registry at {url}: {reason}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.BAD_INPUT)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from cli import _context
+from cli._render import render_comparison, render_verdict
+from conveyor.errors import ExitCode
 
 __all__ = ["evaluate"]
 
@@ -53,10 +55,12 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(outcome.verdict.as_dict(), indent=2, default=str))
     else:
-        typer.echo(outcome.report, nl=False)
-        typer.echo("")
-        typer.echo(f"report: {outcome.report_path}")
-        if outcome.plot_path:
-            typer.echo(f"plot:   {outcome.plot_path}")
+        champion = outcome.champion
+        if outcome.candidate.error is None:
+            compared = champion.metrics if champion and champion.error is None else None
+            typer.echo(render_comparison(outcome.candidate.metrics, compared))
+            typer.echo("")
+        paths = {"report_path": str(outcome.report_path), "plot_path": outcome.plot_path}
+        typer.echo(render_verdict(outcome.verdict.as_dict() | paths))
     if not outcome.verdict.passed:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.SAID_NO)

@@ -9,6 +9,7 @@ import typer
 
 from cli import _context
 from cli._render import format_table
+from conveyor.errors import ExitCode
 
 if TYPE_CHECKING:
     from serving.monitor import DriftReport
@@ -63,7 +64,7 @@ def monitor(
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
-    raise typer.Exit(1 if reported else 0)
+    raise typer.Exit(ExitCode.SAID_NO if reported else ExitCode.OK)
 
 
 def _report(deployment: str, version: str, report: DriftReport, prefect_port: int) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import _context
+from conveyor.errors import ExitCode
 
 __all__ = ["package", "promote", "rollback", "serve", "status"]
 
@@ -61,15 +62,15 @@ def serve(
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 def _report(outcome: Any) -> None:
     rollout = outcome.rollout
-    typer.echo(
-        f"{rollout.kind} {rollout.version}: {rollout.state} "
-        f"(verified in {outcome.load_seconds:.2f} s, converged in {outcome.converge_seconds:.2f} s)"
-    )
+    timing = f"verified in {outcome.load_seconds:.2f} s"
+    if outcome.workers:
+        timing += f", converged in {outcome.converge_seconds:.2f} s"
+    typer.echo(f"{rollout.kind} {rollout.version}: {rollout.state} ({timing})")
     if outcome.workers:
         typer.echo(f"workers serving it: {', '.join(outcome.workers)}")
     for note in outcome.notes:
@@ -92,7 +93,7 @@ def promote(
     """Verify VERSION loads and answers its smoke set, move production, wait for every worker.
 
     Exit 0 when all workers serve it, 1 when the canary was rolled back, 5 when refused,
-    6 when some workers did not converge (named).
+    6 when some workers did not converge (named), 4 when it already serves.
     """
     from serving.rollout import promote as run
 
@@ -101,7 +102,7 @@ def promote(
     )
     _report(outcome)
     if outcome.rolled_back:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.SAID_NO)
 
 
 def rollback(
@@ -121,14 +122,19 @@ def status(
     deployment: Annotated[str | None, typer.Argument(help="One deployment (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """What serves where: production, the newest rollout, each worker's versions and figures."""
-    from serving.status import deployment_status
+    """What serves where: production, the newest rollout, each worker's versions and figures.
+
+    Exit 3 when DEPLOYMENT is not in the registry.
+    """
+    from serving.status import deployment_status, render_status
 
     registry = _context.registry()
     names = [deployment] if deployment else sorted({v.deployment for v in registry.list_versions()})
     views = [deployment_status(registry, name, datetime.now(UTC)) for name in names]
     if as_json:
-        typer.echo(json.dumps(views, indent=2, default=str))
+        typer.echo(json.dumps(views, indent=2))
         return
+    if not views:
+        typer.echo("no deployments in the registry yet (conveyor train RECIPE registers one)")
     for view in views:
-        typer.echo(view["text"])
+        typer.echo(render_status(view))

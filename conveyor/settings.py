@@ -38,6 +38,7 @@ ENV_PREFIX = "CONVEYOR_"
 # Read outside the platform itself (not settings): named here so they are not reported.
 OTHER_VARIABLES = {
     "CONVEYOR_TEST_PG_URL": "the Postgres URL of the registry concurrency test (tests only)",
+    "CONVEYOR_SCREENSHOTS": "where the browser test keeps its screenshots (tests and CI only)",
 }
 # No longer read, with what replaced each.
 RETIRED_VARIABLES = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ExitCode
 
 __all__ = ["DataError", "fingerprint_splits", "read_split"]
 
@@ -25,7 +25,7 @@ _CHUNK = 1 << 20
 class DataError(ConveyorError):
     """A split that cannot be read at all; ``location`` is ``file`` or ``file:line``."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, path: Path, reason: str, line: int | None = None) -> None:
         self.path = path

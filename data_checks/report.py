@@ -8,6 +8,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from conveyor.errors import ExitCode
+from conveyor.markdown import code, escape, figure, table
+
 __all__ = ["Check", "Outcome", "Report", "Status", "write_reports"]
 
 
@@ -24,7 +27,11 @@ class Status(StrEnum):
     UNUSABLE = "unusable"
 
 
-_EXIT_CODES = {Status.PASSED: 0, Status.FAILED: 1, Status.UNUSABLE: 2}
+_EXIT_CODES = {
+    Status.PASSED: ExitCode.OK,
+    Status.FAILED: ExitCode.SAID_NO,
+    Status.UNUSABLE: ExitCode.BAD_INPUT,
+}
 
 
 @dataclass(frozen=True)
@@ -86,63 +93,122 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["exit_code"] = self.exit_code
+        data["exit_code"] = int(self.exit_code)
         data["summary"] = self.summary()
         return data
 
 
-def _cell(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-    return text.replace("|", "\\|").replace("\n", " ")
+_SHORT = {
+    Outcome.PASSED: "ok",
+    Outcome.WARNING: "warn",
+    Outcome.FAILED: "FAILED",
+    Outcome.SKIPPED: "skipped",
+}
+_ORDER = {Outcome.FAILED: 0, Outcome.WARNING: 1, Outcome.PASSED: 2, Outcome.SKIPPED: 3}
+
+
+def _length(info: dict[str, Any], key: str) -> str:
+    value = info.get("length", {}).get(key)
+    return "-" if value is None else figure(int(value) if float(value).is_integer() else value, 1)
+
+
+def _splits_table(report: Report) -> list[str]:
+    rows = []
+    for name, info in report.splits.items():
+        ratio = info.get("imbalance_ratio")
+        rows.append(
+            [
+                escape(name),
+                figure(info.get("rows")),
+                figure(info.get("classes")),
+                "-" if ratio is None else figure(float(ratio), 2),
+                _length(info, "median"),
+                _length(info, "p99"),
+            ]
+        )
+    headers = ["split", "rows", "classes", "largest / smallest", "chars median", "chars p99"]
+    return ["## Splits", "", table(headers, rows, right=range(1, 6)), ""]
+
+
+def _checks_table(report: Report) -> list[str]:
+    """Checks down, splits across: one short outcome per cell, the wording in the list below."""
+    splits = list(dict.fromkeys(check.split for check in report.checks))
+    cells: dict[str, dict[str, Outcome]] = {}
+    for check in report.checks:
+        cells.setdefault(check.name, {})[check.split] = check.outcome
+    names = sorted(cells, key=lambda n: (min(_ORDER[o] for o in cells[n].values()), n))
+    rows = [
+        [code(name), *(_SHORT[cells[name][s]] if s in cells[name] else "" for s in splits)]
+        for name in names
+    ]
+    return ["## Checks", "", table(["check", *map(escape, splits)], rows), ""]
+
+
+def _findings(report: Report) -> list[str]:
+    lines = ["## What each check found", ""]
+    for check in sorted(report.checks, key=lambda c: (_ORDER[c.outcome], c.split, c.name)):
+        if check.outcome is Outcome.PASSED and check.summary.startswith("ok"):
+            continue  # nothing to say beyond the table
+        mark = _SHORT[check.outcome]
+        if check.outcome in (Outcome.FAILED, Outcome.WARNING):
+            mark = f"**{mark}**"
+        lines.append(
+            f"- {mark} · {escape(check.split)} · {code(check.name)}: {escape(check.summary)}"
+        )
+    return [*lines, ""]
+
+
+def _drift_lines(drift: dict[str, Any]) -> list[str]:
+    lines = ["## Drift against production's data", ""]
+    if not drift.get("compared"):
+        return [*lines, f"Not compared: {escape(drift.get('why', '-'))}.", ""]
+    lines.append(
+        f"Reference {code(drift.get('reference'))} ({escape(drift.get('reference_source', '-'))}):"
+        f" label PSI {figure(drift.get('label_psi'))}, length PSI {figure(drift.get('length_psi'))}"
+        " (under 0.1 stable, over 0.2 a real shift)."
+    )
+    for key, what in (("new_labels", "New labels"), ("missing_labels", "Missing labels")):
+        if drift.get(key):
+            lines.append(f"{what}: {', '.join(escape(label) for label in drift[key])}.")
+    shifts = drift.get("largest_label_shifts") or []
+    if shifts:
+        rows = [
+            [
+                escape(s["label"]),
+                f"{s['reference_share']:.1%}",
+                f"{s['current_share']:.1%}",
+            ]
+            for s in shifts
+        ]
+        lines += ["", table(["label", "production", "this data"], rows, right=(1, 2))]
+    return [*lines, ""]
 
 
 def _markdown(report: Report) -> str:
     lines = [
-        f"# Data validation: {report.deployment}",
+        f"# Data validation: {escape(report.deployment)}",
         "",
-        f"**{report.summary()}**  ",
-        f"task: {report.task} · at: {report.created_at} · "
-        f"fingerprint: `{report.data_fingerprint or '-'}`",
+        f"**{escape(report.summary())}**",
+        "",
+        f"task {escape(report.task)} · at {escape(report.created_at)} · "
+        f"fingerprint {code(report.data_fingerprint or '-')}",
         "",
     ]
     if report.error:
-        lines += ["## Error", "", f"`{report.error}`", ""]
+        lines += ["## Error", "", escape(report.error), ""]
     if report.splits:
-        lines += [
-            "## Splits",
-            "",
-            "| split | rows | classes | imbalance | length median / p99 / max |",
-        ]
-        lines += ["|---|---:|---:|---:|---|"]
-        for name, info in report.splits.items():
-            length = info.get("length", {})
-            shown = (
-                f"{length.get('median', '-')} / {length.get('p99', '-')} / {length.get('max', '-')}"
-            )
-            ratio = info.get("imbalance_ratio")
-            lines.append(
-                f"| {name} | {info.get('rows', '-'):,} | {info.get('classes', '-')} | "
-                f"{'-' if ratio is None else f'{ratio:.2f}'} | {shown} |"
-            )
-        lines.append("")
-    order = {Outcome.FAILED: 0, Outcome.WARNING: 1, Outcome.PASSED: 2, Outcome.SKIPPED: 3}
+        lines += _splits_table(report)
     if report.checks:
-        lines += [
-            "## Checks",
-            "",
-            "| outcome | split | check | by | summary |",
-            "|---|---|---|---|---|",
-        ]
-        for check in sorted(report.checks, key=lambda c: order[c.outcome]):
-            lines.append(
-                f"| {check.outcome} | {check.split} | {check.name} | {check.source} | "
-                f"{_cell(check.summary)} |"
-            )
-        lines.append("")
-    if report.token_lengths:
-        lines += ["## Token lengths", "", f"method: {report.token_lengths.get('method')}", ""]
+        lines += _checks_table(report) + _findings(report)
     if report.drift:
-        lines += ["## Drift", "", "```json", json.dumps(report.drift, indent=2), "```", ""]
+        lines += _drift_lines(report.drift)
+    if report.token_lengths:
+        lines += [
+            "## Token lengths",
+            "",
+            f"Counted with {code(report.token_lengths.get('method'))}.",
+            "",
+        ]
     return "\n".join(lines)
 
 

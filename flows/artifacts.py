@@ -1,19 +1,48 @@
-"""Publish decisions as Prefect artifacts: tables and Markdown a person reads in the UI."""
+"""Publish decisions as Prefect artifacts: tables and Markdown a person reads in the UI.
+
+Tables keep to a few narrow columns (the long wording lives in the Markdown report next to
+them); figures are rounded; the per-class plot is inlined so the UI shows it.
+"""
 
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-__all__ = ["publish_gate_verdict", "publish_promotion", "publish_validation"]
+from conveyor.markdown import figure
+from gates.report import PLOT_ALT
+
+__all__ = [
+    "gate_check_rows",
+    "inline_plot",
+    "publish_gate_verdict",
+    "publish_promotion",
+    "publish_validation",
+    "validation_rows",
+]
+
+_FIRST = {"failed": 0, "warning": 1, "passed": 2, "skipped": 3}
+# Table cells are plain text in the current UI but Markdown in the older one, where a cell
+# starting ">=" became a quote block: comparisons are written with signs neither reads.
+_SIGNS = {">=": "≥", "<=": "≤", ">": "more than", "<": "less than"}
 
 
 def _key(deployment: str, what: str) -> str:
     """Artifact keys: lowercase letters, digits and dashes."""
     return f"{deployment}-{what}".lower().replace("_", "-")
+
+
+def validation_rows(checks: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One short row per check, problems first: check, split, outcome (no free text)."""
+    rows = [
+        {"check": str(c["check"]), "split": str(c["split"]), "outcome": str(c["outcome"])}
+        for c in checks
+    ]
+    return sorted(rows, key=lambda r: (_FIRST.get(r["outcome"], 9), r["check"], r["split"]))
 
 
 def publish_validation(deployment: str, markdown: str, checks: list[dict[str, Any]]) -> None:
@@ -22,40 +51,53 @@ def publish_validation(deployment: str, markdown: str, checks: list[dict[str, An
     )
     if checks:
         create_table_artifact(
-            checks,
+            validation_rows(checks),
             key=_key(deployment, "data-checks"),
-            description="Every data check and its outcome",
+            description="Every data check and its outcome (the report says what each found)",
         )
 
 
-def _inline_png(path: str | None) -> str:
-    if not path or not Path(path).is_file():
-        return ""
-    encoded = base64.b64encode(Path(path).read_bytes()).decode()
-    return f"\n\n![per-class F1](data:image/png;base64,{encoded})\n"
+def inline_plot(report: str, plot_path: str | None) -> str:
+    """The report with its plot link replaced by the PNG itself (the UI has no file access)."""
+    if not plot_path or not Path(plot_path).is_file():
+        return report
+    encoded = base64.b64encode(Path(plot_path).read_bytes()).decode()
+    link = re.compile(r"!\[[^\]]*\]\(" + re.escape(Path(plot_path).name) + r"\)")
+    image = f"![{PLOT_ALT}](data:image/png;base64,{encoded})"
+    if link.search(report):
+        return link.sub(lambda _: image, report)
+    return f"{report.rstrip()}\n\n{image}\n"
+
+
+def gate_check_rows(verdict: dict[str, Any]) -> list[dict[str, str]]:
+    """check, value, threshold, result: rounded, four narrow columns."""
+    rows = []
+    for c in verdict.get("checks", []):
+        comparison = str(c.get("comparison") or "")
+        sign = _SIGNS.get(comparison, comparison)
+        threshold = f"{sign} {figure(c['threshold'])}" if comparison else "-"
+        value = c.get("value")
+        rows.append(
+            {
+                "check": str(c["name"]),
+                "value": figure(value) if isinstance(value, int | float) else "-",
+                "threshold": threshold,
+                "result": str(c["outcome"]),
+            }
+        )
+    return rows
 
 
 def publish_gate_verdict(deployment: str, verdict: dict[str, Any]) -> None:
-    report = str(verdict.get("report", ""))
-    plot_path = verdict.get("plot_path")
-    if plot_path:  # the report links the PNG by file name; inline it for the UI
-        report = report.replace(f"![per-class F1]({Path(plot_path).name})", "")
+    report = inline_plot(str(verdict.get("report", "")), verdict.get("plot_path"))
     create_markdown_artifact(
-        report + _inline_png(plot_path),
+        report,
         key=_key(deployment, "gate-verdict"),
         description=f"Gate verdict for {verdict.get('candidate')}",
     )
-    rows = [
-        {
-            "check": c["name"],
-            "value": c["value"],
-            "threshold": f"{c['comparison']} {c['threshold']}" if c["comparison"] else "",
-            "outcome": c["outcome"],
-            "detail": c["detail"],
-        }
-        for c in verdict.get("checks", [])
-    ]
-    create_table_artifact(rows, key=_key(deployment, "gate-checks"), description="Gate checks")
+    create_table_artifact(
+        gate_check_rows(verdict), key=_key(deployment, "gate-checks"), description="Gate checks"
+    )
 
 
 def publish_promotion(deployment: str, lines: list[str]) -> None:

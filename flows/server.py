@@ -52,6 +52,8 @@ def ensure_prefect_server(settings: Settings, port: int = DEFAULT_PORT) -> Prefe
         return PrefectServer(url, None, started=False)
     env = {**os.environ, "PREFECT_HOME": str(settings.prefect_home)}
     env.pop("PREFECT_API_URL", None)
+    # The UI asks this URL for the API; left unset it says port 4200 whatever --port is.
+    env["PREFECT_UI_API_URL"] = f"{url}/api"
     command = [sys.executable, "-m", "prefect", "server", "start"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     pid = start_detached(

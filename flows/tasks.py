@@ -15,7 +15,7 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import INPUTS
 from prefect.client.schemas.objects import State, TaskRun
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ExitCode
 from conveyor.recipe import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import load_settings
@@ -39,7 +39,7 @@ CACHED = INPUTS - "registry"
 class DataGateFailed(ConveyorError):
     """The data checks failed: the flow stops before training."""
 
-    exit_code = 1
+    exit_code = ExitCode.SAID_NO
 
 
 def _retry_unless_user_error(task: Task[Any, Any], run: TaskRun, state: State[Any]) -> bool:

@@ -1,14 +1,21 @@
-"""The verdict for people: a Markdown report and a PNG of the per-class picture."""
+"""The verdict for people: a Markdown report and a PNG of the weakest classes and top confusions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gates.decide import Evaluation, Verdict
+from conveyor.markdown import code, escape, figure, table
+from gates.decide import Evaluation, GateCheck, Verdict
 
-__all__ = ["markdown_report", "write_plot"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
+__all__ = ["PLOT_ALT", "Confusion", "markdown_report", "top_confusions", "write_plot"]
+
+PLOT_ALT = "weakest classes and top confusions"
 _SHOWN_METRICS = (
     "accuracy",
     "macro_f1",
@@ -24,62 +31,95 @@ _SHOWN_METRICS = (
     "model_size_mb",
 )
 _CLASS_ROWS = 10
+_PLOT_CLASSES = 15
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+@dataclass(frozen=True)
+class Confusion:
+    """``count`` test examples of class ``truth`` were predicted as ``predicted``."""
+
+    truth: str
+    predicted: str
+    count: int
+    share: float  # of the examples of ``truth``
 
 
-def _check_rows(verdict: Verdict) -> list[str]:
-    rows = ["| check | value | threshold | result | detail |", "|---|---|---|---|---|"]
-    for check in verdict.checks:
-        threshold = f"{check.comparison} {_fmt(check.threshold)}" if check.comparison else "-"
-        rows.append(
-            f"| {check.name} | {_fmt(check.value)} | {threshold} "
-            f"| **{check.outcome}** | {check.detail} |"
-        )
-    return rows
+def top_confusions(
+    labels: Sequence[str], matrix: Sequence[Sequence[int]], n: int = _CLASS_ROWS
+) -> list[Confusion]:
+    """The ``n`` largest off-diagonal cells of a confusion matrix, largest first."""
+    found = []
+    for t, row in enumerate(matrix):
+        total = sum(row)
+        for p, count in enumerate(row):
+            if t != p and count > 0:
+                found.append(Confusion(labels[t], labels[p], int(count), count / total))
+    found.sort(key=lambda c: (-c.count, c.truth, c.predicted))
+    return found[:n]
+
+
+def _threshold(check: GateCheck) -> str:
+    return code(f"{check.comparison} {figure(check.threshold)}") if check.comparison else "-"
+
+
+def _checks(verdict: Verdict) -> list[str]:
+    rows = [
+        [
+            code(check.name),
+            figure(check.value),
+            _threshold(check),
+            f"**{check.outcome.upper()}**" if check.failed else escape(check.outcome),
+        ]
+        for check in verdict.checks
+    ]
+    details = [f"- {escape(check.name)}: {escape(check.detail)}" for check in verdict.checks]
+    return [table(["check", "value", "threshold", "result"], rows, right=(1,)), "", *details]
 
 
 def _metric_rows(candidate: Evaluation, champion: Evaluation | None) -> list[str]:
     compared = champion is not None and champion.error is None
-    header = "| metric | candidate | champion | change |" if compared else "| metric | candidate |"
-    rows = [header, "|---|---|---|---|" if compared else "|---|---|"]
+    rows = []
     for name in _SHOWN_METRICS:
         if name not in candidate.metrics:
             continue
         value = candidate.metrics[name]
-        if compared and champion is not None and name in champion.metrics:
-            other = champion.metrics[name]
-            rows.append(f"| {name} | {_fmt(value)} | {_fmt(other)} | {value - other:+.4f} |")
-        else:
-            rows.append(f"| {name} | {_fmt(value)} |" + (" - | - |" if compared else ""))
-    return rows
+        row = [code(name), figure(value)]
+        if compared and champion is not None:
+            other = champion.metrics.get(name)
+            row += ["-", "-"] if other is None else [figure(other), f"{value - other:+.4f}"]
+        rows.append(row)
+    headers = ["metric", "candidate", *(["champion", "change"] if compared else [])]
+    return [table(headers, rows, right=range(1, len(headers)))]
 
 
 def _class_rows(candidate: Evaluation, champion: Evaluation | None) -> list[str]:
     if not candidate.per_class_f1:
         return []
     if champion is None or champion.error is not None or not champion.per_class_f1:
-        worst = sorted(candidate.per_class_f1.items(), key=lambda kv: kv[1])[:_CLASS_ROWS]
-        rows = [
-            "",
-            f"### Weakest classes (F1, {_CLASS_ROWS} lowest)",
-            "",
-            "| class | F1 |",
-            "|---|---|",
-        ]
-        return rows + [f"| {name} | {score:.3f} |" for name, score in worst]
+        worst = sorted(candidate.per_class_f1.items(), key=lambda kv: (kv[1], kv[0]))
+        rows = [[escape(name), f"{score:.3f}"] for name, score in worst[:_CLASS_ROWS]]
+        title = f"### Weakest classes ({len(rows)} lowest F1 of {len(worst)})"
+        return ["", title, "", table(["class", "F1"], rows, right=(1,))]
     shared = set(candidate.per_class_f1) & set(champion.per_class_f1)
-    deltas = sorted(shared, key=lambda c: candidate.per_class_f1[c] - champion.per_class_f1[c])
-    rows = ["", f"### Largest per-class F1 drops ({_CLASS_ROWS})", ""]
-    rows += ["| class | candidate | champion | change |", "|---|---|---|---|"]
+    deltas = sorted(shared, key=lambda c: (candidate.per_class_f1[c] - champion.per_class_f1[c], c))
+    rows = []
     for name in deltas[:_CLASS_ROWS]:
         new, old = candidate.per_class_f1[name], champion.per_class_f1[name]
-        rows.append(f"| {name} | {new:.3f} | {old:.3f} | {new - old:+.3f} |")
-    return rows
+        rows.append([escape(name), f"{new:.3f}", f"{old:.3f}", f"{new - old:+.3f}"])
+    headers = ["class", "candidate", "champion", "change"]
+    title = f"### Largest per-class F1 drops ({len(rows)} of {len(shared)} classes)"
+    return ["", title, "", table(headers, rows, right=(1, 2, 3))]
+
+
+def _confusion_rows(confusions: Sequence[Confusion]) -> list[str]:
+    if not confusions:
+        return []
+    rows = [
+        [escape(c.truth), escape(c.predicted), figure(c.count), f"{c.share:.0%}"]
+        for c in confusions
+    ]
+    headers = ["true class", "predicted as", "examples", "of the class"]
+    return ["", "### Top confusions", "", table(headers, rows, right=(2, 3))]
 
 
 def markdown_report(
@@ -91,23 +131,27 @@ def markdown_report(
     test_size: int,
     samples: Sequence[str] = (),
     plot_name: str | None = None,
+    confusions: Sequence[Confusion] = (),
 ) -> str:
     title = "PASS" if verdict.passed else "FAIL"
-    lines = [f"## Gate verdict for {verdict.candidate}: {title}", "", f"**{verdict.reason}**", ""]
+    lines = [
+        f"## Gate verdict for {escape(verdict.candidate)}: {title}",
+        "",
+        f"**{escape(verdict.reason)}**",
+        "",
+    ]
+    split = f"{code(test_path)} ({test_size:,} examples)"
     if champion is None:
-        lines.append(
-            "No champion: first model of the deployment. "
-            f"Test split: `{test_path}` ({test_size:,} examples)."
-        )
+        lines.append(f"No champion: first model of the deployment. Test split: {split}.")
     else:
         lines.append(
-            f"Champion {champion.version}, evaluated on the same test split `{test_path}` "
-            f"({test_size:,} examples) in this run."
+            f"Champion {escape(champion.version)}, evaluated on the same test split {split} "
+            "in this run."
         )
     if candidate.interval is not None:
         iv = candidate.interval
         lines.append(
-            f"Candidate {verdict.headline_metric}: {iv.estimate:.4f}, "
+            f"Candidate {escape(verdict.headline_metric)}: {iv.estimate:.4f}, "
             f"{iv.confidence:.0%} bootstrap CI "
             f"[{iv.low:.4f}, {iv.high:.4f}] ({iv.samples} resamples)."
         )
@@ -117,20 +161,69 @@ def markdown_report(
             f"Paired gain over the champion: {g.estimate:+.4f}, CI [{g.low:+.4f}, {g.high:+.4f}]"
             + (" — beyond noise." if g.low > 0 else " — within noise.")
         )
-    lines += ["", "### Checks", "", *_check_rows(verdict)]
+    lines += ["", "### Checks", "", *_checks(verdict)]
     if candidate.error is None:
         lines += ["", "### Metrics", "", *_metric_rows(candidate, champion)]
         lines += _class_rows(candidate, champion)
+        lines += _confusion_rows(confusions)
     if samples:
         lines += ["", "### Generation samples (greedy)", ""]
-        lines += [f"- `{sample.strip()[:200]}`" for sample in samples]
+        lines += [f"- {code(sample.strip()[:200])}" for sample in samples]
     if plot_name:
-        lines += ["", f"![per-class F1]({plot_name})"]
+        lines += ["", f"![{PLOT_ALT}]({plot_name})"]
     return "\n".join(lines) + "\n"
 
 
-def write_plot(path: Path, candidate: Evaluation, champion: Evaluation | None) -> Path | None:
-    """Per-class F1 (sorted), candidate against champion; None when there is nothing per class."""
+def _weakest_panel(ax: Axes, candidate: Evaluation, champion: Evaluation | None) -> None:
+    names = sorted(candidate.per_class_f1, key=lambda c: (candidate.per_class_f1[c], c))
+    names = names[:_PLOT_CLASSES][::-1]  # weakest at the top
+    positions = list(range(len(names)))
+    bars = ax.barh(
+        positions,
+        [candidate.per_class_f1[c] for c in names],
+        color="tab:blue",
+        label=candidate.version,
+    )
+    ax.bar_label(bars, fmt="%.2f", padding=3, fontsize=8)
+    if champion is not None and champion.error is None and champion.per_class_f1:
+        ax.scatter(
+            [champion.per_class_f1.get(c, 0.0) for c in names],
+            positions,
+            color="black",
+            marker="|",
+            s=200,
+            label=f"{champion.version} (champion)",
+            zorder=3,
+        )
+    ax.set_yticks(positions, names, fontsize=8)
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("F1 on the test split")
+    ax.set_title(f"{len(names)} weakest of {len(candidate.per_class_f1)} classes (candidate F1)")
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def _confusion_panel(ax: Axes, confusions: Sequence[Confusion]) -> None:
+    shown = list(confusions)[::-1]
+    positions = list(range(len(shown)))
+    bars = ax.barh(positions, [c.count for c in shown], color="tab:red")
+    ax.bar_label(bars, [f"{c.count} ({c.share:.0%})" for c in shown], padding=3, fontsize=8)
+    ax.margins(x=0.15)
+    labels = [f"{c.truth} → {c.predicted}" for c in shown]
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.set_xlabel("test examples")
+    ax.set_title("top confusions: true → predicted (share)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def write_plot(
+    path: Path,
+    candidate: Evaluation,
+    champion: Evaluation | None,
+    confusions: Sequence[Confusion] = (),
+) -> Path | None:
+    """The weakest classes by name (champion marked) and the top confusions; None if no classes."""
     if not candidate.per_class_f1:
         return None
     import matplotlib
@@ -138,38 +231,14 @@ def write_plot(path: Path, candidate: Evaluation, champion: Evaluation | None) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = sorted(candidate.per_class_f1, key=lambda c: candidate.per_class_f1[c])
-    has_champion = champion is not None and champion.error is None and bool(champion.per_class_f1)
-    figure, axes = plt.subplots(
-        1, 2 if has_champion else 1, figsize=(13 if has_champion else 8, 4.5)
-    )
-    first = axes[0] if has_champion else axes
-    positions = range(len(names))
-    first.plot(positions, [candidate.per_class_f1[c] for c in names], label=candidate.version, lw=2)
-    if has_champion and champion is not None:
-        first.plot(
-            positions,
-            [champion.per_class_f1.get(c, 0.0) for c in names],
-            label=champion.version,
-            lw=1,
-            alpha=0.8,
-        )
-        deltas = sorted(
-            candidate.per_class_f1[c] - champion.per_class_f1.get(c, 0.0) for c in names
-        )
-        colors = ["tab:red" if d < 0 else "tab:green" for d in deltas]
-        axes[1].bar(range(len(deltas)), deltas, color=colors, width=1.0)
-        axes[1].axhline(0, color="black", lw=0.8)
-        axes[1].set_title("per-class F1 change, candidate − champion (sorted)")
-        axes[1].set_xlabel("classes")
-        axes[1].set_ylabel("ΔF1")
-    first.set_title(f"per-class F1 ({len(names)} classes, sorted by candidate)")
-    first.set_xlabel("classes")
-    first.set_ylabel("F1")
-    first.set_ylim(0, 1.02)
-    first.legend(loc="lower right")
-    figure.tight_layout()
+    panels = 2 if confusions else 1
+    figure_, axes = plt.subplots(1, panels, figsize=(7 * panels, 5.5))
+    first = axes[0] if panels == 2 else axes
+    _weakest_panel(first, candidate, champion)
+    if confusions:
+        _confusion_panel(axes[1], confusions)
+    figure_.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    figure_.savefig(path, dpi=100)
+    plt.close(figure_)
     return path

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from conveyor.registry import Registry, VersionRecord, VersionStatus
 from conveyor.settings import Settings
 from gates.decide import Evaluation, Verdict, decide
 from gates.evaluate import read_test_set, run_model, score_pair
-from gates.report import markdown_report, write_plot
+from gates.report import markdown_report, top_confusions, write_plot
 from gates.run_generation import ModelSource, base_source, judge_generation_version
 
 __all__ = ["GateOutcome", "evaluate_version", "find_champion"]
@@ -115,7 +115,9 @@ def evaluate_version(
     verdict = decide(candidate, champion, recipe.gates, gain)
 
     folder = _output_dir(settings, record, out_dir)
-    plot = write_plot(folder / "per_class_f1.png", candidate, champion)
+    scores = candidate_run.scores
+    confusions = top_confusions(scores.labels, scores.confusion) if scores else []
+    plot = write_plot(folder / "per_class_f1.png", candidate, champion, confusions)
     report = markdown_report(
         verdict,
         candidate,
@@ -124,6 +126,7 @@ def evaluate_version(
         test_size=len(test.texts),
         samples=candidate_run.samples,
         plot_name=plot.name if plot else None,
+        confusions=confusions,
     )
     report_path = folder / "evaluation.md"
     report_path.write_text(report, encoding="utf-8")
@@ -137,7 +140,8 @@ def evaluate_version(
         "candidate_interval": candidate.interval.as_dict() if candidate.interval else None,
         "test_split": str(test.path),
         "test_size": len(test.texts),
-        "confusion_labels": candidate_run.scores.labels if candidate_run.scores else None,
+        "confusion_labels": scores.labels if scores else None,
+        "top_confusions": [asdict(c) for c in confusions],
     }
     json_path = folder / "evaluation.json"
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")

@@ -27,6 +27,7 @@ _TYPES: dict[str, dict[str, tuple[type, ...]]] = {
 }
 _TYPES["/generate_stream"] = _TYPES["/generate"]
 _REQUIRED = {"/generate": ("prompt",), "/generate_stream": ("prompt",)}
+_NULLABLE = {"/classify": frozenset({"text", "texts"})}  # null there means "not given"
 
 
 def _type_name(types: tuple[type, ...]) -> str:
@@ -48,9 +49,11 @@ def check_body(path: str, content_type: str, body: bytes) -> dict[str, Any]:
         if name not in expected:
             raise RequestError(422, f"unknown field '{name}'", field=name)
         types = expected[name]
-        bad_bool = isinstance(value, bool)
-        if value is not None and (bad_bool or not isinstance(value, types)):
+        if value is None and name in _NULLABLE.get(path, ()):
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
             raise RequestError(422, f"'{name}' must be {_type_name(types)}", field=name)
+        _check_unicode(name, value)
     for name in _REQUIRED.get(path, ()):
         if data.get(name) is None:
             raise RequestError(422, f"'{name}' is required", field=name)
@@ -60,6 +63,18 @@ def check_body(path: str, content_type: str, body: bytes) -> dict[str, Any]:
             if not isinstance(item, str):
                 raise RequestError(422, f"texts[{index}] must be a string", field=f"texts[{index}]")
     return data
+
+
+def _check_unicode(name: str, value: Any) -> None:
+    """A lone surrogate (``"\\ud800"``) parses as JSON but is no text: refuse it here."""
+    items = value if isinstance(value, list) else [value]
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                at = f"{name}[{index}]" if isinstance(value, list) else name
+                raise RequestError(422, f"'{at}' is not valid Unicode text", field=at) from None
 
 
 async def send_error(send: Callable[[Any], Awaitable[None]], exc: RequestError) -> None:

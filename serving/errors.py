@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ExitCode
 
 __all__ = ["ConvergenceError", "PromotionRefused"]
 
@@ -10,10 +10,10 @@ __all__ = ["ConvergenceError", "PromotionRefused"]
 class PromotionRefused(ConveyorError):
     """The version fails to load or fails its smoke set: it never takes traffic."""
 
-    exit_code = 5
+    exit_code = ExitCode.PROMOTION_REFUSED
 
 
 class ConvergenceError(ConveyorError):
     """Some workers did not come to serve the version in time; the message names them."""
 
-    exit_code = 6
+    exit_code = ExitCode.NOT_CONVERGED

@@ -94,6 +94,18 @@ def wait_converged(
         time.sleep(0.1)
 
 
+NO_LIVE_WORKER = "no live worker serves it yet: servers load it when they start"
+
+
+def served_by(workers: list[str]) -> str:
+    """What a finished rollout says about who serves it; never "all 0 workers"."""
+    if not workers:
+        return f"production moved; {NO_LIVE_WORKER}"
+    if len(workers) == 1:
+        return f"the 1 live worker serves it ({workers[0]})"
+    return f"all {len(workers)} live workers serve it"
+
+
 def _finish(
     registry: Registry, rollout: RolloutRecord, workers: list[str], reason: str
 ) -> RolloutRecord:
@@ -186,8 +198,8 @@ def promote(
             [str(rollout.details.get("outcome", rollout.reason))],
         )
     workers = wait_converged(registry, record.deployment, record.version, timeout)
-    notes = [] if workers else ["no live worker: servers load it when they start"]
-    closed = _finish(registry, rollout, workers, f"all {len(workers)} workers serve it")
+    notes = [] if workers else [NO_LIVE_WORKER]
+    closed = _finish(registry, rollout, workers, served_by(workers))
     return Outcome(closed, workers, load_seconds, time.monotonic() - start, notes)
 
 
@@ -223,8 +235,10 @@ def rollback(
         if "refused" in str(exc):
             _abort(registry, rollout, exc)
         raise
-    closed = _finish(registry, rollout, workers, f"rolled back from {current}")
-    return Outcome(closed, workers, load_seconds, time.monotonic() - start)
+    reason = f"rolled back from {current}; {served_by(workers)}"
+    closed = _finish(registry, rollout, workers, reason)
+    notes = [] if workers else [NO_LIVE_WORKER]
+    return Outcome(closed, workers, load_seconds, time.monotonic() - start, notes)
 
 
 def reconcile(registry: Registry, deployment: str, timeout: float = 30.0) -> RolloutRecord | None:
@@ -240,5 +254,5 @@ def reconcile(registry: Registry, deployment: str, timeout: float = 30.0) -> Rol
     if rollout.version != production:
         return None
     workers = wait_converged(registry, deployment, rollout.version, timeout)
-    reason = f"reconciled: all {len(workers)} live workers serve it (its promoter had stopped)"
+    reason = f"reconciled: {served_by(workers)} (its promoter had stopped)"
     return _finish(registry, rollout, workers, reason)

@@ -37,38 +37,66 @@ def _forward(served: Served, texts: list[str], top_k: int) -> list[dict[str, Any
     return classify_texts(served.loaded, texts, top_k, served.max_length)
 
 
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+TEXT_CHARS_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
 class _Metrics:
-    """Prometheus series per model version (created after BentoML set multiprocess mode)."""
+    """Prometheus series per model version (created after BentoML set multiprocess mode).
 
-    def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram
+    ``registry`` is prometheus_client's default one unless a test passes its own.
+    """
 
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Histogram
+
+        into = registry if registry is not None else REGISTRY
         labels = ["deployment", "version", "role", "endpoint"]
         self.requests = Counter(
-            "conveyor_requests", "Requests answered by a model", [*labels, "app"]
+            "conveyor_requests", "Requests answered by a model", [*labels, "app"], registry=into
         )
-        self.errors = Counter("conveyor_errors", "Requests the model failed", [*labels, "app"])
+        self.errors = Counter(
+            "conveyor_errors", "Requests the model failed", [*labels, "app"], registry=into
+        )
         self.latency = Histogram(
             "conveyor_request_seconds",
             "Latency of model requests",
             labels,
             buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            registry=into,
         )
         self.admission = Counter(
             "conveyor_admission",
             "Requests at the edge by app and outcome (ok, unauthorized, forbidden, "
             "rate_limited, quota_exceeded, overloaded)",
             ["deployment", "app", "outcome"],
+            registry=into,
         )
         self.cache = Counter(
             "conveyor_cache_lookups",
             "Prediction cache lookups per text (outcome: hit or miss)",
             ["deployment", "version", "outcome"],
+            registry=into,
         )
         self.texts = Counter(
             "conveyor_predicted_labels",
             "Texts classified, by predicted label (for drift dashboards)",
             ["deployment", "version", "label"],
+            registry=into,
+        )
+        self.confidence = Histogram(
+            "conveyor_prediction_confidence",
+            "Score of the predicted label per text (drift: a falling mean means unsure answers)",
+            ["deployment", "version"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=into,
+        )
+        self.text_chars = Histogram(
+            "conveyor_input_chars",
+            "Length of each classified text in characters (drift: the inputs changed shape)",
+            ["deployment", "version"],
+            buckets=TEXT_CHARS_BUCKETS,
+            registry=into,
         )
 
 
@@ -94,10 +122,10 @@ class Runtime:
         found = self.cache.get_many(served.version, top_k, items)
         missing = [i for i, answer in enumerate(found) if answer is None]
         hits = len(items) - len(missing)
-        if hits:
-            self.metrics.cache.labels(self.deployment, served.version, "hit").inc(hits)
+        # Both series exist from the first lookup, so a hit rate of 0 reads 0, not "no data".
+        self.metrics.cache.labels(self.deployment, served.version, "hit").inc(hits)
+        self.metrics.cache.labels(self.deployment, served.version, "miss").inc(len(missing))
         if missing:
-            self.metrics.cache.labels(self.deployment, served.version, "miss").inc(len(missing))
             texts = [items[i] for i in missing]
             computed = await self.batcher.submit(
                 served, served.version, texts, top_k, served.max_batch_size
@@ -106,8 +134,12 @@ class Runtime:
             for i, answer in zip(missing, computed, strict=True):
                 found[i] = answer
         results = [answer for answer in found if answer is not None]
+        series = (self.deployment, served.version)
         for answer in results:
-            self.metrics.texts.labels(self.deployment, served.version, answer["label"]).inc()
+            self.metrics.texts.labels(*series, answer["label"]).inc()
+            self.metrics.confidence.labels(*series).observe(float(answer["score"]))
+        for text in items:
+            self.metrics.text_chars.labels(*series).observe(len(text))
         self._profile(served, items, results)
         return results
 
@@ -146,8 +178,8 @@ class Runtime:
         series = (self.deployment, version, role, endpoint)
         self.metrics.requests.labels(*series, app).inc()
         self.metrics.latency.labels(*series).observe(seconds)
-        if failed:
-            self.metrics.errors.labels(*series, app).inc()
+        # The error series exists (at 0) from the first request: error rates read 0, not "no data".
+        self.metrics.errors.labels(*series, app).inc(1 if failed else 0)
 
     async def generate(self, served: Served, prompt: str, max_new: int, temperature: float) -> str:
         def run() -> str:

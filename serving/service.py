@@ -25,6 +25,7 @@ apply_offline_environment(SETTINGS)  # before any library can reach the network
 from serving import _timeout  # noqa: E402
 from serving.access import current_app  # noqa: E402
 from serving.edge import EdgeGuard  # noqa: E402
+from serving.openapi import ApiFacts, OpenApiPages  # noqa: E402
 from serving.runtime import Runtime, start_runtime  # noqa: E402
 from serving.validation import RequestError, check_generate, check_texts  # noqa: E402
 
@@ -192,5 +193,25 @@ class Conveyor:
         return self.runtime.status()
 
 
-cast(Any, Conveyor).add_asgi_middleware(EdgeGuard, get_runtime=lambda: _runtime)
+def _api_facts() -> ApiFacts | None:
+    """What the Swagger page documents: this deployment and the version serving now."""
+    if _runtime is None:
+        return None
+    active = _runtime.controller.routing.active
+    if active is None:
+        return ApiFacts(_runtime.deployment, None, None, keys_required=_runtime.gate.required)
+    return ApiFacts(
+        _runtime.deployment,
+        active.version,
+        active.task,
+        max_texts=active.max_texts,
+        max_chars=active.max_chars,
+        max_new_tokens=active.max_new_tokens,
+        keys_required=_runtime.gate.required,
+    )
+
+
+# The first added is outermost: every response, edge refusals too, passes ModelVersionHeader.
 cast(Any, Conveyor).add_asgi_middleware(ModelVersionHeader)
+cast(Any, Conveyor).add_asgi_middleware(OpenApiPages, facts=_api_facts)
+cast(Any, Conveyor).add_asgi_middleware(EdgeGuard, get_runtime=lambda: _runtime)

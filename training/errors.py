@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ExitCode
 
 __all__ = [
     "BaseModelError",
@@ -19,7 +19,7 @@ __all__ = [
 class TrainingError(ConveyorError):
     """Training cannot start or cannot go on."""
 
-    exit_code = 5
+    exit_code = ExitCode.TRAINING_FAILED
 
 
 class BaseModelError(TrainingError):

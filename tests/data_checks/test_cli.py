@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from conveyor.errors import ExitCode
 from conveyor.recipe import Recipe
 from tests.conftest import RECIPES_DIR, REPO_ROOT
 from tests.data_checks.conftest import MakeRecipe
@@ -38,7 +39,7 @@ def test_real_cli_validates_the_demo_recipe(conveyor_home: Path, tmp_path: Path)
         env=dict(os.environ),
         timeout=120,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "great expectations: train (15,100 rows)" in result.stderr  # progress lines
     report = json.loads((out / "validation.json").read_text())
@@ -59,7 +60,7 @@ def test_failed_checks_exit_1_with_one_line_each(
 ) -> None:
     recipe = make_recipe()
     code, output = _invoke(recipe, tmp_path / "out", "--no-drift", "--set", "model.max_length=8")
-    assert code == 1
+    assert code == ExitCode.SAID_NO
     lines = [line for line in output.splitlines() if line.startswith("FAILED ")]
     assert {line.split()[1] for line in lines} == {"train", "validation", "test"}
     assert all("token_truncation" in line for line in lines)
@@ -72,7 +73,7 @@ def test_unusable_input_exits_2_and_still_writes_the_report(
     recipe = make_recipe()
     recipe.data.train.write_text('{"text": "hello", "label": "greeting"}\n{"text": "cut')
     code, output = _invoke(recipe, tmp_path / "out", "--no-drift")
-    assert code == 2
+    assert code == ExitCode.BAD_INPUT
     assert "train.jsonl:2: invalid JSON" in output
     report = json.loads((tmp_path / "out" / "validation.json").read_text())
     assert report["status"] == "unusable" and "train.jsonl:2" in report["error"]

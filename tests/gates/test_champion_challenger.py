@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.errors import ExitCode
 from conveyor.recipe import load_recipe
 from conveyor.registry import Registry, VersionStatus
 from conveyor.settings import Settings
@@ -92,7 +93,7 @@ def test_shuffled_label_candidate_is_rejected_and_production_stays(
     record = registry.resolve(candidate)
     assert record.status == VersionStatus.REJECTED
     assert record.verdict is not None and record.verdict["reason"] == verdict.reason
-    assert "| max_macro_f1_drop |" in record.verdict["report"]
+    assert "| `max_macro_f1_drop` |" in record.verdict["report"]
     assert outcome.report_path.is_file() and outcome.plot_path is not None
     assert outcome.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert outcome.champion is not None
@@ -152,9 +153,9 @@ def test_corrupt_or_missing_artifact_fails_loudly(workspace: dict[str, Any], cha
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
     broken = _register_copy(workspace, champion, corrupt)
     result = _cli(workspace["settings"].home, "evaluate", broken)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == ExitCode.SAID_NO, result.stderr
     assert "Traceback" not in result.stderr
-    assert "**fail: artifact unloadable: cannot load" in result.stdout
+    assert "gate verdict:     fail: artifact unloadable: cannot load" in result.stdout
     assert registry.alias(DEPLOYMENT, "production") == champion
 
     missing = _register_copy(workspace, champion, workspace["root"] / "gone")

@@ -143,7 +143,8 @@ def test_malformed_requests_get_a_4xx_naming_the_field_and_fuzzing_finds_no_500(
 
         schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/docs.json")
         seen: list[int] = []
-        for path in ("/classify", "/generate", "/generate_stream"):
+        documented = schema.raw_schema["paths"]  # a classifier documents /classify only
+        for path in [p for p in ("/classify", "/generate", "/generate_stream") if p in documented]:
             operation = schema[path]["POST"]
             modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
             for mode in modes:

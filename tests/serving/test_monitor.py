@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pandas as pd
 import pytest
 
+from conveyor.errors import ExitCode
 from conveyor.registry import Registry, WorkerRecord
 from conveyor.settings import Settings
 from data_checks import PROFILE_KEY, data_profile
@@ -203,7 +204,7 @@ def test_shifted_live_traffic_emits_the_drift_event(
     promote(registry, version, canary_percent=0, timeout=5)
     with running_server(settings) as server:
         short = _monitor_cli()
-        assert short.returncode == 0, short.stdout + short.stderr
+        assert short.returncode == ExitCode.OK, short.stdout + short.stderr
         assert "not judged: 0 of 20" in short.stdout
         for _ in range(30):  # one long text of one kind: one predicted label, one length bin
             assert classify(server.port, LONG_TEXT)[0] == 200
@@ -214,7 +215,7 @@ def test_shifted_live_traffic_emits_the_drift_event(
             assert port is not None
             result = _monitor_cli("--prefect-port", str(port))
             events = _drift_events(since)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == ExitCode.SAID_NO, result.stdout + result.stderr
     assert "DRIFT" in result.stdout and "length_psi" in result.stdout
     (entry,) = [e for e in registry.audit_log(DEPLOYMENT) if e.action == "drift.detected"]
     assert entry.version == version and "length_psi" in entry.reason

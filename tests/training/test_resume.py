@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.errors import ExitCode
 from conveyor.recipe import load_recipe
 from conveyor.registry import open_registry
 from conveyor.settings import Settings
@@ -104,6 +105,6 @@ def test_resume_without_checkpoints_says_so(make_recipe: RecipeFactory, tmp_path
         text=True,
         timeout=120,
     )
-    assert result.returncode == 5
+    assert result.returncode == ExitCode.TRAINING_FAILED
     assert result.stderr.strip().splitlines()[-1].startswith("error: --resume: no checkpoints in")
     assert "Traceback" not in result.stderr

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from conveyor.registry import Registry
+from conveyor.errors import ExitCode
+from conveyor.registry import Registry, RolloutState
 from tests.conftest import RECIPES_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -56,7 +58,7 @@ def test_recipe_check_names_a_misspelt_key(conveyor_home: Path, tmp_path: Path) 
     bad.write_text(text.replace("../data", str(REPO_ROOT / "data")))
     result = conveyor("recipe", "check", str(bad))
     assert_one_line_error(result, str(bad), "training.batch_sise", "did you mean 'batch_size'")
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.BAD_INPUT
 
 
 def test_recipe_check_names_a_missing_file_and_a_wrong_type(
@@ -104,7 +106,7 @@ def test_models_commands_read_the_registry(conveyor_home: Path, settings: object
 
     missing = conveyor("models", "show", "intents:v9")
     assert_one_line_error(missing, "no version intents:v9")
-    assert missing.returncode == 3
+    assert missing.returncode == ExitCode.NOT_FOUND
     assert_one_line_error(conveyor("models", "show", "not a ref"), "not a version reference")
 
 
@@ -132,3 +134,73 @@ def test_the_cli_sets_the_offline_environment(conveyor_home: Path) -> None:
     }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.stdout.split() == ["1", "True", "false"]
+
+
+def _registry(conveyor_home: Path) -> Registry:
+    return Registry.from_url(f"sqlite:///{conveyor_home / 'registry.db'}", actor="tester")
+
+
+def test_status_json_is_plain_json_with_the_rollout_as_an_object(conveyor_home: Path) -> None:
+    registry = _registry(conveyor_home)
+    v1 = registry.register_version(
+        "intents", task="classification", base_model="minilm", recipe={}
+    ).version
+    rollout = registry.start_rollout(
+        "intents", v1, kind="promote", reason=f"promote {v1}", expected=None
+    )
+    registry.finish_rollout(rollout.id, RolloutState.COMPLETED, reason="by hand")
+    registry.close()
+
+    result = conveyor("status", "intents", "--json")
+    assert result.returncode == ExitCode.OK, result.stderr
+    [view] = json.loads(result.stdout)
+    assert view["production"] == v1 and view["workers"] == []
+    assert view["rollout"]["state"] == "completed" and view["rollout"]["kind"] == "promote"
+    assert view["rollout"]["version"] == v1 and view["rollout"]["previous"] is None
+    datetime.fromisoformat(view["rollout"]["started_at"])  # ISO 8601, not a repr
+
+    text = conveyor("status", "intents")
+    assert text.returncode == ExitCode.OK
+    assert text.stdout.startswith(f"intents: production {v1}\n")
+    assert "no live worker: nothing is serving requests" in text.stdout
+
+
+def test_status_of_an_unknown_deployment_is_not_found(conveyor_home: Path) -> None:
+    registry = _registry(conveyor_home)
+    registry.register_version("intents", task="classification", base_model="minilm", recipe={})
+    registry.close()
+    result = conveyor("status", "nosuch")
+    assert_one_line_error(result, "no deployment 'nosuch'", "deployments: intents")
+    assert result.returncode == ExitCode.NOT_FOUND
+    assert result.stdout == ""
+
+
+def test_models_show_prints_metrics_and_the_verdict_as_tables(conveyor_home: Path) -> None:
+    from gates.decide import GateCheck, Verdict
+
+    registry = _registry(conveyor_home)
+    metrics = {"test_accuracy": 0.9413333333333334, "test_p99_ms_batch1": 12.345678, "steps": 400}
+    version = registry.register_version(
+        "intents", task="classification", base_model="minilm", recipe={}, metrics=metrics
+    ).version
+    check = GateCheck("min_accuracy", 0.9413333333333334, 0.85, ">=", "pass", "accuracy ok")
+    verdict = Verdict(version, None, True, "first model passes its gates", [check], "accuracy")
+    payload = {
+        **verdict.as_dict(),
+        "report": "## Gate verdict\n\n**pass**\n\n![per-class F1](per_class_f1.png)\n",
+        "report_path": "/reports/evaluation.md",
+    }
+    registry.update_version(version, verdict=payload)
+    registry.close()
+
+    shown = conveyor("models", "show", version)
+    assert shown.returncode == ExitCode.OK, shown.stderr
+    out = shown.stdout
+    assert "![" not in out and "**" not in out and "0.94133" not in out
+    lines = out.splitlines()
+    assert lines[lines.index("metrics:") + 1].split() == ["metric", "value"]
+    assert "  test_accuracy       0.9413" in lines
+    assert "  test_p99_ms_batch1  12.3" in lines
+    assert "gate verdict:     PASS: first model passes its gates" in lines
+    assert "  min_accuracy  0.9413  >= 0.8500  pass" in lines
+    assert "report:           /reports/evaluation.md" in lines
