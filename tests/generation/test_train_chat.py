@@ -79,7 +79,8 @@ def test_a_lora_run_registers_an_adapter_version_that_is_gated_against_its_base(
     outcome = evaluate_version(registry, settings, "tiny-e2e:v1", against="production")
     assert outcome.verdict.champion == f"{base} (base, zero-shot)"
     shown = render_version(registry.resolve("tiny-e2e:v1"), registry.aliases("tiny-e2e"))
-    assert "gate verdict:" in shown and "# Gate verdict: tiny-e2e:v1" in shown
+    assert "gate verdict:" in shown and "(base, zero-shot)" in shown
+    assert str(outcome.report_path) in shown
     assert "base model:       " + str(base) in shown
 
 
