@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from conveyor.recipe.schema import ChecksSection, Recipe, Task
+from conveyor.recipe.schema import ChecksSection, DataFormat, Recipe, Task
 from conveyor.splits import DataError, fingerprint_splits, read_split
 from data_checks import checks as data_gates
-from data_checks.drift import compare_profiles
+from data_checks.drift_report import attach_drift
 from data_checks.expectations import ge_version, run_suite
 from data_checks.reference import Reference
 from data_checks.report import Check, Outcome, Report, Status
@@ -28,6 +28,7 @@ from data_checks.stats import (
 )
 from data_checks.suites import suite_for
 from data_checks.tokens import MAX_TOKENIZED_ROWS, TokenCounter, token_counter
+from data_checks.validate_chat import chat_token_counter, validate_chat
 
 __all__ = ["validate", "validate_recipe"]
 
@@ -167,42 +168,28 @@ def validate(
         report.profile = data_profile(frames["train"], text_field, label if has_label else None)
     report.timings["pandas_checks_s"] = round(time.perf_counter() - started, 3)
 
-    _drift(report, reference, checks)
+    attach_drift(report, reference, checks)
     report.timings["total_s"] = round(sum(report.timings.values()), 3)
     report.great_expectations = ge_version()
     return report
-
-
-def _drift(report: Report, reference: Reference | None, checks: ChecksSection) -> None:
-    if reference is None:
-        report.drift = {"compared": False, "why": "no version serves this deployment yet"}
-        return
-    if report.profile is None:
-        report.drift = {"compared": False, "why": "train has no text column"}
-        return
-    try:
-        result = compare_profiles(reference.profile, report.profile)
-    except ValueError as exc:
-        report.drift = {"compared": False, "why": f"reference profile unusable: {exc}"}
-        return
-    report.drift = {
-        "compared": True,
-        "reference": reference.version,
-        "reference_source": reference.source,
-        "label_psi": result.label_psi,
-        "length_psi": result.length_psi,
-        "new_labels": result.new_labels,
-        "missing_labels": result.missing_labels,
-        "largest_label_shifts": result.largest_shifts,
-    }
-    for check in data_gates.check_drift(result, checks.drift, reference.version):
-        report.add(check)
 
 
 def validate_recipe(
     recipe: Recipe, reference: Reference | None = None, progress: Progress | None = None
 ) -> Report:
     """:func:`validate` with the recipe flattened into its plain arguments."""
+    if recipe.data.format is DataFormat.CHAT:
+        tokens, method = chat_token_counter(recipe.model.base)
+        return validate_chat(
+            recipe.data.splits(),
+            deployment=recipe.name,
+            checks=recipe.checks,
+            max_length=recipe.model.max_length,
+            tokens=tokens,
+            method=method,
+            reference=reference,
+            progress=progress,
+        )
     return validate(
         recipe.data.splits(),
         deployment=recipe.name,

@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.recipe import recipe_from_dict
+from conveyor.recipe import Recipe, recipe_from_dict
+from conveyor.recipe.schema import DataFormat
 from conveyor.registry import Registry, VersionRecord, VersionStatus
 from conveyor.settings import Settings
 from gates.decide import Evaluation, Verdict, decide
 from gates.evaluate import read_test_set, run_model, score_pair
 from gates.report import markdown_report, top_confusions, write_plot
+from gates.run_generation import ModelSource, base_source, judge_generation_version
 
 __all__ = ["GateOutcome", "evaluate_version", "find_champion"]
 
@@ -97,6 +99,8 @@ def evaluate_version(
     record = registry.resolve(ref)
     recipe = recipe_from_dict(record.recipe, overrides, source=f"recipe of {record.version}")
     champion_record = find_champion(registry, record, against)
+    if recipe.data.format is DataFormat.CHAT:
+        return _evaluate_generation(registry, settings, record, recipe, champion_record, out_dir)
     test = read_test_set(recipe)
     log.info("evaluating %s on %s (%d examples)", record.version, test.path, len(test.texts))
     max_length = recipe.model.max_length
@@ -143,3 +147,39 @@ def evaluate_version(
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     _record(registry, record, verdict, candidate, payload)
     return GateOutcome(verdict, candidate, champion, report, report_path, plot, json_path)
+
+
+def _evaluate_generation(
+    registry: Registry,
+    settings: Settings,
+    record: VersionRecord,
+    recipe: Recipe,
+    champion_record: VersionRecord | None,
+    out_dir: Path | None,
+) -> GateOutcome:
+    """Chat recipes: generated answers judged; the base model, zero-shot, when none serves."""
+    candidate = ModelSource(record.version, record.artifact_uri, record.content_sha256)
+    if champion_record is None:
+        champion = base_source(recipe.model.base, settings.cache_dir)
+    else:
+        champion = ModelSource(
+            champion_record.version, champion_record.artifact_uri, champion_record.content_sha256
+        )
+    log.info("evaluating %s against %s on generated answers", record.version, champion.name)
+    outcome = judge_generation_version(recipe, candidate, champion, settings.cache_dir)
+    folder = _output_dir(settings, record, out_dir)
+    report_path = folder / "evaluation.md"
+    report_path.write_text(outcome.report, encoding="utf-8")
+    payload = {**outcome.payload, "report": outcome.report, "report_path": str(report_path)}
+    json_path = folder / "evaluation.json"
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    _record(registry, record, outcome.verdict, outcome.candidate, payload)
+    return GateOutcome(
+        outcome.verdict,
+        outcome.candidate,
+        outcome.champion,
+        outcome.report,
+        report_path,
+        None,
+        json_path,
+    )

@@ -39,7 +39,8 @@ class Packaged:
 
 
 def _servable_files(folder: Path) -> list[Path]:
-    if not (folder / "model.safetensors").is_file():
+    weights = ("model.safetensors", "adapter_model.safetensors")  # a LoRA version: the adapter
+    if not any((folder / name).is_file() for name in weights):
         raise ArtifactError(f"artifact incomplete: no model.safetensors in {folder}")
     pickled = [p.name for p in folder.iterdir() if p.suffix in REFUSED_SUFFIXES]
     if pickled:

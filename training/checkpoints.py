@@ -168,11 +168,18 @@ def _prune(directory: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _frozen(engine: Any) -> bool:
+    return any(not p.requires_grad for p in engine.module.parameters())
+
+
 def save_checkpoint(engine: Any, directory: Path, state: TrainState, keep: int = 2) -> Path:
     """Save through the engine (every rank must call this), keep the newest ``keep``."""
     tag = f"{_TAG_PREFIX}{state.step:08d}"
     client = {"conveyor": asdict(state), "rng": _rng_state()}
-    engine.save_checkpoint(str(directory), tag=tag, client_state=client)
+    # Frozen weights (the base under LoRA adapters) never change: they are not saved again.
+    engine.save_checkpoint(
+        str(directory), tag=tag, client_state=client, exclude_frozen_parameters=_frozen(engine)
+    )
     if engine.global_rank == 0:
         _prune(directory, keep)
     log.info("checkpoint saved: %s", directory / tag)
@@ -185,7 +192,10 @@ def load_checkpoint(engine: Any, directory: Path) -> tuple[TrainState, Path]:
     if tag is None:
         raise ResumeError(f"--resume: no complete checkpoint in {directory}; run without --resume")
     use_weights_only_loading(engine)
-    path, client = engine.load_checkpoint(str(directory), tag=tag.name)
+    frozen = _frozen(engine)
+    path, client = engine.load_checkpoint(
+        str(directory), tag=tag.name, load_module_strict=not frozen
+    )
     if path is None or client is None or "conveyor" not in client:
         raise ResumeError(f"--resume: {tag} could not be loaded; run without --resume")
     _restore_rng(client["rng"])

@@ -56,10 +56,15 @@ class LabelMap:
 
 @dataclass(frozen=True)
 class Encoded:
-    """Token ids per example; ``labels`` holds class ids (empty for causal LM)."""
+    """Token ids per example; ``labels`` holds class ids (empty for causal LM).
+
+    ``token_labels`` (chat data) holds a label per token, -100 where no loss is wanted;
+    without it a causal LM learns every token.
+    """
 
     input_ids: list[list[int]]
     labels: list[int]
+    token_labels: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -69,7 +74,8 @@ class Encoded:
         return [len(ids) for ids in self.input_ids]
 
     def take(self, count: int) -> Encoded:
-        return Encoded(self.input_ids[:count], self.labels[:count])
+        tokens = self.token_labels[:count] if self.token_labels is not None else None
+        return Encoded(self.input_ids[:count], self.labels[:count], tokens)
 
 
 def read_texts(path: Path, text_field: str, label_field: str | None) -> tuple[list[str], list[str]]:
@@ -144,6 +150,11 @@ def collate(data: Encoded, indices: Sequence[int], pad_id: int) -> dict[str, tor
     batch = {"input_ids": input_ids, "attention_mask": attention}
     if data.labels:
         batch["labels"] = torch.tensor([data.labels[i] for i in indices], dtype=torch.long)
+    elif data.token_labels is not None:
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for r, i in enumerate(indices):
+            labels[r, : len(data.token_labels[i])] = torch.tensor(data.token_labels[i])
+        batch["labels"] = labels
     else:
         batch["labels"] = input_ids.masked_fill(attention == 0, -100)
     return batch

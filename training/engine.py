@@ -172,6 +172,9 @@ def build_optimizer(
     ]
     if head:
         groups.append({"params": head, "weight_decay": 0.0, "lr": lr * head_lr_multiplier})
+    # An empty group (LoRA trains no norms or biases) is dropped by DeepSpeed's wrapper, which
+    # would leave the LR schedule with one factor per group too many.
+    groups = [group for group in groups if group["params"]]
     on_gpu = next(model.parameters()).is_cuda
     return torch.optim.AdamW(groups, lr=lr, fused=on_gpu or None, foreach=None if on_gpu else True)
 

@@ -19,13 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from conveyor.model_folder import register_model_folder, write_model_folder
+from conveyor.model_folder import base_ref_for, register_model_folder, write_model_folder
 from conveyor.offline import apply_offline_environment
+from conveyor.pretrained import resolve_pretrained
 from conveyor.recipe import Recipe, Task
+from conveyor.recipe.schema import DataFormat
 from conveyor.registry import Registry, VersionStatus, open_registry
 from conveyor.settings import Settings
 from conveyor.splits import fingerprint_splits
 from training import engine as ds
+from training.chat_data import encode_chat, read_chat
 from training.checkpoints import TrainState, load_checkpoint, resume_problem, write_run_meta
 from training.data import (
     Encoded,
@@ -36,6 +39,7 @@ from training.data import (
 )
 from training.errors import ResumeError
 from training.loop import FitResult, LoopSettings, fit
+from training.lora import LoraSettings, wrap_with_lora
 from training.modeling import (
     TINY_GPT2,
     build_causal_lm,
@@ -104,8 +108,13 @@ def _causal_tokenizer(recipe: Recipe, texts: list[str], saved: Path) -> Any:
 def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
     """Read and tokenize the splits and build the model the recipe names."""
     data, max_length = recipe.data, recipe.model.max_length
-    train_texts, train_labels = read_texts(data.train, data.text_field, data.label_field)
-    val_texts, val_labels = read_texts(data.validation, data.text_field, data.label_field)
+    train_texts: list[str] = []
+    val_texts: list[str] = []
+    train_labels: list[str] = []
+    val_labels: list[str] = []
+    if data.format is not DataFormat.CHAT:
+        train_texts, train_labels = read_texts(data.train, data.text_field, data.label_field)
+        val_texts, val_labels = read_texts(data.validation, data.text_field, data.label_field)
     _seed_everything(recipe.training.seed)
     if recipe.task is Task.CLASSIFICATION:
         labels = LabelMap.from_labels(train_labels)
@@ -121,8 +130,18 @@ def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
         overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
         tokenizer = _causal_tokenizer(recipe, train_texts, work_dir / "tokenizer")
         model = build_causal_lm(recipe.model.base, tokenizer, max_length, overrides)
-        train = encode_causal_lm(tokenizer, train_texts, max_length)
-        validation = encode_causal_lm(tokenizer, val_texts, max_length)
+        if recipe.data.format is DataFormat.CHAT:
+            train = encode_chat(tokenizer, read_chat(data.train), max_length).data
+            validation = encode_chat(
+                tokenizer, read_chat(data.validation), max_length, "validation"
+            ).data
+        else:
+            train = encode_causal_lm(tokenizer, train_texts, max_length)
+            validation = encode_causal_lm(tokenizer, val_texts, max_length)
+        lora = recipe.training.lora
+        if lora.enabled:
+            adapters = LoraSettings(lora.r, lora.alpha, lora.dropout, tuple(lora.target_modules))
+            model = wrap_with_lora(model, adapters, recipe.model.base)
         label_names = None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Prepared(tokenizer, model, train, validation, label_names, int(pad_id))
@@ -260,6 +279,13 @@ def _publish(
     state_dict: dict[str, Any] | None,
     registry: Registry | None,
 ) -> TrainResult:
+    lineage: dict[str, Any] = {"data_fingerprint": fingerprint, "base_model": recipe.model.base}
+    base = None
+    if recipe.training.lora.enabled:
+        base, _ = base_ref_for(recipe.model.base, settings.cache_dir)
+        lineage |= {"base_sha256": base.sha256, "base_hash_of": base.hash_of}
+    elif (converted := resolve_pretrained(recipe.model.base, settings.cache_dir)) is not None:
+        lineage |= {"base_sha256": converted.source_sha256, "base_hash_of": "source"}
     model_dir = write_model_folder(
         settings.models_dir,
         recipe.name,
@@ -268,8 +294,9 @@ def _publish(
         label_names=prepared.label_names,
         metrics={**metrics, "history": result.state.history},
         recipe=recipe.model_dump(mode="json"),
-        lineage={"data_fingerprint": fingerprint, "base_model": recipe.model.base},
+        lineage=lineage,
         state_dict=state_dict,
+        base=base,
     )
     own_registry = registry is None
     reg = open_registry(settings) if registry is None else registry

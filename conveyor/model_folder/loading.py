@@ -11,9 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.model_folder.adapter import load_adapter_model
 from conveyor.model_folder.errors import ArtifactError, first_line
 from conveyor.model_folder.hashing import verify_content
-from conveyor.model_folder.manifest import Manifest, ModelKind, kind_for_task, read_manifest
+from conveyor.model_folder.manifest import (
+    BaseRef,
+    Manifest,
+    ModelKind,
+    kind_for_task,
+    read_manifest,
+)
 
 __all__ = ["LoadedModel", "load_model"]
 
@@ -26,6 +33,7 @@ class LoadedModel:
     tokenizer: Any
     label_names: tuple[str, ...] | None
     kind: ModelKind = ModelKind.CLASSIFIER
+    base: BaseRef | None = None  # the base under a LoRA adapter
 
 
 def _label_names(folder: Path, config: Any) -> tuple[str, ...]:
@@ -50,7 +58,8 @@ def _checked_folder(folder: Path | str | None, expected_sha256: str | None) -> P
     path = Path(folder)
     if not path.is_dir():
         raise ArtifactError(f"artifact missing: {path} does not exist")
-    if not (path / "model.safetensors").is_file():
+    weights = ("model.safetensors", "adapter_model.safetensors")
+    if not any((path / name).is_file() for name in weights):
         raise ArtifactError(f"artifact incomplete: no model.safetensors in {path}")
     if expected_sha256:
         verify_content(path, expected_sha256)
@@ -67,13 +76,18 @@ def _manifest_for(path: Path, task: str | None) -> Manifest:
 
 
 def load_model(
-    folder: Path | str | None, task: str | None = None, *, expected_sha256: str | None = None
+    folder: Path | str | None,
+    task: str | None = None,
+    *,
+    expected_sha256: str | None = None,
+    cache_dir: Path | None = None,
 ) -> LoadedModel:
     """Load for inference (eval mode, CPU, local files only).
 
     With ``expected_sha256`` (the hash registered with the version) the folder is checked
     first, so a folder changed by a single bit is refused. ``task``, when given, must match
-    the kind the folder says it holds.
+    the kind the folder says it holds. A LoRA adapter is loaded on its base, found in
+    ``cache_dir`` (default: the settings' cache) for a built-in base.
     """
     from transformers import (
         AutoModelForCausalLM,
@@ -82,11 +96,15 @@ def load_model(
     )
 
     path = _checked_folder(folder, expected_sha256)
-    kind = _manifest_for(path, task).kind
+    manifest = _manifest_for(path, task)
+    kind = manifest.kind
     causal = kind is ModelKind.CAUSAL_LM
     auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+    if kind is ModelKind.LORA_ADAPTER:
+        model = load_adapter_model(path, manifest.base, cache_dir or _default_cache_dir())
     try:
-        model = auto.from_pretrained(path, local_files_only=True, use_safetensors=True)
+        if kind is not ModelKind.LORA_ADAPTER:
+            model = auto.from_pretrained(path, local_files_only=True, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # transformers and safetensors raise many types for a bad folder
         raise ArtifactError(f"cannot load {path}: {first_line(exc)}") from exc
@@ -94,4 +112,10 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     names = _label_names(path, model.config) if kind is ModelKind.CLASSIFIER else None
-    return LoadedModel(path, kind.task, model, tokenizer, names, kind)
+    return LoadedModel(path, kind.task, model, tokenizer, names, kind, manifest.base)
+
+
+def _default_cache_dir() -> Path:
+    from conveyor.settings import Settings
+
+    return Settings().cache_dir

@@ -16,6 +16,7 @@ from conveyor.model_folder.errors import ArtifactError, first_line
 
 __all__ = [
     "FORMAT_VERSION",
+    "BaseRef",
     "MANIFEST_FILE",
     "Manifest",
     "ModelKind",
@@ -31,11 +32,30 @@ FORMAT_VERSION = 1
 class ModelKind(StrEnum):
     CLASSIFIER = "classifier"
     CAUSAL_LM = "causal-lm"
+    LORA_ADAPTER = "lora-adapter"  # a causal LM as LoRA weights on a base named by hash
 
     @property
     def task(self) -> str:
         """The recipe task this kind serves (``classification`` or ``causal-lm``)."""
         return "classification" if self is ModelKind.CLASSIFIER else "causal-lm"
+
+    @property
+    def is_generative(self) -> bool:
+        return self is not ModelKind.CLASSIFIER
+
+
+class BaseRef(BaseModel):
+    """The base model a LoRA adapter needs: its name and the SHA-256 that identifies it.
+
+    For a built-in base (``smollm2-135m-instruct``) the hash is that of the file it is
+    converted from (the GGUF); for a base given as a folder, the folder's content hash.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    sha256: str
+    hash_of: str = "folder"  # "folder" (content_sha256) or "source" (the built-in's file)
 
 
 class Manifest(BaseModel):
@@ -47,6 +67,7 @@ class Manifest(BaseModel):
     kind: ModelKind
     files: dict[str, str] = Field(default_factory=dict)  # name -> SHA-256, the manifest aside
     inferred: bool = False  # True when read from a folder older than the manifest
+    base: BaseRef | None = None  # kind lora-adapter only
 
 
 def kind_for_task(task: str) -> ModelKind:
@@ -57,10 +78,13 @@ def kind_for_task(task: str) -> ModelKind:
     raise ArtifactError(f"no model-folder kind for task {task!r}")
 
 
-def write_manifest(folder: Path, kind: ModelKind, files: dict[str, str]) -> None:
+def write_manifest(
+    folder: Path, kind: ModelKind, files: dict[str, str], base: BaseRef | None = None
+) -> None:
     """Write the manifest last: ``files`` are the SHA-256 of every other file of the folder."""
-    manifest = Manifest(kind=kind, files=files)
-    payload = manifest.model_dump(mode="json", exclude={"inferred"})
+    manifest = Manifest(kind=kind, files=files, base=base)
+    exclude = {"inferred"} if base is not None else {"inferred", "base"}
+    payload = manifest.model_dump(mode="json", exclude=exclude)
     (folder / MANIFEST_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import yaml
 
 from conveyor.model_folder.hashing import file_hashes
-from conveyor.model_folder.manifest import ModelKind, write_manifest
+from conveyor.model_folder.manifest import BaseRef, ModelKind, write_manifest
 
 __all__ = ["MODEL_FILES", "write_model_folder"]
 
+_ADAPTER = ("adapter_config.json", "adapter_model.safetensors")
 MODEL_FILES = (
     "model.safetensors",
     "config.json",
@@ -35,7 +36,8 @@ MODEL_FILES = (
 
 def _folder_name(folder: Path) -> str:
     digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors", "label_map.json"):
+    names = ("config.json", "model.safetensors", "label_map.json", *_ADAPTER, "base.json")
+    for name in names:
         path = folder / name
         if path.is_file():
             digest.update(name.encode())
@@ -60,16 +62,22 @@ def write_model_folder(
     recipe: dict[str, Any],
     lineage: dict[str, Any],
     state_dict: dict[str, Any] | None = None,
+    base: BaseRef | None = None,
 ) -> Path:
     """Write into a staging folder, then rename it to its hash (atomic on one disk).
 
-    ``label_names`` makes it a classifier; without them it is a causal LM.
+    ``label_names`` makes it a classifier; without them it is a causal LM; with ``base``
+    (``model`` being a peft model) it is a LoRA adapter on that base: adapter weights only.
     """
     parent = models_dir / deployment
     staging = parent / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
-        model.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
+        if base is not None:
+            model.save_pretrained(str(staging), safe_serialization=True)
+            _dump(staging / "base.json", base.model_dump(mode="json"))
+        else:
+            model.save_pretrained(staging, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         if label_names is not None:
             _dump(staging / "label_map.json", {name: i for i, name in enumerate(label_names)})
@@ -77,7 +85,9 @@ def write_model_folder(
         _dump(staging / "lineage.json", lineage)
         (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         kind = ModelKind.CLASSIFIER if label_names is not None else ModelKind.CAUSAL_LM
-        write_manifest(staging, kind, file_hashes(staging))
+        if base is not None:
+            kind = ModelKind.LORA_ADAPTER
+        write_manifest(staging, kind, file_hashes(staging), base)
         final = parent / _folder_name(staging)
         if final.exists():
             shutil.rmtree(staging)

@@ -89,6 +89,11 @@ def _resolve_paths(raw: dict[str, Any], recipe_dir: Path, touched: set[tuple[str
             if isinstance(value, str) and value:
                 base = Path.cwd() if ("data", key) in touched else recipe_dir
                 data[key] = str((base / value).expanduser().resolve())
+    gates = raw.get("gates")
+    generation = gates.get("generation") if isinstance(gates, dict) else None
+    if isinstance(generation, dict) and isinstance(generation.get("golden"), str):
+        anchor = Path.cwd() if ("gates", "generation", "golden") in touched else recipe_dir
+        generation["golden"] = str((anchor / generation["golden"]).expanduser().resolve())
     model = raw.get("model")
     if isinstance(model, dict):
         base_value = model.get("base")
@@ -147,6 +152,9 @@ def _check_files(recipe: Recipe) -> list[str]:
         elif path.suffix.lower() not in SPLIT_SUFFIXES:
             wanted = ", ".join(SPLIT_SUFFIXES)
             problems.append(f"data.{split}: unsupported format '{path.suffix}' (use {wanted})")
+    golden = recipe.gates.generation.golden
+    if golden is not None and not golden.is_file():
+        problems.append(f"gates.generation.golden: file not found: {golden}")
     base = recipe.model.base
     if base not in BUILTIN_MODELS:
         path = Path(base)

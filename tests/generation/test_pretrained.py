@@ -1,0 +1,86 @@
+"""The real SmolLM2 GGUF converts once to safetensors, is cached by its hash, and answers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from conveyor.pretrained import (
+    SMOLLM2,
+    cached_build,
+    file_sha256,
+    resolve_pretrained,
+    smollm2_gguf,
+)
+
+
+def _slow_build(folder: Path) -> None:
+    (folder / "weights.bin").write_bytes(b"x" * 1000)
+    time.sleep(0.5)  # both racers are inside their build at once
+
+
+def _race(root: str, source: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    built = cached_build(Path(root), "thing", Path(source), _slow_build)
+    queue.put(str(built.path))
+
+
+@pytest.mark.unit
+def test_two_processes_building_at_once_leave_one_whole_folder(tmp_path: Path) -> None:
+    source = tmp_path / "source.gguf"
+    source.write_bytes(b"model bytes")
+    root = tmp_path / "cache"
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    racers = [context.Process(target=_race, args=(str(root), str(source), queue)) for _ in "ab"]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=30)
+    assert [racer.exitcode for racer in racers] == [0, 0]
+    paths = {queue.get(timeout=5), queue.get(timeout=5)}
+    assert len(paths) == 1
+    folder = Path(paths.pop())
+    assert [p.name for p in root.iterdir()] == [folder.name]  # no temporary folder left
+    assert folder.name == f"thing-{file_sha256(source)[:16]}"
+    assert (folder / "weights.bin").stat().st_size == 1000
+    marker = json.loads((folder / "conveyor-base.json").read_text())
+    assert marker["source_sha256"] == file_sha256(source)
+
+    calls: list[Path] = []
+    again = cached_build(root, "thing", source, calls.append)
+    assert again.path == folder and calls == []  # cached: not built again
+    source.write_bytes(b"other model bytes")  # new content, new hash, new folder
+    assert cached_build(root, "thing", source, _slow_build).path != folder
+
+
+@pytest.mark.unit
+def test_other_bases_are_not_built_ins(tmp_path: Path) -> None:
+    assert resolve_pretrained("minilm", tmp_path) is None
+    assert not (tmp_path / "base-models").exists()
+
+
+@pytest.mark.integration
+def test_the_real_gguf_converts_to_a_folder_that_answers(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    assert gguf.stat().st_size > 50_000_000
+    converted = resolve_pretrained(SMOLLM2, tmp_path)
+    assert converted is not None and converted.source_sha256 == file_sha256(gguf)
+    assert converted.path.parent == tmp_path / "base-models"
+
+    tokenizer = AutoTokenizer.from_pretrained(converted.path)
+    model = AutoModelForCausalLM.from_pretrained(converted.path, dtype=torch.float32)
+    assert sum(p.numel() for p in model.parameters()) > 130_000_000
+    question = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    prompt = tokenizer.apply_chat_template(question, add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=12, do_sample=False)
+    answer = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    assert "Paris" in answer
