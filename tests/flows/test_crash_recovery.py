@@ -163,6 +163,6 @@ def test_killed_during_promotion_the_registry_and_the_server_agree(
     newest = registry.rollouts(DEPLOYMENT, limit=1)[0]
     if outcome.get("reconciled"):
         assert newest.state == RolloutState.COMPLETED
-        assert str(newest.details["outcome"]).startswith("reconciled: all 1 live workers")
+        assert str(newest.details["outcome"]).startswith("reconciled: the 1 live worker serves it")
     assert not newest.state.open
     assert _served_version(server.url) == f"{DEPLOYMENT}:v2"
