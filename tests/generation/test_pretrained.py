@@ -20,7 +20,7 @@ from conveyor.pretrained import (
 
 def _slow_build(folder: Path) -> None:
     (folder / "weights.bin").write_bytes(b"x" * 1000)
-    time.sleep(0.5)  # both racers are inside their build at once
+    time.sleep(3.0)  # both racers are inside their build at once (spawn start-up is ~1 s)
 
 
 def _race(root: str, source: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -33,13 +33,15 @@ def test_two_processes_building_at_once_leave_one_whole_folder(tmp_path: Path) -
     source = tmp_path / "source.gguf"
     source.write_bytes(b"model bytes")
     root = tmp_path / "cache"
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a fork of a pytest process that already runs threads (servers, torch,
+    # tokenizers) can inherit a held lock and hang.
+    context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     racers = [context.Process(target=_race, args=(str(root), str(source), queue)) for _ in "ab"]
     for racer in racers:
         racer.start()
     for racer in racers:
-        racer.join(timeout=30)
+        racer.join(timeout=120)
     assert [racer.exitcode for racer in racers] == [0, 0]
     paths = {queue.get(timeout=5), queue.get(timeout=5)}
     assert len(paths) == 1
