@@ -57,7 +57,9 @@ def test_a_built_bento_serves_with_the_checkout_out_of_reach(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     env |= {
         "PYTHONPATH": str(hide),
-        "BENTOML_HOME": str(settings.bentoml_home),
+        # The home the Bento really lies in: BentoML fixes its store on first use in a process,
+        # so in a whole test session it can be an earlier test's home, not this one's.
+        "BENTOML_HOME": str(Path(bento.path).parents[2]),
         "CONVEYOR_HOME": str(tmp_path / "elsewhere"),
         "CONVEYOR_BENTO_MODEL": packaged.model_tag,
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.errors import ExitCode
 from tests.conftest import REPO_ROOT
 from tests.training.conftest import RecipeFactory, subprocess_env
 
@@ -39,7 +40,7 @@ def test_base_that_is_not_a_folder(make_recipe: RecipeFactory, tmp_path: Path) -
     recipe = make_recipe()
     missing = tmp_path / "no-such-model"
     result = _train(tmp_path, str(recipe), "--set", f"model.base={missing}")
-    _one_line_error(result, 2, f"model.base: no model folder at {missing}")
+    _one_line_error(result, ExitCode.BAD_INPUT, f"model.base: no model folder at {missing}")
 
 
 def test_base_folder_without_weights(make_recipe: RecipeFactory, tmp_path: Path) -> None:
@@ -47,12 +48,16 @@ def test_base_folder_without_weights(make_recipe: RecipeFactory, tmp_path: Path)
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "bert"}')
     result = _train(tmp_path, str(make_recipe()), "--set", f"model.base={broken}")
-    _one_line_error(result, 5, f"model.base: {broken}: cannot load")
+    _one_line_error(result, ExitCode.TRAINING_FAILED, f"model.base: {broken}: cannot load")
 
 
 def test_label_count_mismatch(make_recipe: RecipeFactory, tmp_path: Path) -> None:
     result = _train(tmp_path, str(make_recipe()), "--set", "model.config={num_labels: 7}")
-    _one_line_error(result, 5, "model.config.num_labels is 7 but the train split has 4 labels")
+    _one_line_error(
+        result,
+        ExitCode.TRAINING_FAILED,
+        "model.config.num_labels is 7 but the train split has 4 labels",
+    )
 
 
 def test_gpus_without_a_gpu(make_recipe: RecipeFactory, tmp_path: Path) -> None:
@@ -61,4 +66,6 @@ def test_gpus_without_a_gpu(make_recipe: RecipeFactory, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible: the launcher would really start")
     result = _train(tmp_path, str(make_recipe()), "--gpus", "2")
-    _one_line_error(result, 5, "training.gpus is 2 but no CUDA GPU is visible")
+    _one_line_error(
+        result, ExitCode.TRAINING_FAILED, "training.gpus is 2 but no CUDA GPU is visible"
+    )
