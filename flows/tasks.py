@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import Task, get_run_logger, task
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
 from conveyor.errors import ConveyorError, ExitCode
@@ -139,7 +139,7 @@ def evaluate_candidate(
     return payload
 
 
-@task(name="package", retries=1, retry_condition_fn=_retry_unless_user_error)
+@task(name="package", cache_policy=NO_CACHE, retries=1, retry_condition_fn=_retry_unless_user_error)
 def package_model(version: str, registry: Registry) -> dict[str, Any]:
     """Into the BentoML model store (safetensors only) and an immutable Bento pinning it."""
     from serving.packaging import package_version
@@ -151,7 +151,7 @@ def package_model(version: str, registry: Registry) -> dict[str, Any]:
     return {"model_tag": done.model_tag, "bento_tag": done.bento_tag, "files": done.files}
 
 
-@task(name="promote")
+@task(name="promote", cache_policy=NO_CACHE)
 def promote_model(
     deployment: str,
     version: str,
@@ -201,7 +201,7 @@ def promote_model(
     return result
 
 
-@task(name="reconcile")
+@task(name="reconcile", cache_policy=NO_CACHE)
 def reconcile_rollout(deployment: str, registry: Registry) -> str | None:
     """After a crash mid-promotion: record the rollout the servers completed by themselves."""
     from serving.rollout import reconcile
