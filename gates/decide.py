@@ -13,7 +13,7 @@ from typing import Any
 from conveyor.recipe.schema import GatesSection
 from gates.bootstrap import Interval
 
-__all__ = ["Evaluation", "GateCheck", "Verdict", "decide"]
+__all__ = ["Evaluation", "GateCheck", "Verdict", "at_least", "at_most", "decide", "significance"]
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,13 @@ class Verdict:
         return data
 
 
-def _at_least(name: str, value: float, floor: float, what: str) -> GateCheck:
+def at_least(name: str, value: float, floor: float, what: str) -> GateCheck:
     ok = value >= floor
     detail = f"{what} {value:.4f} {'>=' if ok else '<'} {floor:.4f}"
     return GateCheck(name, value, floor, ">=", "pass" if ok else "fail", detail)
 
 
-def _at_most(name: str, value: float, ceiling: float, what: str) -> GateCheck:
+def at_most(name: str, value: float, ceiling: float, what: str) -> GateCheck:
     ok = value <= ceiling
     detail = f"{what} {value:.4g} {'<=' if ok else '>'} {ceiling:.4g}"
     return GateCheck(name, value, ceiling, "<=", "pass" if ok else "fail", detail)
@@ -75,20 +75,18 @@ def _threshold_checks(candidate: Evaluation, gates: GatesSection) -> list[GateCh
     m = candidate.metrics
     found: list[GateCheck] = []
     if gates.min_accuracy is not None and "accuracy" in m:
-        found.append(_at_least("min_accuracy", m["accuracy"], gates.min_accuracy, "accuracy"))
+        found.append(at_least("min_accuracy", m["accuracy"], gates.min_accuracy, "accuracy"))
     if gates.min_macro_f1 is not None and "macro_f1" in m:
-        found.append(_at_least("min_macro_f1", m["macro_f1"], gates.min_macro_f1, "macro-F1"))
+        found.append(at_least("min_macro_f1", m["macro_f1"], gates.min_macro_f1, "macro-F1"))
     if gates.min_in_scope_accuracy is not None and "in_scope_accuracy" in m:
         floor = gates.min_in_scope_accuracy
         what = "in-scope accuracy"
-        found.append(_at_least("min_in_scope_accuracy", m["in_scope_accuracy"], floor, what))
+        found.append(at_least("min_in_scope_accuracy", m["in_scope_accuracy"], floor, what))
     if gates.max_perplexity is not None and "perplexity" in m:
-        found.append(
-            _at_most("max_perplexity", m["perplexity"], gates.max_perplexity, "perplexity")
-        )
+        found.append(at_most("max_perplexity", m["perplexity"], gates.max_perplexity, "perplexity"))
     if gates.max_p99_latency_ms is not None and "p99_ms_batch1" in m:
         found.append(
-            _at_most(
+            at_most(
                 "max_p99_latency_ms",
                 m["p99_ms_batch1"],
                 gates.max_p99_latency_ms,
@@ -97,7 +95,7 @@ def _threshold_checks(candidate: Evaluation, gates: GatesSection) -> list[GateCh
         )
     if gates.max_model_size_mb is not None and "model_size_mb" in m:
         found.append(
-            _at_most("max_model_size_mb", m["model_size_mb"], gates.max_model_size_mb, "size (MB)")
+            at_most("max_model_size_mb", m["model_size_mb"], gates.max_model_size_mb, "size (MB)")
         )
     if candidate.unknown_labels:
         count = sum(candidate.unknown_labels.values())
@@ -115,7 +113,7 @@ def _classification_regressions(
 ) -> list[GateCheck]:
     drop = champion.metrics["macro_f1"] - candidate.metrics["macro_f1"]
     found = [
-        _at_most(
+        at_most(
             "max_macro_f1_drop",
             drop,
             gates.max_macro_f1_drop,
@@ -126,7 +124,7 @@ def _classification_regressions(
     if shared:
         drops = {c: champion.per_class_f1[c] - candidate.per_class_f1[c] for c in shared}
         worst = max(drops, key=lambda c: drops[c])
-        check = _at_most(
+        check = at_most(
             "max_class_f1_drop",
             drops[worst],
             gates.max_class_f1_drop,
@@ -141,10 +139,10 @@ def _lm_regressions(
 ) -> list[GateCheck]:
     rise = candidate.metrics["perplexity"] / champion.metrics["perplexity"] - 1
     what = f"perplexity rise vs {champion.version} (relative)"
-    return [_at_most("max_perplexity_increase", rise, gates.max_perplexity_increase, what)]
+    return [at_most("max_perplexity_increase", rise, gates.max_perplexity_increase, what)]
 
 
-def _significance(gain: Interval | None, metric: str, champion: str) -> GateCheck:
+def significance(gain: Interval | None, metric: str, champion: str) -> GateCheck:
     if gain is None:
         return GateCheck("significant_gain", None, 0.0, ">", "fail", "no paired interval computed")
     ok = gain.low > 0
@@ -200,7 +198,7 @@ def decide(
         else:
             checks += _classification_regressions(candidate, champion, gates)
         if gates.require_significant_gain:
-            checks.append(_significance(gain, headline, champion.version))
+            checks.append(significance(gain, headline, champion.version))
     passed = not any(c.failed for c in checks)
     return Verdict(
         candidate.version,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from conveyor.recipe.schema import GatesSection
 from gates.bootstrap import Interval
-from gates.decide import GateCheck, Verdict
+from gates.decide import GateCheck, Verdict, at_least, at_most, significance
 
 __all__ = ["GenerationEvaluation", "decide_generation"]
 
@@ -26,18 +26,6 @@ class GenerationEvaluation:
     metrics: dict[str, float] = field(default_factory=dict)
     golden_failures: tuple[str, ...] | None = None
     error: str | None = None
-
-
-def _at_least(name: str, value: float, floor: float, what: str) -> GateCheck:
-    ok = value >= floor
-    detail = f"{what} {value:.4f} {'>=' if ok else '<'} {floor:.4f}"
-    return GateCheck(name, value, floor, ">=", "pass" if ok else "fail", detail)
-
-
-def _at_most(name: str, value: float, ceiling: float, what: str) -> GateCheck:
-    ok = value <= ceiling
-    detail = f"{what} {value:.4g} {'<=' if ok else '>'} {ceiling:.4g}"
-    return GateCheck(name, value, ceiling, "<=", "pass" if ok else "fail", detail)
 
 
 _FLOORS = (
@@ -57,14 +45,14 @@ def _threshold_checks(candidate: GenerationEvaluation, gates: GatesSection) -> l
     for key, metric, what in _FLOORS:
         floor = getattr(generation, key)
         if floor is not None and metric in m:
-            found.append(_at_least(key, m[metric], floor, what))
+            found.append(at_least(key, m[metric], floor, what))
     for key, metric, what in _CEILINGS:
         ceiling = getattr(generation, key)
         if ceiling is not None and metric in m:
-            found.append(_at_most(key, m[metric], ceiling, what))
+            found.append(at_most(key, m[metric], ceiling, what))
     if gates.max_perplexity is not None and "perplexity" in m:
         what = "perplexity of the references"
-        found.append(_at_most("max_perplexity", m["perplexity"], gates.max_perplexity, what))
+        found.append(at_most("max_perplexity", m["perplexity"], gates.max_perplexity, what))
     if candidate.golden_failures is not None:
         failed = candidate.golden_failures
         detail = (
@@ -85,24 +73,12 @@ def _regressions(
     if headline in candidate.metrics and headline in champion.metrics:
         drop = champion.metrics[headline] - candidate.metrics[headline]
         what = f"{headline} drop vs {champion.version}"
-        found.append(_at_most("max_headline_drop", drop, gates.generation.max_headline_drop, what))
+        found.append(at_most("max_headline_drop", drop, gates.generation.max_headline_drop, what))
     if "perplexity" in candidate.metrics and "perplexity" in champion.metrics:
         rise = candidate.metrics["perplexity"] / champion.metrics["perplexity"] - 1
         what = f"perplexity rise vs {champion.version} (relative)"
-        found.append(_at_most("max_perplexity_increase", rise, gates.max_perplexity_increase, what))
+        found.append(at_most("max_perplexity_increase", rise, gates.max_perplexity_increase, what))
     return found
-
-
-def _significance(gain: Interval | None, metric: str, champion: str) -> GateCheck:
-    if gain is None:
-        return GateCheck("significant_gain", None, 0.0, ">", "fail", "no paired interval computed")
-    ok = gain.low > 0
-    detail = (
-        f"{metric} gain over {champion}: {gain.estimate:+.4f}, "
-        f"{gain.confidence:.0%} CI [{gain.low:+.4f}, {gain.high:+.4f}] "
-        f"{'lies above 0' if ok else 'includes 0: not better beyond noise'}"
-    )
-    return GateCheck("significant_gain", gain.low, 0.0, ">", "pass" if ok else "fail", detail)
 
 
 def _reason(checks: list[GateCheck], champion: GenerationEvaluation | None, compared: bool) -> str:
@@ -140,7 +116,7 @@ def decide_generation(
     if compared and champion is not None:
         checks += _regressions(candidate, champion, gates)
         if gates.require_significant_gain:
-            checks.append(_significance(gain, headline, champion.version))
+            checks.append(significance(gain, headline, champion.version))
     passed = not any(c.failed for c in checks)
     return Verdict(
         candidate.version,
