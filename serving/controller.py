@@ -34,7 +34,15 @@ from serving.profile import PROFILE_STATS_KEY, InputProfile, RollingProfile
 from serving.routing import routes_to_canary
 from serving.stats import VersionStats
 
-__all__ = ["Controller", "Routing", "Served", "load_failure", "model_folder", "retry_delay"]
+__all__ = [
+    "Controller",
+    "RepeatedFailure",
+    "Routing",
+    "Served",
+    "load_failure",
+    "model_folder",
+    "retry_delay",
+]
 
 log = logging.getLogger(__name__)
 FAILURE_RETRY_SECONDS = 5.0  # a refused version is tried again after 5, 10, 20 ... s
@@ -150,6 +158,33 @@ def _with_onnx(
     return dataclasses.replace(loaded, model=onnx), "onnx"
 
 
+class RepeatedFailure:
+    """Logs a failure that repeats every tick (the registry down) without flooding the log:
+    the first with its traceback, then one line every ``every`` seconds with the count, and
+    one line when it stops."""
+
+    def __init__(self, message: str, every: float = 30.0) -> None:
+        self.message = message
+        self.every = every
+        self.count = 0
+        self._last = 0.0
+
+    def happened(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count == 1:
+            log.warning(self.message, exc_info=True)
+            self._last = now
+        elif now - self._last >= self.every:
+            log.warning("%s (%d times so far)", self.message, self.count)
+            self._last = now
+
+    def ended(self) -> None:
+        if self.count:
+            log.warning("recovered after %d failures: %s", self.count, self.message)
+            self.count = 0
+
+
 class Controller:
     """Follows ``deployment@production`` in one worker process."""
 
@@ -245,11 +280,13 @@ class Controller:
         self._thread.start()
 
     def _beat_loop(self) -> None:
+        failing = RepeatedFailure(f"heartbeat of {self.worker} failed")
         while not self._stop.wait(self.heartbeat_seconds):
             try:
                 self.beat()
+                failing.ended()
             except Exception:  # the registry may be briefly unavailable: beat again soon
-                log.warning("heartbeat of %s failed", self.worker, exc_info=True)
+                failing.happened()
 
     def stop(self) -> None:
         self._stop.set()
@@ -262,13 +299,15 @@ class Controller:
             log.debug("could not remove heartbeat of %s", self.worker, exc_info=True)
 
     def _run(self) -> None:
+        failing = RepeatedFailure("controller tick failed; still serving")
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.sync()
                 if self.routing.canary is not None:
                     judge_rollout(self._registry(), self.deployment)
+                failing.ended()
             except Exception:  # the registry may be briefly unavailable: keep serving
-                log.warning("controller tick failed; still serving", exc_info=True)
+                failing.happened()
 
     def sync(self) -> None:
         production, rollout = self._registry().serving_target(self.deployment)

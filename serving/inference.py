@@ -24,6 +24,7 @@ __all__ = [
     "context_length",
     "generate_text",
     "load_for_serving",
+    "preload_model_libraries",
     "smoke_check",
     "stream_text",
 ]
@@ -34,6 +35,25 @@ SMOKE_PROMPTS = ("hello", "the")
 
 class SmokeError(ConveyorError):
     """A version that loads but does not answer its smoke set: it must never take traffic."""
+
+
+def preload_model_libraries() -> None:
+    """Import what loading a model needs, once, while the worker starts.
+
+    transformers imports thousands of modules on first use. Left to the first load, that
+    import runs on the controller thread while the event loop answers traffic, and the two
+    share the GIL: on two busy cores a worker waited over a minute to become ready after its
+    registry came back. Paid here, before the worker listens, it costs a few quiet seconds.
+    """
+    import importlib
+
+    for module in (
+        "transformers.modeling_utils",  # accelerate, torch.distributed, sympy: the bulk
+        "transformers.models.auto.modeling_auto",
+        "transformers.models.auto.tokenization_auto",
+        "transformers.generation.utils",
+    ):
+        importlib.import_module(module)
 
 
 def load_for_serving(

@@ -23,7 +23,13 @@ from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
 from serving.controller import Controller, Routing, Served, load_failure, load_version
-from serving.inference import check_prompt_fits, classify_texts, generate_text, stream_text
+from serving.inference import (
+    check_prompt_fits,
+    classify_texts,
+    generate_text,
+    preload_model_libraries,
+    stream_text,
+)
 from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
 from serving.validation import RequestError
@@ -306,6 +312,7 @@ def start_runtime(pinned: str | None = None) -> Runtime:
 
     settings = load_settings()
     torch.set_num_threads(settings.torch_threads or torch.get_num_threads())
+    preload_model_libraries()  # not on the controller thread, competing with traffic
     metrics = _Metrics()
     batcher = Batcher(_forward)  # each version's own serving.batching bounds its passes
     index = int(server_context.worker_index or 0)

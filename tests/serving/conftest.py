@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -194,6 +195,14 @@ def wait_listening(
     raise TimeoutError(f"127.0.0.1:{port} not up after {timeout:g} s")
 
 
+def _print_log_tail(log: Path, lines: int = 60) -> None:
+    try:
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return
+    sys.stderr.write(f"--- last {len(tail)} lines of {log} ---\n" + "\n".join(tail) + "\n")
+
+
 @contextmanager
 def running_server(
     settings: Settings,
@@ -225,6 +234,9 @@ def running_server(
         else:
             wait_listening(port, process=process)
         yield server
+    except BaseException:
+        _print_log_tail(log)  # the server's side of a failure, in the test's captured output
+        raise
     finally:
         if process.poll() is None:
             try:
