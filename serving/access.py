@@ -265,6 +265,17 @@ class RedisTokenLimiter:
         pipe.execute()
 
 
+def _refusal(record: ApiKeyRecord, reason: str) -> tuple[str, str]:
+    """What limit the app is over, and the admission metric's outcome."""
+    if reason == "rate":
+        return f"rate limit of {record.rate_per_second or 0:g}/s", "rate_limited"
+    if reason == "quota":
+        return f"daily quota of {record.quota_per_day}", "quota_exceeded"
+    if reason == "tokens_per_minute":
+        return f"limit of {record.tokens_per_minute} tokens per minute", "tokens_limited"
+    return f"limit of {record.tokens_per_day} tokens per day", "quota_exceeded"
+
+
 class Gate:
     """Admits a request for ``deployment`` given its ``Authorization`` header, and counts usage."""
 
@@ -325,18 +336,7 @@ class Gate:
         self._count(record.app, refused is not None)
         if refused is not None:
             reason, retry = refused
-            what, outcome = {
-                "rate": (f"rate limit of {record.rate_per_second:g}/s", "rate_limited"),
-                "quota": (f"daily quota of {record.quota_per_day}", "quota_exceeded"),
-                "tokens_per_minute": (
-                    f"limit of {record.tokens_per_minute} tokens per minute",
-                    "tokens_limited",
-                ),
-                "tokens_per_day": (
-                    f"limit of {record.tokens_per_day} tokens per day",
-                    "quota_exceeded",
-                ),
-            }[reason]
+            what, outcome = _refusal(record, reason)
             raise Refused(429, f"app '{record.app}' is over its {what}", outcome, record.app, retry)
         return record.app
 
