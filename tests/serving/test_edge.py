@@ -136,15 +136,17 @@ def test_malformed_requests_get_a_4xx_naming_the_field_and_fuzzing_finds_no_500(
             got, answer, _ = call(port, body, content_type=content_type, path=path)
             assert (got, answer.get("field")) == (status, field), (body, answer)
             assert answer["error"]
-        stream = call(port, {"prompt": "hi"}, path="/generate_stream")
-        assert stream[0] == 404 and "use /classify" in stream[1]["error"]
+        chat = {"model": DEPLOYMENT, "messages": [{"role": "user", "content": "hi"}]}
+        stream = call(port, chat | {"stream": True}, path="/v1/chat/completions")
+        assert stream[0] == 404 and "use /classify" in stream[1]["error"]["message"]
+        assert stream[1]["error"]["code"] == "model_not_found"
         good = call(port, {"texts": ["set a timer", "book a flight"], "top_k": 2})
         assert good[0] == 200 and len(good[1]["results"]) == 2
 
         schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/docs.json")
         seen: list[int] = []
         documented = schema.raw_schema["paths"]  # a classifier documents /classify only
-        for path in [p for p in ("/classify", "/generate", "/generate_stream") if p in documented]:
+        for path in [p for p in ("/classify", "/v1/completions") if p in documented]:
             operation = schema[path]["POST"]
             modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
             for mode in modes:
