@@ -73,6 +73,12 @@ def llm(registry: Registry, settings: Settings, tmp_path: Path, smollm2_tokenize
     )
 
 
+def _metrics(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    return conn.getresponse().read().decode()
+
+
 def _engine(server: Server, version: str) -> dict[str, Any]:
     loaded = {v["version"]: v for v in server.status()["loaded"]}
     engine: dict[str, Any] = loaded[version]["engine"]
@@ -213,6 +219,10 @@ def test_the_openai_client_calls_chat_and_completions_with_keys_limits_and_error
         assert "40 tokens per minute" in str(tpm.value.body["message"])  # type: ignore[index]
         figures = server.status()["figures"][llm]
         assert figures["errors"] == 0  # refusals are never the version's errors
+        exported = _metrics(server.port)
+        for series in ("time_to_first_token_seconds", "output_tokens", "output_tokens_per_second"):
+            assert f'conveyor_{series}_count{{deployment="{DEPLOYMENT}"' in exported
+        assert 'reason="length"' in exported and 'outcome="tokens_limited"' in exported
 
 
 def _open_stream(port: int, max_tokens: int) -> socket.socket:
@@ -258,3 +268,4 @@ def test_a_client_that_leaves_mid_stream_stops_its_decoding(settings: Settings, 
         assert later["decoded_tokens"] == settled["decoded_tokens"]  # nothing decodes now
         assert used < MAX_NEW_TOKENS, used  # it stopped well before its 400 tokens
         assert later["cancelled"] >= 1 and later["running"] == 0
+        assert 'reason="cancelled"} 1.0' in _metrics(server.port)
