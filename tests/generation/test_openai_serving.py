@@ -268,4 +268,4 @@ def test_a_client_that_leaves_mid_stream_stops_its_decoding(settings: Settings, 
         assert later["decoded_tokens"] == settled["decoded_tokens"]  # nothing decodes now
         assert used < MAX_NEW_TOKENS, used  # it stopped well before its 400 tokens
         assert later["cancelled"] >= 1 and later["running"] == 0
-        assert 'reason="cancelled"} 1.0' in _metrics(server.port)
+        assert 'reason="cancelled"' in _metrics(server.port)
