@@ -142,7 +142,7 @@ class _Tracker:
             metrics.finish.labels(*series, reason).inc()
             metrics.output_tokens.labels(*series).observe(last.completion_tokens)
             if self.first is not None:
-                metrics.first_token.labels(*series).observe(ttft_ms / 1000)  # type: ignore[operator]
+                metrics.first_token.labels(*series).observe(self.first - self.start)
                 decoding = time.perf_counter() - self.first
                 if last.completion_tokens > 1 and decoding > 0:
                     speed = (last.completion_tokens - 1) / decoding

@@ -192,3 +192,23 @@ def test_a_generative_canary_is_judged_on_its_time_to_first_token() -> None:
         failing.observe(10.0, failed=i < 3)
     verdict = judge_canary(failing, limits, now, now + timedelta(seconds=60))
     assert verdict.decision == Decision.ROLL_BACK and "error rate 10.0%" in verdict.reason
+
+
+def test_a_key_with_token_limits_is_refused_429_once_its_minute_is_spent(registry: Any) -> None:
+    from serving.access import Gate, LocalLimiter
+
+    record, key = registry.create_api_key(
+        "shop", ["chat"], tokens_per_minute=40, tokens_per_day=1000
+    )
+    assert (record.tokens_per_minute, record.tokens_per_day) == (40, 1000)
+    assert registry.verify_api_key(key).tokens_per_minute == 40
+    gate = Gate(lambda: registry, "chat", required=True, limiter=LocalLimiter())
+    bearer = f"Bearer {key}"
+    assert gate.admit(bearer, tokens=True) == "shop"
+    gate.spend("shop", 45)
+    assert gate.admit(bearer) == "shop"  # /classify is not counted in tokens
+    with pytest.raises(Refused) as refused:
+        gate.admit(bearer, tokens=True)
+    assert refused.value.status == 429 and refused.value.outcome == "tokens_limited"
+    assert "40 tokens per minute" in refused.value.reason
+    assert refused.value.retry_after is not None and 0 < refused.value.retry_after <= 60
