@@ -31,6 +31,14 @@ def create(
     quota: Annotated[
         str | None, typer.Option("--quota", help="Requests per UTC day, e.g. 100000/day.")
     ] = None,
+    tokens_per_minute: Annotated[
+        int | None,
+        typer.Option("--tokens-per-minute", min=1, help="Prompt + completion tokens a minute."),
+    ] = None,
+    tokens_per_day: Annotated[
+        int | None,
+        typer.Option("--tokens-per-day", min=1, help="Prompt + completion tokens a UTC day."),
+    ] = None,
 ) -> None:
     """Make a key; it is printed once (only its SHA-256 is stored) and audited."""
     from serving.access import parse_quota, parse_rate
@@ -41,9 +49,12 @@ def create(
         names,
         rate_per_second=parse_rate(rate) if rate else None,
         quota_per_day=parse_quota(quota) if quota else None,
+        tokens_per_minute=tokens_per_minute,
+        tokens_per_day=tokens_per_day,
     )
     typer.echo(plaintext)
-    limits = f"rate {_rate(record.rate_per_second)}, quota {_quota(record.quota_per_day)}"
+    limits = f"rate {_rate(record.rate_per_second)}, quota {_quota(record.quota_per_day)}, "
+    limits += f"tokens {_tokens(record.tokens_per_minute, record.tokens_per_day)}"
     typer.echo(
         f"key {record.key_prefix}... for {app} on {', '.join(names)} ({limits}); "
         "store it now, it is not shown again",
@@ -80,6 +91,7 @@ def list_keys(
             ",".join(r.deployments),
             _rate(r.rate_per_second),
             _quota(r.quota_per_day),
+            _tokens(r.tokens_per_minute, r.tokens_per_day),
             usage.get(r.app, (0, 0))[0],
             usage.get(r.app, (0, 0))[1],
             when(r.created_at),
@@ -87,8 +99,8 @@ def list_keys(
         )
         for r in records
     ]
-    headers = ("app", "key", "deployments", "rate", "quota", "today", "refused", "created")
-    typer.echo(format_table((*headers, "revoked"), table))
+    headers = ("app", "key", "deployments", "rate", "quota", "tokens", "today", "refused")
+    typer.echo(format_table((*headers, "created", "revoked"), table))
 
 
 @keys_app.command("revoke")
@@ -109,3 +121,10 @@ def _rate(value: float | None) -> str:
 
 def _quota(value: int | None) -> str:
     return f"{value}/day" if value is not None else "unlimited"
+
+
+def _tokens(per_minute: int | None, per_day: int | None) -> str:
+    if per_minute is None and per_day is None:
+        return "unlimited"
+    parts = [f"{per_minute}/min" if per_minute else "", f"{per_day}/day" if per_day else ""]
+    return " ".join(p for p in parts if p)

@@ -31,7 +31,10 @@ __all__ = [
     "Refused",
     "Limiter",
     "LocalLimiter",
+    "LocalTokenLimiter",
     "RedisLimiter",
+    "RedisTokenLimiter",
+    "TokenLimiter",
     "current_app",
     "parse_quota",
     "parse_rate",
@@ -175,6 +178,104 @@ class RedisLimiter:
         """Redis holds the shared count already."""
 
 
+class TokenLimiter(Protocol):
+    """Tokens (prompt + completion) per app, counted in fixed UTC minutes and days."""
+
+    def check(
+        self, app: str, per_minute: int | None, per_day: int | None
+    ) -> tuple[str, float] | None:
+        """None when the app has tokens left, else ("tokens_per_minute" | "tokens_per_day",
+        retry after s). A request's tokens are known only once answered: the check admits
+        while the window is under its limit, and :meth:`spend` counts what was used."""
+        ...
+
+    def spend(self, app: str, tokens: int) -> None: ...
+
+
+def _minute(now: float) -> tuple[int, float]:
+    """The fixed minute ``now`` falls in, and the seconds left in it."""
+    return int(now // 60), 60 - now % 60
+
+
+class LocalTokenLimiter:
+    """This worker's count per app of the current minute and UTC day."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._minutes: dict[str, tuple[int, int]] = {}
+        self._days: dict[str, tuple[str, int]] = {}
+
+    def _used(self, app: str) -> tuple[int, int, float]:
+        minute, left = _minute(self._clock())
+        at, in_minute = self._minutes.get(app, (minute, 0))
+        day, in_day = self._days.get(app, (today(), 0))
+        return (in_minute if at == minute else 0), (in_day if day == today() else 0), left
+
+    def check(
+        self, app: str, per_minute: int | None, per_day: int | None
+    ) -> tuple[str, float] | None:
+        with self._lock:
+            in_minute, in_day, left = self._used(app)
+        if per_day is not None and in_day >= per_day:
+            return "tokens_per_day", seconds_to_midnight()
+        if per_minute is not None and in_minute >= per_minute:
+            return "tokens_per_minute", left
+        return None
+
+    def spend(self, app: str, tokens: int) -> None:
+        with self._lock:
+            in_minute, in_day, _ = self._used(app)
+            self._minutes[app] = (_minute(self._clock())[0], in_minute + tokens)
+            self._days[app] = (today(), in_day + tokens)
+
+
+class RedisTokenLimiter:
+    """The same windows in Redis, shared by every worker and replica."""
+
+    def __init__(self, url: str, prefix: str = "conveyor") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._prefix = prefix
+
+    def _keys(self, app: str, now: float) -> tuple[str, str]:
+        minute = _minute(now)[0]
+        base = f"{self._prefix}:tokens:{app}"
+        return f"{base}:m:{minute}", f"{base}:d:{today()}"
+
+    def check(
+        self, app: str, per_minute: int | None, per_day: int | None
+    ) -> tuple[str, float] | None:
+        now = time.time()
+        in_minute, in_day = (int(v or 0) for v in self._redis.mget(self._keys(app, now)))
+        if per_day is not None and in_day >= per_day:
+            return "tokens_per_day", seconds_to_midnight()
+        if per_minute is not None and in_minute >= per_minute:
+            return "tokens_per_minute", _minute(now)[1]
+        return None
+
+    def spend(self, app: str, tokens: int) -> None:
+        minute_key, day_key = self._keys(app, time.time())
+        pipe = self._redis.pipeline()
+        pipe.incrby(minute_key, tokens)
+        pipe.expire(minute_key, 120)
+        pipe.incrby(day_key, tokens)
+        pipe.expire(day_key, 2 * 86400)
+        pipe.execute()
+
+
+def _refusal(record: ApiKeyRecord, reason: str) -> tuple[str, str]:
+    """What limit the app is over, and the admission metric's outcome."""
+    if reason == "rate":
+        return f"rate limit of {record.rate_per_second or 0:g}/s", "rate_limited"
+    if reason == "quota":
+        return f"daily quota of {record.quota_per_day}", "quota_exceeded"
+    if reason == "tokens_per_minute":
+        return f"limit of {record.tokens_per_minute} tokens per minute", "tokens_limited"
+    return f"limit of {record.tokens_per_day} tokens per day", "quota_exceeded"
+
+
 class Gate:
     """Admits a request for ``deployment`` given its ``Authorization`` header, and counts usage."""
 
@@ -185,6 +286,7 @@ class Gate:
         *,
         required: bool,
         limiter: Limiter,
+        tokens: TokenLimiter | None = None,
         key_ttl: float = 2.0,
         stale_ttl: float = 300.0,
     ) -> None:
@@ -192,6 +294,7 @@ class Gate:
         self.deployment = deployment
         self.required = required
         self.limiter = limiter
+        self.tokens: TokenLimiter = tokens or LocalTokenLimiter()
         self.key_ttl = key_ttl
         self.stale_ttl = stale_ttl
         self._keys: OrderedDict[str, tuple[ApiKeyRecord | None, float]] = OrderedDict()
@@ -199,8 +302,9 @@ class Gate:
         self._pending: dict[str, list[int]] = {}
         self._day = today()
 
-    def admit(self, authorization: str | None) -> str:
-        """The calling app ("-" when anonymous calls are allowed), or RequestError."""
+    def admit(self, authorization: str | None, *, tokens: bool = False) -> str:
+        """The calling app ("-" when anonymous calls are allowed), or RequestError.
+        ``tokens``: a language-model call, also refused over the key's token limits."""
         if not authorization:
             if self.required:
                 raise Refused(
@@ -218,7 +322,11 @@ class Gate:
                 403, f"app '{record.app}' may not call {self.deployment}", "forbidden", record.app
             )
         try:
-            refused = self.limiter.take(record.app, record.rate_per_second, record.quota_per_day)
+            refused = self._tokens_left(record) if tokens else None
+            if refused is None:
+                refused = self.limiter.take(
+                    record.app, record.rate_per_second, record.quota_per_day
+                )
         except Exception as exc:  # Redis down: fail closed (never unlimited), and say when to retry
             log.warning("rate limiter unavailable: %s", exc)
             raise Refused(
@@ -228,14 +336,23 @@ class Gate:
         self._count(record.app, refused is not None)
         if refused is not None:
             reason, retry = refused
-            what = (
-                f"rate limit of {record.rate_per_second:g}/s"
-                if reason == "rate"
-                else f"daily quota of {record.quota_per_day}"
-            )
-            outcome = "rate_limited" if reason == "rate" else "quota_exceeded"
+            what, outcome = _refusal(record, reason)
             raise Refused(429, f"app '{record.app}' is over its {what}", outcome, record.app, retry)
         return record.app
+
+    def _tokens_left(self, record: ApiKeyRecord) -> tuple[str, float] | None:
+        if record.tokens_per_minute is None and record.tokens_per_day is None:
+            return None
+        return self.tokens.check(record.app, record.tokens_per_minute, record.tokens_per_day)
+
+    def spend(self, app: str, tokens: int) -> None:
+        """Count the tokens an answered request used (its usage) against the app's limits."""
+        if app == "-" or tokens <= 0:
+            return
+        try:
+            self.tokens.spend(app, tokens)
+        except Exception:  # Redis down: the next admit fails closed, this answer stands
+            log.warning("token usage of %s not counted", app, exc_info=True)
 
     def _verify(self, token: str) -> ApiKeyRecord | None:
         """The key's record from the registry, remembered ``key_ttl`` s. With the registry

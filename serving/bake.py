@@ -31,9 +31,11 @@ def live_workers(
 
 
 def thresholds_for(registry: Registry, version: str) -> CanaryThresholds:
-    rollback = serving_spec_of(registry.resolve(version)).rollback
+    record = registry.resolve(version)
+    rollback = serving_spec_of(record).rollback
+    measure = "time to first token" if record.task == "causal-lm" else "latency"
     return CanaryThresholds(
-        rollback.max_error_rate, rollback.max_p99_latency_ms, rollback.min_requests
+        rollback.max_error_rate, rollback.max_p99_latency_ms, rollback.min_requests, measure
     )
 
 

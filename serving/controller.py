@@ -27,6 +27,7 @@ from conveyor.model_folder import ArtifactError, LoadedModel, bento_model_tag
 from conveyor.registry import Registry, VersionRecord, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
 from serving.bake import judge_rollout
+from serving.decoding import DecodeEngine
 from serving.desired import Desired, desired_state
 from serving.evidence import APPS_KEY
 from serving.inference import SmokeError, context_length, load_for_serving, smoke_check
@@ -66,6 +67,8 @@ class Served:
     load_seconds: float
     backend: str = "torch"
     max_batch_size: int = 32  # texts per forward pass; 1 when the version's batching is off
+    engine: DecodeEngine | None = None  # causal-lm versions: their decode engine
+    adapter: str | None = None  # a LoRA version served as an adapter on a shared base
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ def load_version(record: VersionRecord) -> Served:
     if record.task == "classification" and spec.backend != "torch":
         loaded, backend = _with_onnx(loaded, folder, spec.backend, max_length)
     smoke_check(loaded, max_length)  # also the warm-up
+    engine = None
+    if record.task == "causal-lm":
+        context = context_length(loaded) or spec.max_length
+        engine = DecodeEngine(loaded.model, loaded.tokenizer, context=context, name=record.version)
     return Served(
         version=record.version,
         task=record.task,
@@ -137,6 +144,7 @@ def load_version(record: VersionRecord) -> Served:
         load_seconds=time.perf_counter() - start,
         backend=backend,
         max_batch_size=spec.max_batch_size if spec.batching else 1,
+        engine=engine,
     )
 
 

@@ -8,6 +8,10 @@ is not an object, 422 a field of the wrong type; then 401/403/429 from the
 :class:`~serving.access.Gate` (503 with ``Retry-After`` when the registry or Redis cannot say:
 fail closed; the lookup runs off the event loop); then 503 when the worker already holds
 ``max_in_flight`` model requests (no unbounded queue).
+
+The OpenAI-compatible routes (:data:`OPENAI_PATHS`) pass the same gate (with the key's token
+limits too) and bound, and refuse in OpenAI's shape ``{"error": {"message", "type", "param",
+"code"}}``; their fields are checked by :mod:`serving.openai_api` behind the edge.
 """
 
 from __future__ import annotations
@@ -18,20 +22,27 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from serving.access import Refused, current_app, retry_after_header
-from serving.inference import check_prompt_fits
-from serving.validation import RequestError, check_generate
+from serving.openai_api import error_body
+from serving.validation import RequestError
 
-__all__ = ["MAX_BODY_BYTES", "MODEL_PATHS", "VIEW_PATHS", "EdgeGuard", "check_body"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MODEL_PATHS",
+    "OPENAI_PATHS",
+    "VIEW_PATHS",
+    "EdgeGuard",
+    "check_body",
+    "parse_json",
+]
 
-MODEL_PATHS = frozenset({"/classify", "/generate", "/generate_stream"})
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
+MODEL_PATHS = frozenset({"/classify"}) | OPENAI_PATHS
 VIEW_PATHS = frozenset({"/v1/status", "/metrics"})
 MAX_BODY_BYTES = 1_000_000
 _TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "/classify": {"text": (str,), "texts": (list,), "top_k": (int,)},
-    "/generate": {"prompt": (str,), "max_new_tokens": (int,), "temperature": (int, float)},
 }
-_TYPES["/generate_stream"] = _TYPES["/generate"]
-_REQUIRED = {"/generate": ("prompt",), "/generate_stream": ("prompt",)}
+_REQUIRED: dict[str, tuple[str, ...]] = {}
 _NULLABLE = {"/classify": frozenset({"text", "texts"})}  # null there means "not given"
 
 
@@ -39,8 +50,8 @@ def _type_name(types: tuple[type, ...]) -> str:
     return {str: "a string", list: "a list of strings", int: "an integer"}.get(types[0], "a number")
 
 
-def check_body(path: str, content_type: str, body: bytes) -> dict[str, Any]:
-    """The parsed JSON object, or RequestError naming what is wrong with it."""
+def parse_json(content_type: str, body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or RequestError (415, 400) saying why not."""
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise RequestError(415, "send the body as JSON with 'Content-Type: application/json'")
     try:
@@ -53,6 +64,12 @@ def check_body(path: str, content_type: str, body: bytes) -> dict[str, Any]:
         ) from exc
     if not isinstance(data, dict):
         raise RequestError(400, "the body must be a JSON object", field="body")
+    return data
+
+
+def check_body(path: str, content_type: str, body: bytes) -> dict[str, Any]:
+    """The parsed JSON object, or RequestError naming what is wrong with it."""
+    data = parse_json(content_type, body)
     expected = _TYPES[path]
     for name, value in data.items():
         if name not in expected:
@@ -86,10 +103,14 @@ def _check_unicode(name: str, value: Any) -> None:
                 raise RequestError(422, f"'{at}' is not valid Unicode text", field=at) from None
 
 
-async def send_error(send: Callable[[Any], Awaitable[None]], exc: RequestError) -> None:
+async def send_error(
+    send: Callable[[Any], Awaitable[None]], exc: RequestError, openai: bool = False
+) -> None:
     body: dict[str, Any] = {"error": exc.reason}
     if exc.field:
         body["field"] = exc.field
+    if openai:
+        body = error_body(exc)
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
     if exc.retry_after is not None or exc.status in (429, 503):
@@ -132,18 +153,22 @@ class EdgeGuard:
         path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         app = "-"
+        openai = path in OPENAI_PATHS
+        method = "GET" if path == "/v1/models" else "POST"
         try:
-            if scope["method"] != "POST":
-                raise RequestError(405, f"{path} takes POST")
+            if scope["method"] != method:
+                raise RequestError(405, f"{path} takes {method}")
             authorization = headers.get("authorization")
+            tokens = openai and method == "POST"
             if authorization:  # a registry and maybe a Redis call: never on the event loop
-                app = await asyncio.to_thread(runtime.gate.admit, authorization)
+                app = await asyncio.to_thread(runtime.gate.admit, authorization, tokens=tokens)
             else:
                 app = runtime.gate.admit(None)
             body = await _read_body(receive)
-            data = check_body(path, headers.get("content-type", ""), body)
-            if path == "/generate_stream":
-                _check_stream(runtime, data)
+            if openai and method == "POST":
+                parse_json(headers.get("content-type", ""), body)
+            elif not openai:
+                check_body(path, headers.get("content-type", ""), body)
             if runtime.in_flight >= runtime.max_in_flight:
                 raise Refused(
                     503,
@@ -155,7 +180,7 @@ class EdgeGuard:
         except RequestError as exc:
             if isinstance(exc, Refused):
                 runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
-            await send_error(send, exc)
+            await send_error(send, exc, openai)
             return
         runtime.metrics.admission.labels(runtime.deployment, app, "ok").inc()
         runtime.in_flight += 1
@@ -187,20 +212,3 @@ class EdgeGuard:
             await send_error(send, exc)
             return False
         return True
-
-
-def _check_stream(runtime: Any, data: dict[str, Any]) -> None:
-    """The checks /generate does, before a stream starts (a stream cannot change its status)."""
-    served, _ = runtime.pick(None)
-    if served.task != "causal-lm":
-        raise RequestError(404, f"{served.version} is a {served.task} model: use /classify")
-    asked = data.get("max_new_tokens")
-    max_new_tokens = 32 if asked is None else int(asked)  # 0 is refused, never taken as 32
-    check_generate(
-        data["prompt"],
-        max_new_tokens,
-        float(data.get("temperature") or 0.0),
-        cap=served.max_new_tokens,
-        max_chars=served.max_chars,
-    )
-    check_prompt_fits(served.loaded, data["prompt"], max_new_tokens)

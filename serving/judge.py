@@ -20,9 +20,14 @@ class Decision(StrEnum):
 
 @dataclass(frozen=True)
 class CanaryThresholds:
+    """``measure`` names what the latency figures are: a request's whole latency, or for a
+    language model its time to first token (the rest of its latency is the length asked for).
+    Either way ``max_p99_latency_ms`` bounds their p99."""
+
     max_error_rate: float
     max_p99_latency_ms: float
     min_requests: int
+    measure: str = "latency"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ def judge_canary(
         "errors": candidate.errors,
         "error_rate": round(candidate.error_rate, 4),
         "p99_ms": p99,
+        "measure": limits.measure,
         "max_error_rate": limits.max_error_rate,
         "max_p99_latency_ms": limits.max_p99_latency_ms,
         "min_requests": limits.min_requests,
@@ -59,7 +65,7 @@ def judge_canary(
             return Verdict(Decision.ROLL_BACK, reason, figures)
         if p99 > limits.max_p99_latency_ms:
             reason = (
-                f"canary p99 latency {p99:g} ms over max_p99_latency_ms "
+                f"canary p99 {limits.measure} {p99:g} ms over max_p99_latency_ms "
                 f"{limits.max_p99_latency_ms:g} ms ({candidate.requests} requests)"
             )
             return Verdict(Decision.ROLL_BACK, reason, figures)
@@ -72,7 +78,7 @@ def judge_canary(
         )
         return Verdict(Decision.ROLL_BACK, reason, figures)
     reason = (
-        f"canary passed: error rate {candidate.error_rate:.1%}, p99 <= {p99:g} ms "
+        f"canary passed: error rate {candidate.error_rate:.1%}, p99 {limits.measure} <= {p99:g} ms "
         f"over {candidate.requests} requests"
     )
     return Verdict(Decision.COMPLETE, reason, figures)

@@ -4,7 +4,9 @@ BentoML's generated page names the service ``conveyor:dev`` with version ``None`
 tag manager from the internet, documents 400/404/500 errors the edge never sends and lists
 every route whatever the model. Here the document is built from the deployment and the
 version that serves now: only the routes of its task, the request limits of its serving
-spec, the real refusals (one ``{"error", "field"}`` shape) and examples that answer 200.
+spec, the real refusals (one ``{"error", "field"}`` shape; on the OpenAI-compatible routes of a
+causal-lm version, OpenAI's ``{"error": {"message", "type", "param", "code"}}``) and examples
+that answer 200.
 :func:`openapi_document` is a pure function; :class:`OpenApiPages` serves it (ASGI).
 """
 
@@ -135,36 +137,158 @@ def _classify(facts: ApiFacts) -> dict[str, Any]:
     return _operation("classify", "Label one text or a list of texts", request, example, ok)
 
 
-def _generate(facts: ApiFacts, stream: bool) -> dict[str, Any]:
+_OPENAI_REFUSALS: dict[int, tuple[str, str, str | None, str | None]] = {
+    400: (
+        "A field is unknown, of the wrong type or over the version's limits (`param` names it), "
+        "`n` > 1, or the prompt plus `max_tokens` exceed the model's context (both numbers named).",
+        "invalid_request_error",
+        "max_tokens",
+        None,
+    ),
+    401: ("Missing, malformed, unknown or revoked API key.", "authentication_error", None,
+          "invalid_api_key"),
+    403: ("The API key may not call this deployment.", "permission_error", None,
+          "model_not_allowed"),
+    404: ("`model` is neither this deployment nor a version this worker holds.",
+          "invalid_request_error", "model", "model_not_found"),
+    413: (f"The body is over {MAX_BODY_BYTES:,} bytes.", "invalid_request_error", "body", None),
+    415: ("The body is not sent as application/json.", "invalid_request_error", None, None),
+    429: ("Over the key's requests or tokens per minute or day: wait `Retry-After` seconds.",
+          "rate_limit_error", None, "rate_limit_exceeded"),
+    500: ("The model failed on this input.", "server_error", None, None),
+    503: ("Overloaded or no model loaded yet: retry after `Retry-After` seconds.",
+          "server_error", None, "overloaded"),
+}  # fmt: skip
+
+
+def _openai_responses(ok: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {"200": ok}
+    for status, (description, kind, param, code) in _OPENAI_REFUSALS.items():
+        example = {"error": {"message": description, "type": kind, "param": param, "code": code}}
+        schema = {"$ref": "#/components/schemas/OpenAIError"}
+        found[str(status)] = {
+            "description": description,
+            "headers": _RETRY_HEADERS if status in (429, 503) else _VERSION_HEADER,
+            "content": {"application/json": {"schema": schema, "example": example}},
+        }
+    return found
+
+
+def _sampling(facts: ApiFacts) -> dict[str, Any]:
+    tokens = {"type": "integer", "minimum": 1, "maximum": facts.max_new_tokens}
+    return {
+        "model": {
+            "type": "string",
+            "description": f"`{facts.deployment}` (the canary split decides the version), or a "
+            "version this worker holds to pin it (GET /v1/models)",
+            "example": facts.deployment,
+        },
+        "max_tokens": {**tokens, "description": "At most the version's serving.max_new_tokens"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1},
+        "stop": {
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
+            ]
+        },
+        "seed": {"type": "integer"},
+        "stream": {"type": "boolean", "default": False},
+        "stream_options": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"include_usage": {"type": "boolean"}},
+        },
+        "n": {"type": "integer", "enum": [1], "description": "One choice per request"},
+        "user": {"type": "string"},
+    }
+
+
+def _openai_ok(schema: str) -> dict[str, Any]:
+    return {
+        "description": "The answer (JSON), or with `stream: true` server-sent events "
+        "`data: {chunk}` ending with `data: [DONE]`; the version in `system_fingerprint`.",
+        "headers": _VERSION_HEADER,
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    }
+
+
+def _chat(facts: ApiFacts) -> dict[str, Any]:
+    message = {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+            "content": {"type": "string"},
+        },
+    }
     request = {
         "type": "object",
         "additionalProperties": False,
-        "required": ["prompt"],
+        "required": ["model", "messages"],
         "properties": {
-            "prompt": _text(facts, "The text to continue"),
-            "max_new_tokens": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": facts.max_new_tokens,
-                "default": 32,
+            **_sampling(facts),
+            "messages": {"type": "array", "minItems": 1, "items": message},
+            "max_completion_tokens": {
+                "type": "integer", "minimum": 1, "maximum": facts.max_new_tokens,
             },
-            "temperature": {"type": "number", "minimum": 0, "maximum": 5, "default": 0.0},
         },
+    }  # fmt: skip
+    example = {
+        "model": facts.deployment,
+        "messages": [{"role": "user", "content": "Describe a cheap restaurant by the river."}],
+        "max_tokens": min(32, facts.max_new_tokens),
     }
-    example = {"prompt": "The capital of France is", "max_new_tokens": 16}
-    if stream:
-        ok = {
-            "description": "The continuation as plain-text chunks, as they are produced.",
-            "headers": _VERSION_HEADER,
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
-        return _operation("generate_stream", "Stream a continuation", request, example, ok)
+    operation = _operation(
+        "chat_completions", "Chat completion (OpenAI-compatible)", request, example, {}
+    )
+    operation["post"]["responses"] = _openai_responses(_openai_ok("ChatCompletion"))
+    return operation
+
+
+def _completions(facts: ApiFacts) -> dict[str, Any]:
+    prompt = {
+        "oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string"}},
+        ]
+    }
+    request = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["model", "prompt"],
+        "properties": {**_sampling(facts), "prompt": prompt},
+    }
+    example = {
+        "model": facts.deployment,
+        "prompt": "The capital of France is",
+        "max_tokens": min(16, facts.max_new_tokens),
+    }
+    operation = _operation(
+        "completions", "Text completion (OpenAI-compatible)", request, example, {}
+    )
+    operation["post"]["responses"] = _openai_responses(_openai_ok("Completion"))
+    return operation
+
+
+def _models() -> dict[str, Any]:
     ok = {
-        "description": "The continuation, from the version named in the body.",
+        "description": "This deployment, then each version this worker holds (OpenAI's list).",
         "headers": _VERSION_HEADER,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Generated"}}},
+        "content": {"application/json": {"schema": {"type": "object"}}},
     }
-    return _operation("generate", "Continue a prompt", request, example, ok)
+    responses = {k: v for k, v in _openai_responses(ok).items() if k in ("200", "401", "403")}
+    return {
+        "get": {
+            "operationId": "models",
+            "summary": "The models this server serves (OpenAI-compatible)",
+            "tags": ["model"],
+            "responses": responses,
+        }
+    }
 
 
 def _operation(
@@ -218,11 +342,24 @@ def _components(facts: ApiFacts) -> dict[str, Any]:
                     "results": {"type": "array", "items": result},
                 },
             },
-            "Generated": {
+            "OpenAIError": {
                 "type": "object",
-                "required": ["version", "text"],
-                "properties": {"version": {"type": "string"}, "text": {"type": "string"}},
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["message", "type", "param", "code"],
+                        "properties": {
+                            "message": {"type": "string"},
+                            "type": {"type": "string"},
+                            "param": {"nullable": True, "description": "The field at fault"},
+                            "code": {"nullable": True, "description": "e.g. model_not_found"},
+                        },
+                    }
+                },
             },
+            "ChatCompletion": _answer_schema("chat.completion"),
+            "Completion": _answer_schema("text_completion"),
         },
         "headers": {
             "X-Model-Version": {
@@ -250,14 +387,39 @@ def _components(facts: ApiFacts) -> dict[str, Any]:
     return components
 
 
+def _answer_schema(kind: str) -> dict[str, Any]:
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": [kind]},
+            "created": {"type": "integer"},
+            "model": {"type": "string", "description": "The version that answered"},
+            "system_fingerprint": {"type": "string", "description": "The same version"},
+            "choices": {"type": "array", "items": {"type": "object"}},
+            "usage": {
+                "type": "object",
+                "properties": {
+                    "prompt_tokens": count,
+                    "completion_tokens": count,
+                    "total_tokens": count,
+                },
+            },
+        },
+    }
+
+
 def openapi_document(facts: ApiFacts) -> dict[str, Any]:
     """The OpenAPI 3.0 document of what this worker serves now."""
     paths: dict[str, Any] = {}
     if facts.task == "classification":
         paths["/classify"] = _classify(facts)
     elif facts.task == "causal-lm":
-        paths["/generate"] = _generate(facts, stream=False)
-        paths["/generate_stream"] = _generate(facts, stream=True)
+        paths["/v1/chat/completions"] = _chat(facts)
+        paths["/v1/completions"] = _completions(facts)
+        paths["/v1/models"] = _models()
     serving = f"version {facts.version}" if facts.version else "no version loaded yet"
     keys = (
         "Every model call needs `Authorization: Bearer <key>` (`conveyor keys create`)."
@@ -271,7 +433,9 @@ def openapi_document(facts: ApiFacts) -> dict[str, Any]:
             "version": facts.version or "none",
             "description": f"The `{facts.deployment}` deployment, serving {serving}"
             f" ({facts.task or 'no task'}). Every response names the version that answered"
-            f" in `X-Model-Version`; every refusal is one JSON object `{{error, field}}`. {keys}",
+            f" in `X-Model-Version`; every refusal is one JSON object `{{error, field}}` (on the"
+            " OpenAI-compatible `/v1` routes, OpenAI's `{error: {message, type, param, code}}`)."
+            f" {keys}",
         },
         "servers": [{"url": "/"}],
         "tags": [

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,18 +16,19 @@ import torch
 from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import LOOPBACK_HOSTS, Settings, load_settings
-from serving.access import Gate, LocalLimiter, RedisLimiter, current_app
+from serving.access import (
+    Gate,
+    LocalLimiter,
+    LocalTokenLimiter,
+    RedisLimiter,
+    RedisTokenLimiter,
+    current_app,
+)
 from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
 from serving.controller import Controller, Routing, Served, load_failure, load_version
-from serving.inference import (
-    check_prompt_fits,
-    classify_texts,
-    generate_text,
-    preload_model_libraries,
-    stream_text,
-)
+from serving.inference import classify_texts, preload_model_libraries
 from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
 from serving.validation import RequestError
@@ -43,6 +42,9 @@ def _forward(served: Served, texts: list[str], top_k: int) -> list[dict[str, Any
     return classify_texts(served.loaded, texts, top_k, served.max_length)
 
 
+TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OUTPUT_TOKENS_BUCKETS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+TOKENS_PER_SECOND_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 TEXT_CHARS_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
@@ -97,6 +99,34 @@ class _Metrics:
             buckets=CONFIDENCE_BUCKETS,
             registry=into,
         )
+        version = ["deployment", "version", "role"]
+        self.first_token = Histogram(
+            "conveyor_time_to_first_token_seconds",
+            "Language models: from the request to its first output token",
+            version,
+            buckets=TTFT_BUCKETS_S,
+            registry=into,
+        )
+        self.output_tokens = Histogram(
+            "conveyor_output_tokens",
+            "Language models: completion tokens per answer (the _sum is every token produced)",
+            version,
+            buckets=OUTPUT_TOKENS_BUCKETS,
+            registry=into,
+        )
+        self.tokens_per_second = Histogram(
+            "conveyor_output_tokens_per_second",
+            "Language models: each answer's decode speed after its first token",
+            version,
+            buckets=TOKENS_PER_SECOND_BUCKETS,
+            registry=into,
+        )
+        self.finish = Counter(
+            "conveyor_finish_reasons",
+            "Language models: answers by finish reason (stop, length, cancelled: client gone)",
+            [*version, "reason"],
+            registry=into,
+        )
         self.text_chars = Histogram(
             "conveyor_input_chars",
             "Length of each classified text in characters (drift: the inputs changed shape)",
@@ -112,7 +142,6 @@ class Runtime:
     batcher: Batcher
     metrics: _Metrics
     pinned: str | None
-    _generate_lock: threading.Lock
     gate: Gate
     cache: Cache
     max_in_flight: int
@@ -183,35 +212,20 @@ class Runtime:
         failed: bool,
         app: str = "-",
         executed: bool = True,
+        judged_ms: float | None = None,
     ) -> None:
-        """Count one answered request; only those the model ran are canary evidence."""
+        """Count one answered request; only those the model ran are canary evidence.
+        ``judged_ms``: what the canary judge reads instead of the whole latency (a language
+        model's time to first token: its whole latency is the length the client asked for)."""
         seconds = time.perf_counter() - start
         if executed:
-            self.controller.record(version, seconds * 1000, failed, app)
+            judged = judged_ms if judged_ms is not None else seconds * 1000
+            self.controller.record(version, judged, failed, app)
         series = (self.deployment, version, role, endpoint)
         self.metrics.requests.labels(*series, app).inc()
         self.metrics.latency.labels(*series).observe(seconds)
         # The error series exists (at 0) from the first request: error rates read 0, not "no data".
         self.metrics.errors.labels(*series, app).inc(1 if failed else 0)
-
-    async def generate(self, served: Served, prompt: str, max_new: int, temperature: float) -> str:
-        def run() -> str:
-            with self._generate_lock:
-                check_prompt_fits(served.loaded, prompt, max_new)
-                return generate_text(served.loaded, prompt, max_new, temperature)
-
-        return await asyncio.to_thread(run)
-
-    async def stream(
-        self, served: Served, prompt: str, max_new: int, temperature: float
-    ) -> AsyncIterator[str]:
-        pieces = stream_text(served.loaded, prompt, max_new, temperature)
-        while True:
-            piece = await asyncio.to_thread(next, pieces, None)
-            if piece is None:
-                return
-            if piece:
-                yield piece
 
     def status(self) -> dict[str, Any]:
         routing: Routing = self.controller.routing
@@ -231,6 +245,7 @@ class Runtime:
                         "loaded_at": served.loaded_at.isoformat(),
                         "load_seconds": round(served.load_seconds, 3),
                     }
+                    | ({"engine": served.engine.stats()} if served.engine else {})
                 )
         return {
             "deployment": self.controller.deployment,
@@ -375,14 +390,19 @@ def _assemble(
             opened.append(open_registry(settings))
         return opened[0]
 
-    limiter = RedisLimiter(settings.redis_url) if settings.redis_url else LocalLimiter()
-    gate = Gate(registry, controller.deployment, required=settings.auth_required, limiter=limiter)
+    redis = settings.redis_url
+    gate = Gate(
+        registry,
+        controller.deployment,
+        required=settings.auth_required,
+        limiter=RedisLimiter(redis) if redis else LocalLimiter(),
+        tokens=RedisTokenLimiter(redis) if redis else LocalTokenLimiter(),
+    )
     runtime = Runtime(
         controller,
         batcher,
         metrics,
         pinned,
-        threading.Lock(),
         gate=gate,
         cache=_cache(settings, controller.deployment),
         max_in_flight=settings.serve_max_in_flight,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import bentoml
@@ -25,9 +24,10 @@ apply_offline_environment(SETTINGS)  # before any library can reach the network
 from serving import _timeout  # noqa: E402
 from serving.access import current_app  # noqa: E402
 from serving.edge import EdgeGuard  # noqa: E402
+from serving.openai_routes import openai_router  # noqa: E402
 from serving.openapi import ApiFacts, OpenApiPages  # noqa: E402
 from serving.runtime import Runtime, start_runtime  # noqa: E402
-from serving.validation import RequestError, check_generate, check_texts  # noqa: E402
+from serving.validation import RequestError, check_texts  # noqa: E402
 
 __all__ = ["Conveyor"]
 
@@ -37,6 +37,7 @@ PINNED = SETTINGS.bento_model or None
 admin = FastAPI(title="conveyor admin")
 _runtime: Runtime | None = None
 _timeout.install()  # BentoML's own timeout middleware keeps every request alive for 120 s
+admin.include_router(openai_router(lambda: _runtime))  # /v1/chat/completions, /completions, /models
 
 
 class ModelVersionHeader:
@@ -69,7 +70,8 @@ class ModelVersionHeader:
 )
 @bentoml.asgi_app(admin, path="/v1")
 class Conveyor:
-    """``/classify``, ``/generate``, ``/v1/status``; BentoML adds readyz, livez and metrics."""
+    """``/classify``, the OpenAI-compatible ``/v1/chat/completions``, ``/v1/completions`` and
+    ``/v1/models`` (causal-lm versions), ``/v1/status``; BentoML adds readyz, livez, metrics."""
 
     pinned_model = bentoml.models.BentoModel(PINNED) if PINNED else None
 
@@ -117,7 +119,9 @@ class Conveyor:
                 text, texts, top_k, max_texts=served.max_texts, max_chars=served.max_chars
             )
             if served.task != "classification":
-                raise RequestError(404, f"{served.version} is a {served.task} model: use /generate")
+                raise RequestError(
+                    404, f"{served.version} is a {served.task} model: use /v1/chat/completions"
+                )
         except RequestError as exc:
             return self._refuse(ctx, exc)
         try:
@@ -139,61 +143,6 @@ class Conveyor:
             executed=executed,
         )
         return {"version": served.version, "results": results}
-
-    @bentoml.api(route="/generate")  # type: ignore[untyped-decorator]
-    async def generate(
-        self,
-        ctx: bentoml.Context,
-        prompt: str,
-        max_new_tokens: int = 32,
-        temperature: float = 0.0,
-    ) -> dict[str, Any]:
-        """Continue a prompt (causal-LM deployments); ``max_new_tokens`` capped by the recipe."""
-        start = time.perf_counter()
-        try:
-            served, role = self.runtime.pick(ctx.request.headers.get("x-canary-key"))
-            ctx.response.headers["X-Model-Version"] = served.version
-            if served.task != "causal-lm":
-                raise RequestError(404, f"{served.version} is a {served.task} model: use /classify")
-            check_generate(
-                prompt,
-                max_new_tokens,
-                temperature,
-                cap=served.max_new_tokens,
-                max_chars=served.max_chars,
-            )
-        except RequestError as exc:
-            return self._refuse(ctx, exc)
-        try:
-            text = await self.runtime.generate(served, prompt, max_new_tokens, temperature)
-        except RequestError as exc:  # the prompt does not fit the context: not the model's fault
-            return self._refuse(ctx, exc)
-        except Exception as exc:
-            self.runtime.observe(
-                served.version, role, "generate", start, failed=True, app=current_app.get()
-            )
-            ctx.response.status_code = 500
-            return {"error": f"the model failed: {type(exc).__name__}"}
-        self.runtime.observe(
-            served.version, role, "generate", start, failed=False, app=current_app.get()
-        )
-        return {"version": served.version, "text": text}
-
-    @bentoml.api(route="/generate_stream")  # type: ignore[untyped-decorator]
-    async def generate_stream(
-        self, prompt: str, max_new_tokens: int = 32, temperature: float = 0.0
-    ) -> AsyncGenerator[str, None]:
-        """The continuation as it is produced (text chunks); limits as ``/generate``."""
-        served, _role = self.runtime.pick(None)
-        check_generate(
-            prompt,
-            max_new_tokens,
-            temperature,
-            cap=served.max_new_tokens,
-            max_chars=served.max_chars,
-        )
-        async for piece in self.runtime.stream(served, prompt, max_new_tokens, temperature):
-            yield piece
 
     @admin.get("/status")
     def status(self) -> dict[str, Any]:

@@ -354,7 +354,9 @@ class ServingSection(_Section):
         default=2000, description="Longer texts are refused with 422."
     )
     max_new_tokens: PositiveInt = Field(
-        default=128, description="Cap on `max_new_tokens` a /generate request may ask for."
+        default=128,
+        description="Cap on `max_tokens` a /v1/chat/completions or /v1/completions request "
+        "may ask for.",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from conveyor.registry.tables import ApiKey, ApiUsage, utcnow
 
 __all__ = [
     "API_KEY_PREFIX",
+    "KeyLimits",
     "add_usage",
     "create_api_key",
     "hash_api_key",
@@ -35,12 +37,18 @@ def hash_api_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class KeyLimits:
+    """What a key allows: requests per second and per day, tokens per minute and per day."""
+
+    rate_per_second: float | None = None
+    quota_per_day: int | None = None
+    tokens_per_minute: int | None = None
+    tokens_per_day: int | None = None
+
+
 def create_api_key(
-    store: Store,
-    app: str,
-    deployments: Sequence[str],
-    rate_per_second: float | None,
-    quota_per_day: int | None,
+    store: Store, app: str, deployments: Sequence[str], limits: KeyLimits
 ) -> tuple[ApiKeyRecord, str]:
     plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -50,8 +58,7 @@ def create_api_key(
             key_prefix=plaintext[:12],
             key_hash=hash_api_key(plaintext),
             deployments=list(deployments),
-            rate_per_second=rate_per_second,
-            quota_per_day=quota_per_day,
+            **asdict(limits),
             created_at=utcnow(),
             created_by=store.actor,
             revoked_at=None,
@@ -61,8 +68,7 @@ def create_api_key(
         details = {
             "key_prefix": row.key_prefix,
             "deployments": list(deployments),
-            "rate_per_second": rate_per_second,
-            "quota_per_day": quota_per_day,
+            **asdict(limits),
         }
         add_audit(session, store.actor, "key.created", None, None, f"key for {app}", details)
         return record_of(ApiKeyRecord, row)

@@ -90,6 +90,8 @@ class ApiKeyRecord:
     created_at: datetime
     created_by: str
     revoked_at: datetime | None
+    tokens_per_minute: int | None = None  # prompt + completion tokens, for language models
+    tokens_per_day: int | None = None
 
     @property
     def active(self) -> bool:

@@ -176,9 +176,12 @@ class Registry:
         *,
         rate_per_second: float | None = None,
         quota_per_day: int | None = None,
+        tokens_per_minute: int | None = None,
+        tokens_per_day: int | None = None,
     ) -> tuple[ApiKeyRecord, str]:
         """Make a key for ``app``; the plaintext is returned once and never stored."""
-        return _keys.create_api_key(self._store, app, deployments, rate_per_second, quota_per_day)
+        limits = _keys.KeyLimits(rate_per_second, quota_per_day, tokens_per_minute, tokens_per_day)
+        return _keys.create_api_key(self._store, app, deployments, limits)
 
     def list_api_keys(self, include_revoked: bool = False) -> list[ApiKeyRecord]:
         return _keys.list_api_keys(self._store, include_revoked)

@@ -142,6 +142,8 @@ class ApiKey(Base):
     deployments: Mapped[list[str]] = mapped_column(JSON)
     rate_per_second: Mapped[float | None] = mapped_column(Float)
     quota_per_day: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_day: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(256))
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -15,8 +15,10 @@ from conveyor.settings import Settings
 from serving.openapi import ApiFacts, index_html, openapi_document
 from tests.serving.conftest import DEPLOYMENT, make_version, running_server
 
-MODEL_ROUTES = {"/classify", "/generate", "/generate_stream"}
+OPENAI_ROUTES = {"/v1/chat/completions", "/v1/completions"}
+MODEL_ROUTES = {"/classify", "/v1/models"} | OPENAI_ROUTES
 REFUSALS = {"400", "401", "403", "413", "415", "422", "429", "500", "503"}
+OPENAI_REFUSALS = {"400", "401", "403", "404", "413", "415", "429", "500", "503"}
 
 
 def _schema(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -26,23 +28,44 @@ def _schema(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("task", "routes"),
-    [("classification", {"/classify"}), ("causal-lm", {"/generate", "/generate_stream"})],
+    [("classification", {"/classify"}), ("causal-lm", {"/v1/models"} | OPENAI_ROUTES)],
 )
 def test_only_the_routes_of_the_serving_task_are_documented(task: str, routes: set[str]) -> None:
     document = openapi_document(ApiFacts("intents", "intents:v3", task, max_texts=8))
     assert document["info"]["title"] == "conveyor: intents"
     assert document["info"]["version"] == "intents:v3"
     assert set(document["paths"]) & MODEL_ROUTES == routes
-    for route in routes:
+    for route in routes - {"/v1/models"}:
         operation = document["paths"][route]["post"]
-        assert set(operation["responses"]) == {"200", *REFUSALS}
+        openai = route in OPENAI_ROUTES
+        refusals = OPENAI_REFUSALS if openai else REFUSALS
+        error = "#/components/schemas/" + ("OpenAIError" if openai else "Error")
+        assert set(operation["responses"]) == {"200", *refusals}
         body = operation["requestBody"]["content"]["application/json"]
         jsonschema.validate(body["example"], _schema(document, body["schema"]))
-        for status in REFUSALS:
+        for status in refusals:
             answer = operation["responses"][status]
             assert "X-Model-Version" in answer["headers"]
             example = answer["content"]["application/json"]["example"]
-            jsonschema.validate(example, _schema(document, {"$ref": "#/components/schemas/Error"}))
+            jsonschema.validate(example, _schema(document, {"$ref": error}))
+
+
+@pytest.mark.unit
+def test_the_openai_request_schema_refuses_what_the_parser_refuses() -> None:
+    from serving.openai_api import ApiError, parse_request
+
+    document = openapi_document(ApiFacts("chat", "chat:v1", "causal-lm", max_new_tokens=16))
+    path = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]
+    schema = _schema(document, path["content"]["application/json"]["schema"])
+    good = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    jsonschema.validate(good, schema)
+    parse_request("chat", good)
+    for bad in ({"model": "chat"}, good | {"n": 2}, good | {"colour": "red"},
+                good | {"stop": ["a", "b", "c", "d", "e"]}, good | {"temperature": 3}):  # fmt: skip
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+        with pytest.raises(ApiError):
+            parse_request("chat", bad)
 
 
 @pytest.mark.unit

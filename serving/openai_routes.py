@@ -1,0 +1,305 @@
+"""The OpenAI-compatible routes, mounted under ``/v1``: chat and text completions, models.
+
+Thin glue: the edge (:mod:`serving.edge`) has already admitted the caller (key, request and
+token limits, the in-flight bound) and read the body; here the request is parsed
+(:mod:`serving.openai_api`), routed like ``/classify`` (the canary pick, or the version the
+``model`` field pins), decoded by the version's engine, and counted: per-version metrics,
+canary evidence (only when the model ran; its time to first token is what the judge reads)
+and the app's tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from serving.access import current_app
+from serving.decoding import SamplingParams, TokenEvent
+from serving.inference import context_length
+from serving.openai_api import (
+    DONE,
+    ApiError,
+    Kind,
+    LlmRequest,
+    cache_key,
+    check_budget,
+    chunk,
+    completion_body,
+    error_body,
+    models_body,
+    parse_request,
+    sse,
+)
+from serving.validation import RequestError
+
+if TYPE_CHECKING:
+    from serving.controller import Served
+    from serving.runtime import Runtime
+
+__all__ = ["openai_router", "prompt_ids"]
+
+log = logging.getLogger(__name__)
+CACHE_TOP_K = 0  # the prediction cache's second key part: 0 marks a language-model answer
+
+
+def error_response(exc: RequestError, version: str | None = None) -> JSONResponse:
+    headers = {"X-Model-Version": version} if version else {}
+    if exc.retry_after is not None or exc.status in (429, 503):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+
+
+def prompt_ids(tokenizer: Any, request: LlmRequest) -> list[int]:
+    """The prompt's tokens: messages through the chat template (ready for the assistant's
+    turn), a completion prompt as it is."""
+    if request.kind == "chat":
+        messages = [{"role": role, "content": text} for role, text in request.messages]
+        try:
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        except Exception as exc:  # a template that refuses this conversation (roles, order)
+            raise ApiError(
+                400, f"the chat template refused the messages: {exc}", param="messages"
+            ) from exc
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # newer transformers
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+    return [int(t) for t in tokenizer(request.prompt)["input_ids"]]
+
+
+@asynccontextmanager
+async def _decoding(
+    served: Served, ids: list[int], params: SamplingParams
+) -> AsyncIterator[AsyncIterator[TokenEvent]]:
+    """The engine's token stream, closed on the way out whatever happens (a client gone, an
+    error): closing it ends that request's decoding."""
+    assert served.engine is not None
+    stream = served.engine.stream(ids, params, served.adapter)
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _resolve(runtime: Runtime, model: str, canary_key: str | None) -> tuple[Served, str]:
+    """The deployment name takes the canary pick; a version this worker holds pins it."""
+    if model == runtime.deployment:
+        return runtime.pick(canary_key)
+    routing = runtime.controller.routing
+    for role, served in (
+        ("active", routing.active),
+        ("canary", routing.canary),
+        ("standby", routing.standby),
+    ):
+        if served is not None and served.version == model:
+            return served, role
+    held = ", ".join(routing.roles()) or "none yet"
+    raise ApiError(
+        404,
+        f"The model '{model}' does not exist here: this server serves '{runtime.deployment}' "
+        f"(versions loaded: {held})",
+        param="model",
+        code="model_not_found",
+    )
+
+
+@dataclass
+class _Tracker:
+    """One request's figures, counted once when it ends (answered, failed or abandoned)."""
+
+    runtime: Runtime
+    served: Served
+    role: str
+    endpoint: str
+    start: float = field(default_factory=time.perf_counter)
+    first: float | None = None
+    last: TokenEvent | None = None
+
+    def event(self, event: TokenEvent) -> None:
+        if self.first is None and event.completion_tokens > 0:
+            self.first = time.perf_counter()
+        self.last = event
+
+    def done(self, *, failed: bool = False, executed: bool = True) -> None:
+        runtime, version = self.runtime, self.served.version
+        app = current_app.get()
+        series = (runtime.deployment, version, self.role)
+        metrics = runtime.metrics
+        last = self.last
+        ttft_ms = (self.first - self.start) * 1000 if self.first is not None else None
+        if executed and last is not None:
+            reason = last.finish_reason or "cancelled"
+            metrics.finish.labels(*series, reason).inc()
+            metrics.output_tokens.labels(*series).observe(last.completion_tokens)
+            if self.first is not None:
+                metrics.first_token.labels(*series).observe(self.first - self.start)
+                decoding = time.perf_counter() - self.first
+                if last.completion_tokens > 1 and decoding > 0:
+                    speed = (last.completion_tokens - 1) / decoding
+                    metrics.tokens_per_second.labels(*series).observe(speed)
+        runtime.observe(
+            version,
+            self.role,
+            self.endpoint,
+            self.start,
+            failed=failed,
+            app=app,
+            executed=executed,
+            judged_ms=ttft_ms,
+        )
+        if last is not None:
+            runtime.gate.spend(app, last.prompt_tokens + last.completion_tokens)
+
+
+def _cached(runtime: Runtime, served: Served, key: str) -> dict[str, Any] | None:
+    found = runtime.cache.get_many(served.version, CACHE_TOP_K, [key])[0]
+    for outcome, hit in (("hit", True), ("miss", False)):  # both series exist from the first
+        counted = 1 if (found is not None) == hit else 0
+        runtime.metrics.cache.labels(runtime.deployment, served.version, outcome).inc(counted)
+    return found
+
+
+async def _complete(
+    runtime: Runtime, served: Served, role: str, llm: LlmRequest, ids: list[int], budget: int
+) -> Response:
+    rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
+    created = int(time.time())
+    tracker = _Tracker(runtime, served, role, llm.kind)
+    key = cache_key(llm, budget) if llm.greedy else None
+    found = _cached(runtime, served, key) if key else None
+    headers = {"X-Model-Version": served.version, "X-Model-Role": role}
+    if found is not None:
+        last = TokenEvent(
+            "", found["completion_tokens"], found["prompt_tokens"], found["finish_reason"]
+        )
+        tracker.event(last)
+        tracker.done(executed=False)  # a cached answer is no evidence of the model
+        body = completion_body(llm.kind, rid, created, served.version, found["text"], last)
+        return JSONResponse(body, headers=headers)
+    assert served.engine is not None
+    pieces: list[str] = []
+    try:
+        async with _decoding(served, ids, llm.params(budget)) as run:
+            async for event in run:
+                tracker.event(event)
+                pieces.append(event.text)
+    except Exception as exc:
+        tracker.done(failed=True)
+        log.error("%s on %s failed: %s", llm.kind, served.version, exc)
+        failure = ApiError(500, f"the model failed: {type(exc).__name__}")
+        return error_response(failure, served.version)
+    tracker.done()
+    last = tracker.last or TokenEvent("", 0, len(ids), "stop")
+    text = "".join(pieces)
+    if key:
+        answer: dict[str, Any] = {"text": text, "finish_reason": last.finish_reason}
+        answer |= {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens}
+        runtime.cache.put_many(served.version, CACHE_TOP_K, [key], [answer])
+    body = completion_body(llm.kind, rid, created, served.version, text, last)
+    return JSONResponse(body, headers=headers)
+
+
+async def _events(
+    request: Request,
+    runtime: Runtime,
+    served: Served,
+    role: str,
+    llm: LlmRequest,
+    ids: list[int],
+    budget: int,
+) -> AsyncIterator[bytes]:
+    """The server-sent events of one streamed answer; a client that goes away ends the
+    decoding at the next token (the engine's stream is closed)."""
+    rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
+    head = (llm.kind, rid, int(time.time()), served.version)
+    usage = llm.include_usage
+    tracker = _Tracker(runtime, served, role, llm.kind)
+    failed = False
+    assert served.engine is not None
+    try:
+        if llm.kind == "chat":
+            yield sse(chunk(*head, text="", role=True, with_usage=usage))
+        async with _decoding(served, ids, llm.params(budget)) as run:
+            async for event in run:
+                tracker.event(event)
+                if await request.is_disconnected():
+                    return
+                if event.text:
+                    yield sse(chunk(*head, text=event.text, with_usage=usage))
+                if event.finish_reason is not None:
+                    end = chunk(*head, finish_reason=event.finish_reason, with_usage=usage)
+                    yield sse(end)
+        if usage and tracker.last is not None:
+            counts = (tracker.last.prompt_tokens, tracker.last.completion_tokens)
+            yield sse(chunk(*head, counts=counts))
+        yield DONE
+    except Exception as exc:  # the status is sent already: the error is the last event
+        failed = True
+        log.error("streamed %s on %s failed: %s", llm.kind, served.version, exc)
+        yield sse(error_body(ApiError(500, f"the model failed: {type(exc).__name__}")))
+    finally:
+        tracker.done(failed=failed)
+
+
+async def _answer(request: Request, runtime: Runtime | None, kind: Kind) -> Response:
+    if runtime is None:
+        return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
+    version: str | None = None
+    try:
+        llm = parse_request(kind, json.loads(await request.body()))
+        served, role = _resolve(runtime, llm.model, request.headers.get("x-canary-key"))
+        version = served.version
+        if served.engine is None:
+            raise ApiError(
+                404,
+                f"{served.version} is a {served.task} model: it has no completions (use /classify)",
+                param="model",
+                code="model_not_found",
+            )
+        ids = prompt_ids(served.loaded.tokenizer, llm)
+        context = context_length(served.loaded) or served.max_length
+        budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=context)
+    except ValueError:
+        return error_response(ApiError(400, "the body is not valid JSON", param="body"))
+    except RequestError as exc:  # the request's fault: never counted against the version
+        return error_response(exc, version)
+    if not llm.stream:
+        return await _complete(runtime, served, role, llm, ids, budget)
+    headers = {"X-Model-Version": served.version, "X-Model-Role": role}
+    headers["Cache-Control"] = "no-cache"
+    events = _events(request, runtime, served, role, llm, ids, budget)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+def openai_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
+    """``POST /chat/completions``, ``POST /completions``, ``GET /models`` (under ``/v1``)."""
+    router = APIRouter()
+
+    @router.post("/chat/completions", include_in_schema=False)
+    async def chat_completions(request: Request) -> Response:
+        return await _answer(request, get_runtime(), "chat")
+
+    @router.post("/completions", include_in_schema=False)
+    async def completions(request: Request) -> Response:
+        return await _answer(request, get_runtime(), "completion")
+
+    @router.get("/models", include_in_schema=False)
+    async def models() -> Response:
+        runtime = get_runtime()
+        if runtime is None:
+            return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
+        routing = runtime.controller.routing
+        created = int(routing.since.timestamp())
+        return JSONResponse(models_body(runtime.deployment, list(routing.roles()), created))
+
+    return router

@@ -1,0 +1,214 @@
+"""The OpenAI-compatible layer's pure parts: parsing, budgets, shapes, token limits, judging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from serving.access import LocalTokenLimiter, Refused
+from serving.decoding import TokenEvent
+from serving.judge import CanaryThresholds, Decision, judge_canary
+from serving.openai_api import (
+    ApiError,
+    cache_key,
+    check_budget,
+    chunk,
+    completion_body,
+    error_body,
+    models_body,
+    parse_request,
+    sse,
+)
+from serving.stats import VersionStats
+
+pytestmark = pytest.mark.unit
+CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _refused(kind: Any, body: Any) -> ApiError:
+    with pytest.raises(ApiError) as refused:
+        parse_request(kind, body)
+    assert refused.value.status == 400
+    return refused.value
+
+
+def test_a_chat_request_is_parsed_with_openai_defaults_and_aliases() -> None:
+    parts = [{"type": "text", "text": "be "}, {"type": "text", "text": "brief"}]
+    request = parse_request(
+        "chat",
+        CHAT
+        | {
+            "messages": [{"role": "developer", "content": parts}, CHAT["messages"][0]],
+            "max_completion_tokens": 9,
+            "stop": "\n",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "n": 1,
+            "user": "u1",
+        },
+    )
+    assert request.messages == (("system", "be brief"), ("user", "hi"))
+    assert (request.max_tokens, request.stop, request.temperature) == (9, ("\n",), 1.0)
+    assert request.stream and request.include_usage and not request.greedy
+    completion = parse_request("completion", {"model": "m", "prompt": ["one"], "temperature": 0})
+    assert completion.prompt == "one" and completion.greedy and completion.max_tokens is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "param"),
+    [
+        ("chat", {"messages": CHAT["messages"]}, "model"),
+        ("chat", CHAT | {"n": 2}, "n"),
+        ("chat", CHAT | {"colour": "red"}, "colour"),
+        ("chat", CHAT | {"prompt": "x"}, "prompt"),
+        ("chat", CHAT | {"messages": []}, "messages"),
+        ("chat", CHAT | {"messages": [{"role": "tool", "content": "x"}]}, "messages"),
+        ("chat", CHAT | {"max_tokens": 0}, "max_tokens"),
+        ("chat", CHAT | {"max_tokens": True}, "max_tokens"),
+        ("chat", CHAT | {"temperature": 2.5}, "temperature"),
+        ("chat", CHAT | {"top_p": 0}, "top_p"),
+        ("chat", CHAT | {"stop": ["a", ""]}, "stop"),
+        ("chat", CHAT | {"stop": list("abcde")}, "stop"),
+        ("chat", CHAT | {"stream_options": {"include_usage": True}}, "stream_options"),
+        ("chat", CHAT | {"logprobs": True}, "logprobs"),
+        ("chat", CHAT | {"presence_penalty": 0.5}, "presence_penalty"),
+        ("completion", {"model": "m", "prompt": ["a", "b"]}, "prompt"),
+        ("completion", {"model": "m"}, "prompt"),
+        ("completion", [1, 2], "body"),
+    ],
+)
+def test_invalid_requests_are_400_naming_the_param(kind: Any, body: Any, param: str) -> None:
+    refused = _refused(kind, body)
+    assert refused.field == param
+    shape = error_body(refused)["error"]
+    assert shape["type"] == "invalid_request_error" and shape["param"] == param
+    assert set(shape) == {"message", "type", "param", "code"}
+
+
+def test_n_above_one_says_so() -> None:
+    assert "one choice" in _refused("chat", CHAT | {"n": 3}).reason
+
+
+def test_the_budget_is_capped_by_the_version_and_the_context_naming_both_numbers() -> None:
+    request = parse_request("chat", CHAT | {"max_tokens": 100})
+    assert check_budget(request, 20, cap=128, context=512) == 100
+    unset = parse_request("chat", CHAT)
+    assert check_budget(unset, 20, cap=128, context=512) == 128
+    assert check_budget(unset, 500, cap=128, context=512) == 12
+    with pytest.raises(ApiError) as capped:
+        check_budget(parse_request("chat", CHAT | {"max_tokens": 200}), 5, cap=128, context=512)
+    assert "200" in capped.value.reason and "128" in capped.value.reason
+    assert capped.value.field == "max_tokens"
+    with pytest.raises(ApiError) as over:
+        check_budget(request, 450, cap=128, context=512)
+    assert over.value.code == "context_length_exceeded" and over.value.field == "messages"
+    assert all(str(n) in over.value.reason for n in (512, 450, 100, 550))
+
+
+def test_greedy_answers_are_keyed_by_the_whole_normalized_request() -> None:
+    one = parse_request("chat", CHAT | {"temperature": 0})
+    renamed = parse_request("chat", CHAT | {"temperature": 0, "model": "chat:v2", "user": "x"})
+    longer = parse_request("chat", CHAT | {"temperature": 0, "max_tokens": 5})
+    assert cache_key(one, 8) == cache_key(renamed, 8)
+    assert cache_key(one, 8) != cache_key(longer, 5) != cache_key(one, 9)
+    spaced = parse_request("chat", CHAT | {"messages": [{"role": "user", "content": "hi "}]})
+    assert cache_key(one, 8) != cache_key(spaced, 8)  # whitespace is tokens
+
+
+def test_answer_chunk_and_usage_shapes() -> None:
+    last = TokenEvent("", 3, 7, "length")
+    body = completion_body("chat", "chatcmpl-1", 5, "chat:v2", "abc", last)
+    assert body["object"] == "chat.completion" and body["system_fingerprint"] == "chat:v2"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "abc"}
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    text = completion_body("completion", "cmpl-1", 5, "v", "abc", last)
+    assert text["object"] == "text_completion" and text["choices"][0]["text"] == "abc"
+
+    first = chunk("chat", "c", 5, "v", text="", role=True, with_usage=True)
+    assert first["object"] == "chat.completion.chunk" and first["usage"] is None
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    end = chunk("chat", "c", 5, "v", finish_reason="stop")
+    assert end["choices"][0]["delta"] == {} and end["choices"][0]["finish_reason"] == "stop"
+    assert "usage" not in end
+    counted = chunk("chat", "c", 5, "v", counts=(7, 3))
+    assert counted["choices"] == [] and counted["usage"]["total_tokens"] == 10
+    assert chunk("completion", "c", 5, "v", text="x")["choices"][0]["text"] == "x"
+    assert sse({"a": "é"}) == 'data: {"a": "é"}\n\n'.encode()
+
+
+def test_models_list_and_refusal_shapes() -> None:
+    listed = models_body("chat", ["chat:v2", "chat:v1"], 5)
+    assert listed["object"] == "list" and [m["id"] for m in listed["data"]] == [
+        "chat",
+        "chat:v2",
+        "chat:v1",
+    ]
+    assert error_body(Refused(401, "bad key", "unauthorized"))["error"] == {
+        "message": "bad key",
+        "type": "authentication_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+    limited = error_body(Refused(429, "over", "tokens_limited", "shop", 3.0))["error"]
+    assert (limited["type"], limited["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    assert (
+        error_body(Refused(429, "day", "quota_exceeded"))["error"]["code"] == "insufficient_quota"
+    )
+
+
+def test_token_limits_per_minute_and_day_admit_until_spent_then_say_when() -> None:
+    now = [120.0 + 45]  # 45 s into a minute
+    limiter = LocalTokenLimiter(clock=lambda: now[0])
+    assert limiter.check("shop", 100, None) is None
+    limiter.spend("shop", 60)
+    assert limiter.check("shop", 100, None) is None  # under: one more request may run
+    limiter.spend("shop", 60)
+    refused = limiter.check("shop", 100, None)
+    assert refused is not None and refused[0] == "tokens_per_minute"
+    assert refused[1] == pytest.approx(15.0)
+    assert limiter.check("other", 100, None) is None  # per app
+    now[0] += 15  # the next minute
+    assert limiter.check("shop", 100, None) is None
+    day = limiter.check("shop", None, 120)
+    assert day is not None and day[0] == "tokens_per_day" and day[1] > 0
+    assert limiter.check("shop", None, None) is None  # no limits, no refusal
+
+
+def test_a_generative_canary_is_judged_on_its_time_to_first_token() -> None:
+    slow = VersionStats()
+    for _ in range(30):
+        slow.observe(900.0, failed=False)
+    limits = CanaryThresholds(0.05, 500.0, 20, measure="time to first token")
+    now = datetime.now(UTC)
+    verdict = judge_canary(slow, limits, now, now + timedelta(seconds=60))
+    assert verdict.decision == Decision.ROLL_BACK
+    assert "p99 time to first token 1000 ms over max_p99_latency_ms 500 ms" in verdict.reason
+    assert verdict.figures["measure"] == "time to first token"
+    failing = VersionStats()
+    for i in range(30):
+        failing.observe(10.0, failed=i < 3)
+    verdict = judge_canary(failing, limits, now, now + timedelta(seconds=60))
+    assert verdict.decision == Decision.ROLL_BACK and "error rate 10.0%" in verdict.reason
+
+
+def test_a_key_with_token_limits_is_refused_429_once_its_minute_is_spent(registry: Any) -> None:
+    from serving.access import Gate, LocalLimiter
+
+    record, key = registry.create_api_key(
+        "shop", ["chat"], tokens_per_minute=40, tokens_per_day=1000
+    )
+    assert (record.tokens_per_minute, record.tokens_per_day) == (40, 1000)
+    assert registry.verify_api_key(key).tokens_per_minute == 40
+    gate = Gate(lambda: registry, "chat", required=True, limiter=LocalLimiter())
+    bearer = f"Bearer {key}"
+    assert gate.admit(bearer, tokens=True) == "shop"
+    gate.spend("shop", 45)
+    assert gate.admit(bearer) == "shop"  # /classify is not counted in tokens
+    with pytest.raises(Refused) as refused:
+        gate.admit(bearer, tokens=True)
+    assert refused.value.status == 429 and refused.value.outcome == "tokens_limited"
+    assert "40 tokens per minute" in refused.value.reason
+    assert refused.value.retry_after is not None and 0 < refused.value.retry_after <= 60
