@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,8 @@ __all__ = [
     "check_body",
     "parse_json",
 ]
+
+log = logging.getLogger(__name__)
 
 OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
 MODEL_PATHS = frozenset({"/classify"}) | OPENAI_PATHS
@@ -181,6 +184,12 @@ class EdgeGuard:
             if isinstance(exc, Refused):
                 runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
             await send_error(send, exc, openai)
+            return
+        except Exception:  # a defect of ours while admitting: answer at once, never hang
+            log.exception("admitting a request to %s failed", path)
+            runtime.metrics.admission.labels(runtime.deployment, app, "edge_error").inc()
+            failure = RequestError(500, "the server failed while admitting the request")
+            await send_error(send, failure, openai)
             return
         runtime.metrics.admission.labels(runtime.deployment, app, "ok").inc()
         runtime.in_flight += 1
