@@ -14,14 +14,31 @@ DEMO_RECIPE = "recipes/clinc150-minilm.yaml"
 
 
 def _example_line(example: dict[str, Any]) -> str:
+    if "answer" in example:  # a language model's reply
+        return f"  {example['text']!r}\n    -> {example['answer']!r}"
     return f"  {example['text']!r:45} -> {example['label']} ({example['score']:.2f})"
+
+
+OPENAI_SNIPPET = """\
+             from openai import OpenAI
+             client = OpenAI(base_url="{endpoint}/v1", api_key="-")
+             for chunk in client.chat.completions.create(model="{model}", stream=True,
+                     messages=[{{"role": "user", "content": "Write one or two sentences describing this "
+                               "restaurant, using every fact given: name[Aromi], food[Thai]"}}]):
+                 print(chunk.choices[0].delta.content or "", end="")"""
 
 
 def demo(
     recipe: Annotated[str, typer.Option("--recipe", help="The recipe to run.")] = DEMO_RECIPE,
     steps: Annotated[
-        int, typer.Option("--steps", min=1, help="Training budget (optimizer steps).")
-    ] = 400,
+        int | None,
+        typer.Option(
+            "--steps",
+            min=1,
+            help="Training budget (optimizer steps); default 400 for a classifier, the "
+            "recipe's own for a language model.",
+        ),
+    ] = None,
     port: Annotated[int, typer.Option("--port", help="Model server port on 127.0.0.1.")] = 3000,
     prefect_port: Annotated[
         int, typer.Option("--prefect-port", help="Prefect server (and UI) port on 127.0.0.1.")
@@ -45,7 +62,8 @@ def demo(
     from serving.daemon import stop_model_server
 
     settings = _context.settings()
-    name = load_recipe(recipe).name
+    loaded = load_recipe(recipe)
+    name, task = loaded.name, loaded.task
     if stop:
         model = stop_model_server(settings, name)
         prefect = stop_prefect_server(settings)
@@ -70,7 +88,13 @@ def demo(
     typer.echo(f"outcome:     {outcome['version']}: {outcome['reason']}")
     typer.echo(f"production:  {_context.registry().alias(name, 'production') or '-'}")
     typer.echo(f"Prefect UI:  {result.prefect_url}  (flow runs, gate verdicts as artifacts)")
-    if result.endpoint:
+    if result.endpoint and task == "causal-lm":
+        typer.echo(
+            f"endpoint:    {result.endpoint}/v1/chat/completions   (Swagger UI: {result.endpoint}/)"
+        )
+        typer.echo("try:         (the openai client; with API keys on, api_key is your key)")
+        typer.echo(OPENAI_SNIPPET.format(endpoint=result.endpoint, model=name))
+    elif result.endpoint:
         typer.echo(f"endpoint:    {result.endpoint}/classify   (Swagger UI: {result.endpoint}/)")
         typer.echo(
             f"try:         curl -s -X POST {result.endpoint}/classify "
