@@ -23,6 +23,7 @@ from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
 from serving.controller import Controller, Routing, Served, load_failure, load_version
+from serving.decoding import SamplingParams
 from serving.inference import check_prompt_fits, classify_texts, generate_text, stream_text
 from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
@@ -189,6 +190,14 @@ class Runtime:
         self.metrics.errors.labels(*series, app).inc(1 if failed else 0)
 
     async def generate(self, served: Served, prompt: str, max_new: int, temperature: float) -> str:
+        if served.adapter is not None and served.engine is not None:
+            # A LoRA version's model is shared with other versions: only its engine runs it.
+            check_prompt_fits(served.loaded, prompt, max_new)
+            ids = served.loaded.tokenizer(prompt)["input_ids"]
+            params = SamplingParams(max_tokens=max_new, temperature=temperature)
+            text, _ = await served.engine.complete(ids, params, served.adapter)
+            return text
+
         def run() -> str:
             with self._generate_lock:
                 check_prompt_fits(served.loaded, prompt, max_new)
@@ -199,6 +208,13 @@ class Runtime:
     async def stream(
         self, served: Served, prompt: str, max_new: int, temperature: float
     ) -> AsyncIterator[str]:
+        if served.adapter is not None and served.engine is not None:  # as in generate
+            ids = served.loaded.tokenizer(prompt)["input_ids"]
+            params = SamplingParams(max_tokens=max_new, temperature=temperature)
+            async for event in served.engine.stream(ids, params, served.adapter):
+                if event.text:
+                    yield event.text
+            return
         pieces = stream_text(served.loaded, prompt, max_new, temperature)
         while True:
             piece = await asyncio.to_thread(next, pieces, None)
