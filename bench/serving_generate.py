@@ -5,7 +5,7 @@ request, run one at a time under a lock (the naive server), on the same model an
 
 Closed loop: ``c`` clients (c = 1 and 8) each send requests one after the other; prompts are
 E2E meaning representations rendered with the chat template, each request a different one.
-Arms and concurrencies alternate in one run (engine, naive, engine, naive ...). Greedy
+Arms and concurrencies alternate in one run (engine, naive, then naive, engine ...). Greedy
 decoding, so both arms write the same text. Reported per arm and concurrency: output tokens
 per second (median over repeats), p50 / p99 time to first token (all requests pooled), and
 the ratios engine / naive. Time to first token of the naive server is when ``generate``
@@ -166,11 +166,12 @@ def main() -> None:
     asyncio.run(_closed_loop(arms["engine"], prompts[:2], 1, 4))  # warm-up, both arms
     asyncio.run(_closed_loop(arms["naive"], prompts[:2], 1, 4))
     offset = 2
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for clients in (1, 8):
             count = args.requests // 2 if clients == 1 else args.requests
             batch = prompts[offset : offset + count]
-            for name, request in arms.items():  # the same prompts for both arms
+            order = list(arms.items())[:: -1 if repeat % 2 else 1]  # each arm goes first in turn
+            for name, request in order:  # the same prompts for both arms
                 seconds, tokens, ttfts = asyncio.run(
                     _closed_loop(request, list(batch), clients, args.max_tokens)
                 )
