@@ -90,7 +90,8 @@ def main() -> None:
     full_s, full_only, full_rss, full_bytes = [], [], [], 0
     for _ in range(args.repeats):
         rss, start = _rss(), time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(str(base_folder)).eval()
+        model: Any = AutoModelForCausalLM.from_pretrained(str(base_folder))
+        model.eval()
         full_only.append(time.perf_counter() - start)
         engine = DecodeEngine(model, tokenizer, context=2048)
         _first_token(engine, None)
@@ -100,8 +101,9 @@ def main() -> None:
         engine.close()
         del engine, model
 
-    base = AutoModelForCausalLM.from_pretrained(str(base_folder)).eval()
-    shared = PeftModel.from_pretrained(base, str(folders[0]), adapter_name="v0").eval()
+    base: Any = AutoModelForCausalLM.from_pretrained(str(base_folder))
+    shared: Any = PeftModel.from_pretrained(base.eval(), str(folders[0]), adapter_name="v0")
+    shared.eval()
     engine = DecodeEngine(shared, tokenizer, context=2048)
     _first_token(engine, "v0")
     load_s, only_s, delete_s, added, rss_added = [], [], [], [], []

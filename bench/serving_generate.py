@@ -63,8 +63,9 @@ def _model(name: str) -> tuple[Any, Any]:
             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
         )  # fmt: skip
-        return LlamaForCausalLM(config).eval(), tokenizer
-    model = AutoModelForCausalLM.from_pretrained(str(converted.path), dtype=torch.float32)
+        tiny: Any = LlamaForCausalLM(config)
+        return tiny.eval(), tokenizer
+    model: Any = AutoModelForCausalLM.from_pretrained(str(converted.path), dtype=torch.float32)
     return model.eval(), tokenizer
 
 
