@@ -22,9 +22,11 @@ def _example_line(example: dict[str, Any]) -> str:
 OPENAI_SNIPPET = """\
              from openai import OpenAI
              client = OpenAI(base_url="{endpoint}/v1", api_key="-")
-             for chunk in client.chat.completions.create(model="{model}", stream=True,
-                     messages=[{{"role": "user", "content": "Write one or two sentences describing this "
-                               "restaurant, using every fact given: name[Aromi], food[Thai]"}}]):
+             ask = "Write one or two sentences describing this restaurant, using every fact "
+             ask += "given: name[Aromi], food[Thai]"
+             messages = [{{"role": "user", "content": ask}}]
+             for chunk in client.chat.completions.create(
+                     model="{model}", messages=messages, stream=True):
                  print(chunk.choices[0].delta.content or "", end="")"""
 
 

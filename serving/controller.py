@@ -26,6 +26,7 @@ import torch
 from conveyor.model_folder import ArtifactError, LoadedModel, bento_model_tag
 from conveyor.registry import Registry, VersionRecord, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
+from serving.adapters import AdapterPool, is_adapter_folder
 from serving.bake import judge_rollout
 from serving.decoding import DecodeEngine
 from serving.desired import Desired, desired_state
@@ -41,7 +42,9 @@ __all__ = [
     "Routing",
     "Served",
     "load_failure",
+    "load_version",
     "model_folder",
+    "release_version",
     "retry_delay",
 ]
 
@@ -50,6 +53,7 @@ FAILURE_RETRY_SECONDS = 5.0  # a refused version is tried again after 5, 10, 20 
 FAILURE_RETRY_MAX_SECONDS = 300.0
 MAX_APPS = 256  # per version in a heartbeat; more are summed as one
 PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two hours
+ENGINE_MAX_BATCH = 8  # requests decoding together in one generative engine
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,9 @@ class Served:
     load_seconds: float
     backend: str = "torch"
     max_batch_size: int = 32  # texts per forward pass; 1 when the version's batching is off
-    engine: DecodeEngine | None = None  # causal-lm versions: their decode engine
-    adapter: str | None = None  # a LoRA version served as an adapter on a shared base
+    engine: DecodeEngine | None = None  # a generative version's decode engine
+    adapter: str | None = None  # a LoRA version: its adapter's name in the engine's model
+    base: str | None = None  # a LoRA version: the SHA-256 of its shared base
 
 
 @dataclass(frozen=True)
@@ -114,25 +119,38 @@ def model_folder(record: VersionRecord) -> Path | None:
         return Path(record.artifact_uri) if record.artifact_uri else None
 
 
-def load_version(record: VersionRecord) -> Served:
+def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Served:
     """Load, warm and smoke-check a version: ArtifactError or SmokeError when it must not serve.
 
     The folder is checked against the SHA-256 registered with the version before it loads.
+    A generative version gets a decode engine; a LoRA version joins its base's engine in
+    ``pool`` (a private pool without one). :func:`release_version` gives it back.
     """
     start = time.perf_counter()
     spec = serving_spec_of(record)
     folder = model_folder(record)
-    loaded = load_for_serving(folder, record.task, expected_sha256=record.content_sha256)
+    engine = adapter = base = None
+    if record.task == "causal-lm" and is_adapter_folder(folder):
+        pool = pool or AdapterPool(max_batch=ENGINE_MAX_BATCH if spec.batching else 1)
+        loaded, shared, adapter = pool.load(
+            folder, record.version, expected_sha256=record.content_sha256
+        )
+        engine, base = shared.engine, shared.key
+    else:
+        loaded = load_for_serving(folder, record.task, expected_sha256=record.content_sha256)
     max_length = min(spec.max_length, context_length(loaded) or spec.max_length)
     backend = "torch"
     if record.task == "classification" and spec.backend != "torch":
         loaded, backend = _with_onnx(loaded, folder, spec.backend, max_length)
-    smoke_check(loaded, max_length)  # also the warm-up
-    engine = None
-    if record.task == "causal-lm":
-        context = context_length(loaded) or spec.max_length
-        engine = DecodeEngine(loaded.model, loaded.tokenizer, context=context, name=record.version)
-    return Served(
+    if record.task == "causal-lm" and engine is None:
+        engine = DecodeEngine(
+            loaded.model,
+            loaded.tokenizer,
+            max_batch=ENGINE_MAX_BATCH if spec.batching else 1,
+            context=context_length(loaded) or max_length + spec.max_new_tokens,
+            name=record.version,
+        )
+    served = Served(
         version=record.version,
         task=record.task,
         loaded=loaded,
@@ -141,11 +159,30 @@ def load_version(record: VersionRecord) -> Served:
         max_chars=spec.max_text_chars,
         max_new_tokens=spec.max_new_tokens,
         loaded_at=datetime.now(UTC),
-        load_seconds=time.perf_counter() - start,
+        load_seconds=0.0,
         backend=backend,
         max_batch_size=spec.max_batch_size if spec.batching else 1,
         engine=engine,
+        adapter=adapter,
+        base=base,
     )
+    try:
+        smoke_check(loaded, max_length, engine=engine, adapter=adapter)  # also the warm-up
+    except BaseException:
+        release_version(served, pool)
+        raise
+    return dataclasses.replace(served, load_seconds=time.perf_counter() - start)
+
+
+def release_version(served: Served, pool: AdapterPool | None = None) -> None:
+    """Give back what a version holds: its adapter on a shared base, or its own engine.
+    Requests already running on it finish first."""
+    if served.adapter is not None and served.base is not None and pool is not None:
+        if served.base in pool.bases():
+            pool.release(served.base, served.adapter)
+            return
+    if served.engine is not None:
+        served.engine.retire()
 
 
 def _with_onnx(
@@ -227,6 +264,7 @@ class Controller:
         self._beat_lock = threading.Lock()
         self._last_beat = 0.0
         self._rng = random.Random()
+        self.adapters = AdapterPool(max_batch=ENGINE_MAX_BATCH)  # this worker's shared bases
 
     # -- requests --------------------------------------------------------------------------
 
@@ -334,7 +372,7 @@ class Controller:
             return None
         record = self._registry().resolve(version)  # registry down: the tick fails, not the version
         try:
-            served = load_version(record)
+            served = load_version(record, self.adapters)
         except (
             Exception
         ) as exc:  # any failure to load (onnxruntime, pydantic, OSError...) refuses it
@@ -377,7 +415,10 @@ class Controller:
         with self._swap_lock:
             self.routing = routing
             keep = {s.version for s in (active, canary, standby) if s is not None}
+            dropped = [s for v, s in self._loaded.items() if v not in keep]
             self._loaded = {v: s for v, s in self._loaded.items() if v in keep}
+        for served in dropped:  # after the swap: no new request reaches them
+            release_version(served, self.adapters)
         with self._stats_lock:
             self._profiles = {v: p for v, p in self._profiles.items() if v in keep}
         self._reset_stats_for(desired.rollout_id)

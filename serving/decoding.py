@@ -1,150 +1,425 @@
-"""Decoding for causal-LM versions (provisional: one request at a time with Hugging Face
-``generate`` in a thread; the batched engine replaces this module whole, same interface)."""
+"""Continuous batching over one causal LM: the decode engine of a generative version.
+
+One thread per engine runs the model; the asyncio side only queues requests and reads
+events. Each round, at a token boundary, the thread runs the calls it was handed (an adapter
+loaded or deleted), drops requests whose client went away, prefills the waiting requests the
+batch has room for (each alone, then joined to the left-padded KV cache) and runs one decode
+step for every running request. A request leaves as soon as it ends (eos, a stop string,
+``max_tokens``), so the next one joins in its place. Every token is an event, handed to the
+request's asyncio queue with ``loop.call_soon_threadsafe``.
+
+With a peft model holding several adapters, rows of different versions share each forward
+pass through peft's mixed-batch ``adapter_names`` (``"__base__"`` for the bare base).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import random
 import threading
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["DecodeEngine", "SamplingParams", "TokenEvent"]
+from serving._kv_batch import KVBatch
+from serving._sampling import next_tokens
+from serving._text import TextState
+from serving.validation import RequestError
+
+__all__ = [
+    "BASE_ADAPTER",
+    "DecodeEngine",
+    "DecodeError",
+    "EngineClosed",
+    "SamplingParams",
+    "TokenEvent",
+]
+
+log = logging.getLogger(__name__)
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """How one request decodes; a value out of range is a 400 naming the field."""
+
     max_tokens: int
-    temperature: float = 0.0
+    temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
+    seed: int | None = None  # same seed + same request => same text
+    stop: tuple[str, ...] = ()  # output ends before the first match, finish_reason "stop"
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise RequestError(
+                400, f"max_tokens must be at least 1, not {self.max_tokens}", field="max_tokens"
+            )
+        if not 0 <= self.temperature <= 5:
+            raise RequestError(
+                400, f"temperature must be between 0 and 5, not {self.temperature}",
+                field="temperature",
+            )  # fmt: skip
+        if not 0 < self.top_p <= 1:
+            raise RequestError(400, f"top_p must be in (0, 1], not {self.top_p}", field="top_p")
 
 
 @dataclass(frozen=True)
 class TokenEvent:
-    text: str
-    completion_tokens: int
+    text: str  # new text since the previous event ("" while a character or stop is pending)
+    completion_tokens: int  # output tokens so far
     prompt_tokens: int
-    finish_reason: str | None  # None while running; the last event "stop" | "length"
+    finish_reason: str | None  # None while running; last event: "stop" | "length"
+    token_ids: tuple[int, ...] = ()  # the output tokens of this event
 
 
-def _held_back(text: str, stop: tuple[str, ...]) -> int:
-    """How many trailing characters could still begin a stop string (not sent yet)."""
-    return max((n for s in stop for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+class DecodeError(RuntimeError):
+    """Decoding failed for this request (the cause is chained); the engine goes on."""
+
+
+class EngineClosed(DecodeError):
+    """The engine was closed before this request finished."""
+
+
+@dataclass(eq=False)
+class _Request:
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[TokenEvent | BaseException]
+    text: TextState
+    generator: torch.Generator | None
+    cancelled: bool = False
+    done: bool = False
+    generated: int = 0
+
+    def deliver(self, item: TokenEvent | BaseException) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody listens any more
+            self.cancelled = True
+
+
+@dataclass(eq=False)
+class _Call:
+    fn: Callable[[], Any]
+    future: Future[Any]
+    unused: str | None  # run only once no request for this adapter runs or waits
+
+
+@dataclass
+class _Counts:
+    steps: int = 0
+    prefills: int = 0
+    tokens_generated: int = 0
+    rows_stepped: int = 0
+    finished: int = 0
+    cancelled: int = 0
+    errors: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    config = getattr(model, "generation_config", None)
+    for value in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(int(v) for v in value)
+    return frozenset(ids)
 
 
 class DecodeEngine:
+    """Continuous batching over one causal LM (optionally a peft model with several adapters)."""
+
     def __init__(
         self, model: Any, tokenizer: Any, *, max_batch: int = 8, context: int, name: str = ""
     ) -> None:
-        self.model, self.tokenizer, self.context, self.name = model, tokenizer, context, name
-        self._lock = threading.Lock()
-        self._counts = {"requests": 0, "running": 0, "decoded_tokens": 0, "cancelled": 0}
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.context = context
+        self.name = name
+        self._eos = _eos_ids(model, tokenizer)
+        self._device = next(model.parameters()).device
+        self._cond = threading.Condition()
+        self._waiting: deque[_Request] = deque()
+        self._running: list[_Request] = []
+        self._calls: list[_Call] = []
+        self._batch = KVBatch()
+        self._closed = False
+        self._retiring = False
+        self._counts = _Counts()
+        self._thread = threading.Thread(
+            target=self._run, name=f"decode-{name or id(self)}", daemon=True
+        )
+        self._thread.start()
 
-    def _run(self, ids: list[int], params: SamplingParams, put: Callable[[Any], object]) -> Any:
-        from transformers import StoppingCriteria, StoppingCriteriaList
-        from transformers.generation.streamers import BaseStreamer
+    # -- the asyncio side --------------------------------------------------------------------
 
-        engine, cancel = self, threading.Event()
+    def adapters(self) -> frozenset[str]:
+        """The adapters this engine's model holds (empty for a plain model)."""
+        return frozenset(getattr(self.model, "peft_config", {}) or ())
 
-        class Tokens(BaseStreamer):
-            first = True
+    def check(self, prompt_tokens: int, params: SamplingParams, adapter: str | None = None) -> None:
+        """RequestError (400) when the request cannot run here; called before it queues."""
+        if prompt_tokens < 1:
+            raise RequestError(400, "the prompt is empty: give at least one token", field="prompt")
+        if prompt_tokens + params.max_tokens > self.context:
+            raise RequestError(
+                400,
+                f"the prompt has {prompt_tokens} tokens and max_tokens is {params.max_tokens}: "
+                f"{prompt_tokens + params.max_tokens} in all, more than this model's context "
+                f"of {self.context}",
+                field="max_tokens",
+            )
+        if adapter is not None and adapter not in self.adapters():
+            raise DecodeError(f"engine {self.name!r} holds no adapter {adapter!r}")
 
-            def put(self, value: Any) -> None:
-                if self.first:  # the prompt
-                    self.first = False
-                    return
-                new = [int(t) for t in value.reshape(-1).tolist()]
-                engine._counts["decoded_tokens"] += len(new)
-                put(new)
-
-            def end(self) -> None:
-                pass
-
-        class Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return cancel.is_set()
-
-        def work() -> None:
-            try:
-                with self._lock, torch.inference_mode():
-                    if params.seed is not None:
-                        torch.manual_seed(params.seed)
-                    sampling = params.temperature > 0
-                    self.model.generate(
-                        input_ids=torch.tensor([ids]),
-                        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                        max_new_tokens=params.max_tokens,
-                        do_sample=sampling,
-                        temperature=params.temperature if sampling else None,
-                        top_p=params.top_p if sampling else None,
-                        top_k=None,
-                        pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                        streamer=Tokens(),
-                        stopping_criteria=StoppingCriteriaList([Cancelled()]),
-                    )
-                put(None)
-            except Exception as exc:
-                put(exc)
-
-        threading.Thread(target=work, name=f"decode-{self.name}", daemon=True).start()
-        return cancel
+    def _submit(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
+    ) -> _Request:
+        self.check(len(prompt_ids), params, adapter)
+        generator = None
+        if params.temperature > 0:
+            seed = params.seed if params.seed is not None else random.randrange(2**63)
+            generator = torch.Generator().manual_seed(seed)
+        request = _Request(
+            prompt_ids, params, adapter, asyncio.get_running_loop(), asyncio.Queue(),
+            TextState(self.tokenizer, params.stop), generator,
+        )  # fmt: skip
+        with self._cond:
+            if self._closed:
+                raise EngineClosed(f"engine {self.name!r} is closed")
+            self._waiting.append(request)
+            self._cond.notify()
+        return request
 
     async def stream(
-        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+        self, prompt_ids: Sequence[int], params: SamplingParams, adapter: str | None = None
     ) -> AsyncIterator[TokenEvent]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._counts["requests"] += 1
-        self._counts["running"] += 1
-        cancel = self._run(
-            prompt_ids, params, lambda x: loop.call_soon_threadsafe(queue.put_nowait, x)
-        )
-        ids: list[int] = []
-        sent = ""
-        finish: str | None = None
+        """One event per output token; closing the generator early drops the request from
+        the batch at the next token boundary."""
+        request = self._submit(list(prompt_ids), params, adapter)
         try:
-            while finish is None:
-                item = await queue.get()
+            while True:
+                item = await request.queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                if item is None:
-                    eos = self.tokenizer.eos_token_id
-                    ended = bool(ids) and ids[-1] == eos
-                    finish = "length" if len(ids) >= params.max_tokens and not ended else "stop"
-                else:
-                    ids.extend(item)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                cut = [text.index(s) for s in params.stop if s in text]
-                if cut:
-                    text, finish = text[: min(cut)], "stop"
-                elif finish is None:
-                    if text.endswith("\ufffd"):
-                        continue
-                    text = text[: len(text) - _held_back(text, params.stop)]
-                delta, sent = text[len(sent) :], text
-                yield TokenEvent(delta, len(ids), len(prompt_ids), finish)
+                yield item
+                if item.finish_reason is not None:
+                    return
         finally:
-            if finish is None:
-                self._counts["cancelled"] += 1
-            self._counts["running"] -= 1
-            cancel.set()
+            if not request.done:
+                request.cancelled = True
+                with self._cond:
+                    self._cond.notify()
 
     async def complete(
-        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+        self, prompt_ids: Sequence[int], params: SamplingParams, adapter: str | None = None
     ) -> tuple[str, TokenEvent]:
-        pieces: list[str] = []
-        last = TokenEvent("", 0, len(prompt_ids), "stop")
+        """The whole output text and the last event (usage and finish reason)."""
+        parts: list[str] = []
+        last: TokenEvent | None = None
         async for event in self.stream(prompt_ids, params, adapter):
-            pieces.append(event.text)
+            parts.append(event.text)
             last = event
-        return "".join(pieces), last
+        assert last is not None, "a stream ends with a finish event"
+        return "".join(parts), last
 
     def stats(self) -> dict[str, float | int]:
-        return dict(self._counts)
+        c = self._counts
+        steps = max(c.steps, 1)
+        return {
+            "running": len(self._running),
+            "waiting": len(self._waiting),
+            "steps": c.steps,
+            "prefills": c.prefills,
+            "tokens_generated": c.tokens_generated,
+            "finished": c.finished,
+            "cancelled": c.cancelled,
+            "errors": c.errors,
+            "mean_batch": c.rows_stepped / steps,
+            "batch_occupancy": c.rows_stepped / steps / self.max_batch,
+            "uptime_s": time.monotonic() - c.started,
+        }
+
+    # -- calls at a token boundary, closing ------------------------------------------------------
+
+    def call_between_steps(
+        self, fn: Callable[[], Any], *, unused: str | None = None
+    ) -> Future[Any]:
+        """Run ``fn`` on the decode thread between two steps (with ``unused``: once no request
+        for that adapter runs or waits), so it never changes the model under a forward pass."""
+        call = _Call(fn, Future(), unused)
+        with self._cond:
+            if self._closed:
+                call.future.set_exception(EngineClosed(f"engine {self.name!r} is closed"))
+            else:
+                self._calls.append(call)
+                self._cond.notify()
+        return call.future
+
+    def retire(self) -> None:
+        """Close once the requests already queued have finished (a version no longer routed)."""
+        with self._cond:
+            self._retiring = True
+            self._cond.notify()
 
     def close(self) -> None:
-        pass
+        """Stop the decode thread; requests not finished end with EngineClosed."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=60)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- the decode thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._round():
+                pass
+        except BaseException:  # a bug here must not leave streams waiting forever
+            log.exception("decode engine %s stopped", self.name)
+            raise
+        finally:
+            with self._cond:
+                self._closed = True
+                pending, self._waiting = [*self._running, *self._waiting], deque()
+                calls, self._calls = self._calls, []
+            self._running = []
+            for request in pending:
+                request.done = True
+                request.deliver(EngineClosed(f"engine {self.name!r} closed"))
+            for call in calls:
+                call.future.set_exception(EngineClosed(f"engine {self.name!r} closed"))
+
+    def _round(self) -> bool:
+        with self._cond:
+            while not (self._closed or self._waiting or self._running or self._calls):
+                if self._retiring:
+                    return False
+                self._cond.wait()
+            if self._closed:
+                return False
+            calls = [c for c in self._calls if c.unused is None or not self._uses(c.unused)]
+            self._calls = [c for c in self._calls if c not in calls]
+            self._waiting = deque(r for r in self._waiting if not r.cancelled)
+            room = self.max_batch - len(self._running)
+            admitted = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+        for call in calls:
+            self._run_call(call)
+        self._drop_cancelled()
+        for request in admitted:
+            self._prefill(request)
+        if self._running:
+            self._step()
+        return True
+
+    def _uses(self, adapter: str) -> bool:
+        requests = itertools.chain(self._running, self._waiting)
+        return any(r.adapter == adapter and not r.cancelled for r in requests)
+
+    @staticmethod
+    def _run_call(call: _Call) -> None:
+        try:
+            call.future.set_result(call.fn())
+        except Exception as exc:  # the caller sees it through its future
+            call.future.set_exception(exc)
+
+    def _drop_cancelled(self) -> None:
+        keep = [i for i, r in enumerate(self._running) if not r.cancelled]
+        if len(keep) != len(self._running):
+            self._counts.cancelled += len(self._running) - len(keep)
+            self._batch.keep(keep)
+            self._running = [self._running[i] for i in keep]
+
+    def _adapter_kwargs(self, requests: Sequence[_Request]) -> dict[str, Any]:
+        if not hasattr(self.model, "peft_config"):
+            return {}
+        return {"adapter_names": [r.adapter or BASE_ADAPTER for r in requests]}
+
+    def _sample(self, logits: torch.Tensor, requests: Sequence[_Request]) -> list[int]:
+        return next_tokens(
+            logits,
+            [r.params.temperature for r in requests],
+            [r.params.top_p for r in requests],
+            [r.generator for r in requests],
+        )
+
+    @torch.inference_mode()
+    def _prefill(self, request: _Request) -> None:
+        try:
+            ids = torch.tensor([request.prompt_ids], dtype=torch.long, device=self._device)
+            out = self.model(
+                input_ids=ids, use_cache=True, logits_to_keep=1, **self._adapter_kwargs([request])
+            )
+            token = self._sample(out.logits[:, -1], [request])[0]
+        except Exception as exc:  # this request fails; the batch goes on
+            self._fail([request], exc)
+            return
+        self._counts.prefills += 1
+        if self._emit(request, token):
+            self._batch.join(out.past_key_values, len(request.prompt_ids), token)
+            self._running.append(request)
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        rows = self._running
+        try:
+            out = self.model(
+                **self._batch.step_inputs(), logits_to_keep=1, **self._adapter_kwargs(rows)
+            )
+            tokens = self._sample(out.logits[:, -1], rows)
+        except Exception as exc:  # the requests of this batch fail; the thread goes on
+            self._fail(rows, exc)
+            self._running, self._batch = [], KVBatch()
+            return
+        self._counts.steps += 1
+        self._counts.rows_stepped += len(rows)
+        keep = [i for i, (r, t) in enumerate(zip(rows, tokens, strict=True)) if self._emit(r, t)]
+        self._batch.set_next(torch.tensor(tokens, dtype=torch.long))
+        self._batch.keep(keep)
+        self._running = [rows[i] for i in keep]
+
+    def _emit(self, request: _Request, token: int) -> bool:
+        """Hand out the event for ``token``; whether the request goes on."""
+        request.generated += 1
+        self._counts.tokens_generated += 1
+        finish = None
+        if token in self._eos:
+            text, finish = request.text.flush(), "stop"
+        else:
+            text, stopped = request.text.add(token)
+            if stopped:
+                finish = "stop"
+            elif request.generated >= request.params.max_tokens:
+                text, finish = text + request.text.flush(), "length"
+        event = TokenEvent(text, request.generated, len(request.prompt_ids), finish, (token,))
+        if finish is not None:
+            request.done = True
+            self._counts.finished += 1
+        request.deliver(event)
+        return finish is None
+
+    def _fail(self, requests: Sequence[_Request], exc: Exception) -> None:
+        log.error("decode engine %s: %d requests failed", self.name, len(requests), exc_info=exc)
+        self._counts.errors += len(requests)
+        for request in requests:
+            request.done = True
+            error = DecodeError(f"decoding failed: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            request.deliver(error)

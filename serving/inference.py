@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from threading import Thread
 from typing import Any
@@ -12,6 +14,7 @@ import torch
 
 from conveyor.errors import ConveyorError
 from conveyor.model_folder import ArtifactError, LoadedModel, load_model
+from serving.decoding import DecodeEngine, SamplingParams
 from serving.validation import RequestError
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "check_prompt_fits",
     "classify_texts",
     "context_length",
+    "engine_text",
     "generate_text",
     "load_for_serving",
     "preload_model_libraries",
@@ -158,11 +162,43 @@ def stream_text(
     worker.join(timeout=60)
 
 
-def smoke_check(loaded: LoadedModel, max_length: int) -> dict[str, Any]:
-    """Answer the smoke set with finite, well-formed outputs, or raise SmokeError saying how not."""
+def _run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coroutine`` to its end from sync code, inside an event loop's thread or not."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def engine_text(
+    engine: DecodeEngine, tokenizer: Any, prompt: str, max_tokens: int, adapter: str | None = None
+) -> str:
+    """A greedy continuation of ``prompt`` through the decode engine, from sync code."""
+    ids = list(tokenizer(prompt)["input_ids"])
+    text, _ = _run_sync(engine.complete(ids, SamplingParams(max_tokens=max_tokens), adapter))
+    return str(text)
+
+
+def smoke_check(
+    loaded: LoadedModel,
+    max_length: int,
+    *,
+    engine: DecodeEngine | None = None,
+    adapter: str | None = None,
+) -> dict[str, Any]:
+    """Answer the smoke set with finite, well-formed outputs, or raise SmokeError saying how not.
+
+    A generative version with a decode engine answers through it (``adapter``: its adapter)."""
     try:
         if loaded.task == "causal-lm":
-            outputs = [generate_text(loaded, p, 4, 0.0) for p in SMOKE_PROMPTS]
+            if engine is not None:
+                outputs = [
+                    engine_text(engine, loaded.tokenizer, p, 4, adapter) for p in SMOKE_PROMPTS
+                ]
+            else:
+                outputs = [generate_text(loaded, p, 4, 0.0) for p in SMOKE_PROMPTS]
             return {"prompts": len(outputs)}
         results = classify_texts(loaded, SMOKE_TEXTS, 1, max_length)
     except Exception as exc:  # any failure on the smoke set disqualifies the version

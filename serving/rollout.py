@@ -14,7 +14,7 @@ from conveyor.errors import NotFoundError, RegistryConflictError
 from conveyor.registry import Registry, RolloutRecord, RolloutState, VersionStatus, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
 from serving.bake import judge_rollout, live_workers
-from serving.controller import load_failure, load_version
+from serving.controller import load_failure, load_version, release_version
 from serving.errors import ConvergenceError, PromotionRefused
 
 __all__ = [
@@ -48,7 +48,7 @@ def verify_loads(registry: Registry, version: str, action: str) -> float:
     record = registry.resolve(version)
     start = time.perf_counter()
     try:
-        load_version(record)
+        release_version(load_version(record))
     except Exception as exc:  # whatever the class: it cannot serve, so nothing moves
         reason = load_failure(exc)
         registry.audit(

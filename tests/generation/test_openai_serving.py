@@ -253,7 +253,7 @@ def test_a_client_that_leaves_mid_stream_stops_its_decoding(settings: Settings, 
         whole = json.loads(conn.getresponse().read())
         if whole["choices"][0]["finish_reason"] != "length":
             pytest.skip("the random model ended early; nothing to cut short")
-        before = _engine(server, llm)["decoded_tokens"]
+        before = _engine(server, llm)["tokens_generated"]
         sock = _open_stream(server.port, MAX_NEW_TOKENS)
         received = b""
         while b"data: " not in received:
@@ -264,8 +264,8 @@ def test_a_client_that_leaves_mid_stream_stops_its_decoding(settings: Settings, 
         settled = _engine(server, llm)
         time.sleep(1.0)
         later = _engine(server, llm)
-        used = later["decoded_tokens"] - before
-        assert later["decoded_tokens"] == settled["decoded_tokens"]  # nothing decodes now
+        used = later["tokens_generated"] - before
+        assert later["tokens_generated"] == settled["tokens_generated"]  # nothing decodes now
         assert used < MAX_NEW_TOKENS, used  # it stopped well before its 400 tokens
         assert later["cancelled"] >= 1 and later["running"] == 0
         assert 'reason="cancelled"' in _metrics(server.port)

@@ -1,0 +1,114 @@
+"""The running batch of a decode engine: one left-padded KV cache, its mask and next tokens.
+
+Every row holds one request: its cache columns (left-padded with zeros so that all rows end
+at the same column), a 0/1 attention mask over those columns, and the token sampled last,
+not yet fed to the model. A request prefilled alone joins by left-padding whichever side is
+shorter; a finished one leaves by ``index_select``; columns that are padding in every row are
+trimmed. Positions are explicit (the count of a row's real tokens), so padding never shifts
+a row's rotary positions: each row computes what it would compute alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["KVBatch"]
+
+
+def _layers(cache: Any) -> list[Any]:
+    layers = list(getattr(cache, "layers", []))
+    for layer in layers:
+        if getattr(layer, "is_sliding", False) or not hasattr(layer, "keys"):
+            raise TypeError(f"the decode engine needs full-attention cache layers, not {layer}")
+    return layers
+
+
+def _left_pad(tensor: torch.Tensor, columns: int) -> torch.Tensor:
+    """``tensor`` [batch, heads, seq, dim] with ``columns`` zero columns before ``seq``."""
+    if columns == 0:
+        return tensor
+    shape = (*tensor.shape[:2], columns, tensor.shape[3])
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=2)
+
+
+class KVBatch:
+    """Rows of requests decoding together; row ``i`` is ``ids[i]`` everywhere."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.cache: Any = None
+        self.mask = torch.zeros((0, 0), dtype=torch.long)
+        self.next_tokens = torch.zeros((0, 1), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def columns(self) -> int:
+        return int(self.mask.shape[1])
+
+    def join(self, cache: Any, length: int, next_token: int) -> None:
+        """Add one prefilled request: its cache holds ``length`` real columns, no padding."""
+        device = self.mask.device if len(self) else _layers(cache)[0].keys.device
+        mask = torch.ones((1, length), dtype=torch.long, device=device)
+        token = torch.tensor([[next_token]], dtype=torch.long, device=device)
+        if self.cache is None or len(self) == 0:
+            self.cache, self.mask, self.next_tokens = cache, mask, token
+            return
+        width = max(self.columns, length)
+        pad_old, pad_new = width - self.columns, width - length
+        for old, new in zip(_layers(self.cache), _layers(cache), strict=True):
+            old.keys = torch.cat([_left_pad(old.keys, pad_old), _left_pad(new.keys, pad_new)])
+            old.values = torch.cat([_left_pad(old.values, pad_old), _left_pad(new.values, pad_new)])
+        zeros = self.mask.new_zeros
+        self.mask = torch.cat(
+            [
+                torch.cat([zeros((len(self), pad_old)), self.mask], dim=1),
+                torch.cat([zeros((1, pad_new)), mask], dim=1),
+            ]
+        )
+        self.next_tokens = torch.cat([self.next_tokens, token])
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (in this order); drop the padding no kept row needs."""
+        if len(rows) == len(self):
+            return
+        if not rows:
+            self._reset()
+            return
+        index = torch.tensor(rows, dtype=torch.long, device=self.mask.device)
+        for layer in _layers(self.cache):
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+        self.mask = self.mask.index_select(0, index)
+        self.next_tokens = self.next_tokens.index_select(0, index)
+        self._trim()
+
+    def _trim(self) -> None:
+        used = self.mask.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else self.columns
+        if first == 0:
+            return
+        for layer in _layers(self.cache):
+            layer.keys = layer.keys[:, :, first:].contiguous()
+            layer.values = layer.values[:, :, first:].contiguous()
+        self.mask = self.mask[:, first:]
+
+    def step_inputs(self) -> dict[str, Any]:
+        """The forward arguments that feed every row its next token."""
+        positions = self.mask.sum(dim=1, keepdim=True)  # the real tokens before this one
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self), 1))], dim=1)
+        return {
+            "input_ids": self.next_tokens,
+            "attention_mask": self.mask,
+            "position_ids": positions,
+            "past_key_values": self.cache,
+            "use_cache": True,
+        }
+
+    def set_next(self, tokens: torch.Tensor) -> None:
+        self.next_tokens = tokens.view(-1, 1).to(self.mask.device)

@@ -1,0 +1,291 @@
+"""The decode engine on a tiny random Llama: continuous batching gives each request exactly
+what it gets alone; stop conditions, seeds, cancellation, limits and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from serving._text import TextState
+from serving.decoding import DecodeEngine, DecodeError, EngineClosed, SamplingParams, TokenEvent
+from serving.validation import RequestError
+from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
+
+PROMPTS = (
+    "name[The Eagle], eatType[coffee shop], food[French], priceRange[moderate]",
+    "hello",
+    "the quick brown fox jumps over the lazy dog and then",
+    "one two three",
+    "name[Aromi], area[city centre]",
+)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_llama: Path) -> Any:  # noqa: F811
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(tiny_llama)).eval()
+
+
+@pytest.fixture
+def engine(model: Any, smollm2_tokenizer: Any) -> Iterator[DecodeEngine]:  # noqa: F811
+    engine = DecodeEngine(model, smollm2_tokenizer, max_batch=4, context=512, name="test")
+    yield engine
+    engine.close()
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text)["input_ids"])
+
+
+def _greedy_alone(model: Any, ids: list[int], max_new: int) -> list[int]:
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=max_new, do_sample=False)
+    return list(out[0, len(ids) :].tolist())
+
+
+async def _tokens(
+    engine: DecodeEngine,
+    ids: list[int],
+    params: SamplingParams,
+    after: asyncio.Event | None = None,
+    running: asyncio.Event | None = None,
+) -> tuple[list[int], TokenEvent]:
+    """The request's output tokens; it starts once ``after`` is set and sets ``running``
+    after its third token (so the next one joins it mid-flight)."""
+    if after is not None:
+        await after.wait()
+    tokens: list[int] = []
+    last = None
+    async for event in engine.stream(ids, params):
+        tokens.extend(event.token_ids)
+        last = event
+        if running is not None and len(tokens) == 3:
+            running.set()
+    assert last is not None
+    return tokens, last
+
+
+@pytest.mark.integration
+def test_batched_greedy_equals_generate_alone_with_joins_mid_flight(
+    engine: DecodeEngine,
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    prompts = [_ids(smollm2_tokenizer, p) for p in PROMPTS]
+    lengths = [24, 9, 30, 17, 40]
+
+    async def run() -> list[tuple[list[int], TokenEvent]]:
+        events = [asyncio.Event() for _ in prompts]
+        jobs = [
+            _tokens(
+                engine, ids, SamplingParams(max_tokens=n), events[i - 1] if i else None, events[i]
+            )
+            for i, (ids, n) in enumerate(zip(prompts, lengths, strict=True))
+        ]
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(run())
+    for ids, n, (tokens, last) in zip(prompts, lengths, results, strict=True):
+        assert tokens == _greedy_alone(model, ids, n)
+        assert last.prompt_tokens == len(ids) and last.completion_tokens == len(tokens)
+    stats = engine.stats()
+    assert stats["prefills"] == len(PROMPTS)
+    assert stats["mean_batch"] > 1.5, "requests shared decode steps"
+    assert stats["steps"] < sum(lengths), stats
+    assert stats["running"] == 0 and stats["waiting"] == 0
+
+
+@pytest.mark.integration
+def test_max_tokens_ends_with_length_and_text_matches_decode(
+    engine: DecodeEngine,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    ids = _ids(smollm2_tokenizer, PROMPTS[0])
+    text, last = asyncio.run(engine.complete(ids, SamplingParams(max_tokens=12)))
+    tokens, _ = asyncio.run(_tokens(engine, ids, SamplingParams(max_tokens=12)))
+    assert last.finish_reason == "length" and last.completion_tokens == 12
+    assert text == smollm2_tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+@pytest.mark.integration
+def test_stop_string_ends_output_before_it(
+    engine: DecodeEngine,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    ids = _ids(smollm2_tokenizer, PROMPTS[2])
+    full, _ = asyncio.run(engine.complete(ids, SamplingParams(max_tokens=30)))
+    stop = full[len(full) // 2 : len(full) // 2 + 3]
+    assert stop.strip(), f"need a visible stop string in {full!r}"
+    text, last = asyncio.run(engine.complete(ids, SamplingParams(max_tokens=30, stop=(stop,))))
+    assert last.finish_reason == "stop"
+    assert text == full[: full.index(stop)]
+    assert last.completion_tokens < 30
+
+
+@pytest.mark.integration
+def test_seeded_sampling_repeats_and_seeds_differ(
+    engine: DecodeEngine,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    ids = _ids(smollm2_tokenizer, PROMPTS[1])
+
+    def sample(seed: int) -> list[int]:
+        params = SamplingParams(max_tokens=20, temperature=1.0, top_p=0.9, seed=seed)
+        return asyncio.run(_tokens(engine, ids, params))[0]
+
+    first = sample(7)
+    assert sample(7) == first
+    assert sample(8) != first
+
+
+@pytest.mark.integration
+def test_closing_the_stream_stops_decoding_within_a_token_or_two(
+    engine: DecodeEngine,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    ids = _ids(smollm2_tokenizer, PROMPTS[0])
+
+    async def run() -> tuple[int, int]:
+        stream = engine.stream(ids, SamplingParams(max_tokens=400))
+        for _ in range(5):
+            await stream.__anext__()
+        await stream.aclose()  # the client went away
+        at_close = int(engine.stats()["steps"])
+        await asyncio.sleep(0.5)
+        return at_close, int(engine.stats()["steps"])
+
+    at_close, later = asyncio.run(run())
+    assert later - at_close <= 2, f"{later - at_close} steps after the stream was closed"
+    assert engine.stats()["cancelled"] == 1 and engine.stats()["running"] == 0
+
+
+@pytest.mark.integration
+def test_bounded_batch_queues_the_rest_in_order(
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    engine = DecodeEngine(model, smollm2_tokenizer, max_batch=2, context=512)
+    ids = _ids(smollm2_tokenizer, PROMPTS[3])
+    finished: list[int] = []
+
+    async def one(i: int) -> None:
+        await engine.complete(ids, SamplingParams(max_tokens=8 + i))
+        finished.append(i)
+
+    async def run() -> None:
+        await asyncio.gather(*(one(i) for i in range(5)))
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()
+    assert finished[:2] == [0, 1] and sorted(finished) == [0, 1, 2, 3, 4]
+    assert engine.stats()["mean_batch"] <= 2
+
+
+@pytest.mark.integration
+def test_prompt_beyond_context_is_a_400_naming_both_numbers(
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    engine = DecodeEngine(model, smollm2_tokenizer, context=32)
+    try:
+        ids = list(range(100, 120))
+        with pytest.raises(RequestError) as refused:
+            asyncio.run(engine.complete(ids, SamplingParams(max_tokens=13)))
+        assert refused.value.status == 400 and refused.value.field == "max_tokens"
+        assert "20" in refused.value.reason and "13" in refused.value.reason
+        assert engine.stats()["prefills"] == 0
+    finally:
+        engine.close()
+
+
+class _Exploding(torch.nn.Module):
+    """A model whose forward fails for one prompt token: a request the model cannot run."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.inner = model
+        self.generation_config = model.generation_config
+
+    def forward(self, input_ids: torch.Tensor, **kwargs: Any) -> Any:
+        if bool((input_ids == 13).any()):
+            raise ValueError("bad token")
+        return self.inner(input_ids=input_ids, **kwargs)
+
+
+@pytest.mark.integration
+def test_a_failing_request_fails_alone_and_the_engine_goes_on(
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    engine = DecodeEngine(_Exploding(model), smollm2_tokenizer, context=512)
+    good = _ids(smollm2_tokenizer, PROMPTS[1])
+    try:
+        with pytest.raises(DecodeError, match="bad token"):
+            asyncio.run(engine.complete([5, 13, 7], SamplingParams(max_tokens=4)))
+        _, last = asyncio.run(engine.complete(good, SamplingParams(max_tokens=4)))
+        assert last.finish_reason == "length" and engine.stats()["errors"] == 1
+    finally:
+        engine.close()
+
+
+@pytest.mark.integration
+def test_close_ends_pending_requests_with_an_error(
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    engine = DecodeEngine(model, smollm2_tokenizer, context=512)
+    ids = _ids(smollm2_tokenizer, PROMPTS[0])
+
+    async def run() -> None:
+        task = asyncio.ensure_future(engine.complete(ids, SamplingParams(max_tokens=400)))
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(engine.close)
+        with pytest.raises(EngineClosed):
+            await asyncio.wait_for(task, 10)
+
+    start = time.monotonic()
+    asyncio.run(run())
+    assert time.monotonic() - start < 10
+    with pytest.raises(EngineClosed):
+        asyncio.run(engine.complete(ids, SamplingParams(max_tokens=4)))
+
+
+class _ByteTokenizer:
+    """Each token one byte of UTF-8: a character may span several tokens."""
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_text_never_emits_half_a_character_and_holds_a_possible_stop() -> None:
+    data = "café ☕ end".encode()
+    state = TextState(_ByteTokenizer(), ())
+    pieces = [state.add(b)[0] for b in data]
+    assert "".join(pieces) == "café ☕ end"
+    assert all("\ufffd" not in p for p in pieces)
+    assert pieces[data.index("☕".encode()) + 1] == ""  # the 2nd of 3 bytes: nothing yet
+
+    state = TextState(_ByteTokenizer(), ("☕ e",))
+    out = []
+    for b in data:
+        text, stopped = state.add(b)
+        out.append(text)
+        if stopped:
+            break
+    assert stopped and "".join(out) == "café "
+
+
+def test_sampling_params_refuse_out_of_range_values() -> None:
+    with pytest.raises(RequestError, match="max_tokens"):
+        SamplingParams(max_tokens=0)
+    with pytest.raises(RequestError, match="top_p"):
+        SamplingParams(max_tokens=1, top_p=0)
