@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.chat import read_chat_split
 from conveyor.errors import NotFoundError
 from conveyor.registry import Registry, VersionRecord
 from conveyor.splits import DataError, read_split
-from data_checks.stats import PROFILE_KEY, data_profile
+from data_checks.stats import PROFILE_KEY, chat_profile, data_profile
 
 __all__ = ["Reference", "find_reference", "profile_of_version"]
 
@@ -35,6 +36,13 @@ def profile_of_version(record: VersionRecord) -> Reference | None:
     train = data.get("train")
     if not isinstance(train, str):
         return None
+    if data.get("format") == "chat":
+        try:
+            rows = read_chat_split(Path(train), strict=False)
+        except DataError as exc:  # ChatFormatError is one
+            log.warning("no drift reference from %s: %s", record.version, exc)
+            return None
+        return Reference(record.version, chat_profile(rows), f"recomputed: {train}")
     try:
         frame = read_split(Path(train))
     except DataError as exc:

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from conveyor.chat import Conversation
 from conveyor.profile_format import LENGTH_EDGES, PROFILE_SCHEMA
 
 __all__ = [
     "LENGTH_EDGES",
     "PROFILE_KEY",
+    "chat_profile",
     "PROFILE_SCHEMA",
     "WHITESPACE",
     "Overlap",
@@ -140,3 +142,10 @@ def data_profile(frame: pd.DataFrame, text_field: str, label_field: str | None) 
         "length_edges": [edge if math.isfinite(edge) else None for edge in LENGTH_EDGES],
         "length_counts": length_histogram(lengths),
     }
+
+
+def chat_profile(rows: Sequence[Conversation]) -> dict[str, Any]:
+    """The drift reference of chat data: the prompts (every turn before the answer, one per
+    line), as a serving worker profiles what clients ask."""
+    texts = ["\n".join(m.content for m in c.prompt) for c in rows]
+    return data_profile(pd.DataFrame({"text": texts}), "text", None)

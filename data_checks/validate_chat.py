@@ -30,7 +30,7 @@ from data_checks.drift_report import attach_drift
 from data_checks.expectations import ge_version, run_suite
 from data_checks.reference import Reference
 from data_checks.report import Report, Status
-from data_checks.stats import data_profile, length_summary
+from data_checks.stats import chat_profile, length_summary
 
 __all__ = ["chat_token_counter", "validate_chat"]
 
@@ -65,11 +65,6 @@ def _describe(rows: list[Conversation]) -> dict[str, Any]:
         "turns": length_summary(frame["turns"]),
         "length": length_summary(lengths),
     }
-
-
-def _profile(rows: list[Conversation]) -> dict[str, Any]:
-    texts = ["\n".join(m.content for m in c.messages) for c in rows]
-    return data_profile(pd.DataFrame({"text": texts}), "text", None)
 
 
 def validate_chat(
@@ -112,7 +107,7 @@ def validate_chat(
     for check in chat_checks(conversations, checks, max_length, tokens, method):
         report.add(check)
     report.token_lengths = {"method": method, "max_length": max_length}
-    report.profile = _profile(conversations["train"])
+    report.profile = chat_profile(conversations["train"])
     report.timings["pandas_checks_s"] = round(time.perf_counter() - started, 3)
 
     attach_drift(report, reference, checks)

@@ -122,7 +122,7 @@ def check_drift(
         ),
         Figure(
             "mean_confidence",
-            recent.mean_confidence if recent.texts else None,
+            recent.mean_confidence if recent.scored else None,  # a language model: none
             thresholds.min_mean_confidence,
             floor=True,
         ),

@@ -107,6 +107,14 @@ class LlmRequest:
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    @property
+    def prompt_text(self) -> str:
+        """What the client asked, as the drift monitor profiles it (the training data's
+        prompts are profiled the same way: the turns' texts, one per line)."""
+        if self.kind == "chat":
+            return "\n".join(text for _role, text in self.messages)
+        return self.prompt
+
     def params(self, max_tokens: int) -> SamplingParams:
         return SamplingParams(max_tokens, self.temperature, self.top_p, self.seed, self.stop)
 

@@ -121,6 +121,7 @@ class _Tracker:
     served: Served
     role: str
     endpoint: str
+    prompt_text: str = ""
     start: float = field(default_factory=time.perf_counter)
     first: float | None = None
     last: TokenEvent | None = None
@@ -159,6 +160,10 @@ class _Tracker:
         )
         if last is not None:
             runtime.gate.spend(app, last.prompt_tokens + last.completion_tokens)
+        if not failed:  # the drift monitor's view of the prompts (cached answers too: traffic)
+            no_answer = {"label": None, "score": None}  # a language model has no label
+            tokenizer = self.served.loaded.tokenizer
+            runtime.profiler.submit(version, tokenizer, [self.prompt_text], [no_answer])
 
 
 def _cached(runtime: Runtime, served: Served, key: str) -> dict[str, Any] | None:
@@ -174,7 +179,7 @@ async def _complete(
 ) -> Response:
     rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
     created = int(time.time())
-    tracker = _Tracker(runtime, served, role, llm.kind)
+    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text)
     key = cache_key(llm, budget) if llm.greedy else None
     found = _cached(runtime, served, key) if key else None
     headers = {"X-Model-Version": served.version, "X-Model-Role": role}
@@ -223,7 +228,7 @@ async def _events(
     rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
     head = (llm.kind, rid, int(time.time()), served.version)
     usage = llm.include_usage
-    tracker = _Tracker(runtime, served, role, llm.kind)
+    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text)
     failed = False
     assert served.engine is not None
     try:

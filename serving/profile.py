@@ -53,18 +53,25 @@ class InputProfile:
     confidence_sum: float = 0.0
     tokens: int = 0
     unknown_tokens: int = 0
+    scored: int = 0  # texts with a label and a score (a language model's prompts have none)
 
-    def observe(self, chars: int, label: str, score: float, tokens: int, unknown: int) -> None:
-        """One classified text: its length in characters, the answer, its token counts."""
-        score = min(max(score, 0.0), 1.0) if math.isfinite(score) else 0.0
+    def observe(
+        self, chars: int, label: str | None, score: float | None, tokens: int, unknown: int
+    ) -> None:
+        """One text: its length in characters, the answer (a classifier's label and score;
+        None for a language model's prompt), its token counts."""
         self.texts += 1
         self.length_counts[_length_bin(chars)] += 1
+        self.tokens += tokens
+        self.unknown_tokens += unknown
+        if label is None or score is None:
+            return
+        score = min(max(score, 0.0), 1.0) if math.isfinite(score) else 0.0
+        self.scored += 1
         if label in self.labels or len(self.labels) < MAX_LABELS:
             self.labels[label] = self.labels.get(label, 0) + 1
         self.confidence_counts[min(int(score * CONFIDENCE_BINS), CONFIDENCE_BINS - 1)] += 1
         self.confidence_sum += score
-        self.tokens += tokens
-        self.unknown_tokens += unknown
 
     def merge(self, other: InputProfile) -> None:
         """Add another profile's counts to this one."""
@@ -81,6 +88,7 @@ class InputProfile:
         self.confidence_sum += other.confidence_sum
         self.tokens += other.tokens
         self.unknown_tokens += other.unknown_tokens
+        self.scored += other.scored
 
     @property
     def unknown_token_rate(self) -> float:
@@ -88,7 +96,7 @@ class InputProfile:
 
     @property
     def mean_confidence(self) -> float:
-        return self.confidence_sum / self.texts if self.texts else 0.0
+        return self.confidence_sum / self.scored if self.scored else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +107,7 @@ class InputProfile:
             "confidence_sum": round(self.confidence_sum, 6),
             "tokens": self.tokens,
             "unknown_tokens": self.unknown_tokens,
+            "scored": self.scored,
         }
 
     @classmethod
@@ -112,6 +121,8 @@ class InputProfile:
             confidence_sum=float(data.get("confidence_sum", 0.0)),
             tokens=int(data.get("tokens", 0)),
             unknown_tokens=int(data.get("unknown_tokens", 0)),
+            # a heartbeat from before ``scored`` existed came from a classifier: all scored
+            scored=int(data.get("scored", data.get("texts", 0))),
         )
 
     def as_data_profile(self) -> dict[str, Any]:
@@ -119,7 +130,7 @@ class InputProfile:
         return {
             "schema": PROFILE_SCHEMA,
             "rows": self.texts,
-            "labels": dict(self.labels),
+            "labels": dict(self.labels) if self.scored else None,
             "length_edges": [edge if math.isfinite(edge) else None for edge in LENGTH_EDGES],
             "length_counts": list(self.length_counts),
         }
@@ -131,11 +142,19 @@ def profile_of(
     token_ids: Sequence[Sequence[int]],
     unk_token_id: int | None,
 ) -> InputProfile:
-    """The profile of one request: each text with its answer and its token ids."""
+    """The profile of one request: each text with its answer and its token ids (a language
+    model's prompts come with ``{"label": None, "score": None}``)."""
     profile = InputProfile()
     for text, answer, ids in zip(texts, results, token_ids, strict=True):
         unknown = sum(1 for i in ids if i == unk_token_id) if unk_token_id is not None else 0
-        profile.observe(len(text), str(answer["label"]), float(answer["score"]), len(ids), unknown)
+        label, score = answer.get("label"), answer.get("score")
+        profile.observe(
+            len(text),
+            None if label is None else str(label),
+            None if score is None else float(score),
+            len(ids),
+            unknown,
+        )
     return profile
 
 
