@@ -139,7 +139,7 @@ def monotonic_of(when: datetime) -> float:
 
 
 def alias_to_full(answers: Sequence[Answer], moved: float, target: str) -> float:
-    """Seconds from the alias move to the last answer from another version among requests
-    sent after the move (0 when every one of them came from ``target``)."""
-    late = [a.sent_at + a.seconds for a in answers if a.sent_at >= moved and a.version != target]
+    """Seconds from the alias move to the last request sent after it that another version
+    answered (a request is routed when it arrives; 0 when all of them came from ``target``)."""
+    late = [a.sent_at for a in answers if a.sent_at >= moved and a.version != target]
     return max(0.0, max(late, default=moved) - moved)
