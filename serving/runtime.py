@@ -28,6 +28,7 @@ from serving.batcher import Batcher
 from serving.cache import Cache, PredictionCache
 from serving.cache_redis import RedisPredictionCache, registry_namespace
 from serving.controller import Controller, Routing, Served, load_failure, load_version
+from serving.decoding import DecodeEngine
 from serving.inference import classify_texts, preload_model_libraries
 from serving.profiler import ProfileRecorder
 from serving.stats import LATENCY_BUCKETS_MS
@@ -245,7 +246,8 @@ class Runtime:
                         "loaded_at": served.loaded_at.isoformat(),
                         "load_seconds": round(served.load_seconds, 3),
                     }
-                    | ({"engine": served.engine.stats()} if served.engine else {})
+                    | ({"engine": _engine_view(served.engine)} if served.engine else {})
+                    | ({"adapter": served.adapter, "base": served.base} if served.adapter else {})
                 )
         return {
             "deployment": self.controller.deployment,
@@ -255,6 +257,10 @@ class Runtime:
             "canary_percent": routing.canary_percent if routing.canary else 0.0,
             "rollout": routing.rollout_id,
             "loaded": loaded,
+            "bases": {  # LoRA versions: each base held once, the adapters on it, one engine
+                key: {"engine": shared.engine.name, "adapters": sorted(shared.adapters)}
+                for key, shared in self.controller.adapters.bases().items()
+            },
             "failures": {v: reason for v, (reason, _) in self.controller.failures.items()},
             "cache": {
                 "backend": self.cache.backend,
@@ -411,3 +417,8 @@ def _assemble(
     )
     runtime._stop_usage = gate.start_flushing()
     return runtime
+
+
+def _engine_view(engine: DecodeEngine) -> dict[str, Any]:
+    """An engine's figures, its name (one shared engine per base) and the adapters it holds."""
+    return engine.stats() | {"name": engine.name, "adapters": sorted(engine.adapters())}
