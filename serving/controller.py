@@ -38,6 +38,7 @@ from serving.stats import VersionStats
 
 __all__ = [
     "Controller",
+    "RELEASE_GRACE_SECONDS",
     "RepeatedFailure",
     "Routing",
     "Served",
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 FAILURE_RETRY_SECONDS = 5.0  # a refused version is tried again after 5, 10, 20 ... s
 FAILURE_RETRY_MAX_SECONDS = 300.0
 MAX_APPS = 256  # per version in a heartbeat; more are summed as one
+RELEASE_GRACE_SECONDS = 5.0  # between a request's pick and its engine: milliseconds
 PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two hours
 ENGINE_MAX_BATCH = 8  # requests decoding together in one generative engine
 
@@ -252,6 +254,9 @@ class Controller:
         self.failures: dict[str, tuple[str, float]] = {}
         self._attempts: dict[str, int] = {}
         self._loaded: dict[str, Served] = {}
+        # Versions routed away from, released once no request can still be on its way to
+        # them (one that picked a version just before the swap reaches its engine later).
+        self._retiring: dict[str, tuple[Served, float]] = {}
         self._swap_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._stats: dict[str, VersionStats] = {}
@@ -339,6 +344,7 @@ class Controller:
         for thread in (self._thread, self._beating):
             if thread is not None:
                 thread.join(timeout=5)
+        self._release_retired(grace=0.0)
         try:
             self._registry().forget_worker(self.worker)
         except Exception:  # shutting down: the heartbeat simply goes stale
@@ -359,6 +365,15 @@ class Controller:
         production, rollout = self._registry().serving_target(self.deployment)
         desired = desired_state(production, rollout)
         self._apply(desired)
+        self._release_retired()
+
+    def _release_retired(self, grace: float = RELEASE_GRACE_SECONDS) -> None:
+        """Give back the versions routed away from at least ``grace`` seconds ago."""
+        now = time.monotonic()
+        for version, (served, since) in list(self._retiring.items()):
+            if now - since >= grace:
+                del self._retiring[version]
+                release_version(served, self.adapters)
 
     def _get(self, version: str | None) -> Served | None:
         """The loaded version, loading it beside the others if needed; None if it cannot serve."""
@@ -366,6 +381,10 @@ class Controller:
             return None
         if version in self._loaded:
             return self._loaded[version]
+        if version in self._retiring:  # wanted again before it was released: take it back
+            served, _since = self._retiring.pop(version)
+            self._loaded[version] = served
+            return served
         failed = self.failures.get(version)
         attempts = self._attempts.get(version, 0)
         if failed and time.monotonic() - failed[1] < retry_delay(attempts):
@@ -417,8 +436,9 @@ class Controller:
             keep = {s.version for s in (active, canary, standby) if s is not None}
             dropped = [s for v, s in self._loaded.items() if v not in keep]
             self._loaded = {v: s for v, s in self._loaded.items() if v in keep}
-        for served in dropped:  # after the swap: no new request reaches them
-            release_version(served, self.adapters)
+        now = time.monotonic()
+        for served in dropped:  # after the swap no new request picks them; released later
+            self._retiring[served.version] = (served, now)
         with self._stats_lock:
             self._profiles = {v: p for v, p in self._profiles.items() if v in keep}
         self._reset_stats_for(desired.rollout_id)

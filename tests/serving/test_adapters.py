@@ -14,7 +14,7 @@ import torch
 from conveyor.model_folder import base_ref_for, content_sha256, write_model_folder
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.controller import Controller
+from serving.controller import RELEASE_GRACE_SECONDS, Controller
 from serving.decoding import DecodeEngine, SamplingParams
 from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 
@@ -157,10 +157,14 @@ def test_controller_keeps_one_base_and_moves_adapters(
     assert 0 < extra < base_params / 20, "a second version costs an adapter, not a model"
 
     registry.move_alias(DEPLOYMENT, "production", v3, reason="test")
-    controller.sync()  # v1 falls out of active/canary/standby: its adapter goes
-    deadline = time.monotonic() + 10
+    controller.sync()  # v1 falls out of active/canary/standby: its adapter goes, later
+    # A request that picked v1 just before the swap still finds its adapter in the engine.
+    assert first.adapter in engine.adapters()
+    assert asyncio.run(_tokens(engine, ids, first.adapter, 5)) == alone[:5]
+    deadline = time.monotonic() + RELEASE_GRACE_SECONDS + 10
     while first.adapter in engine.adapters() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        controller.sync()  # released on a tick once the grace has passed
+        time.sleep(0.2)
     assert first.adapter not in engine.adapters()
     assert {controller.routing.active.adapter, controller.routing.standby.adapter} == set(  # type: ignore[union-attr]
         engine.adapters()
