@@ -10,6 +10,7 @@ died) as Crashed, which also frees its deployment's concurrency slot for the nex
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,9 @@ __all__ = [
     "CRASH_AUTOMATION",
     "DEFAULT_HEARTBEAT_SECONDS",
     "ENTRYPOINT",
+    "crash_automation_name",
     "ensure_crash_detection",
+    "heartbeat_tag",
     "register_to_pool",
     "silent_after",
 ]
@@ -29,6 +32,16 @@ ENTRYPOINT = "flows/retrain.py:retrain"
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 DEFAULT_HEARTBEAT_SECONDS = 30  # Prefect's smallest; its default (180 s) hides a dead run 6 min
 CRASH_AUTOMATION = "conveyor: crash flow runs whose heartbeats stopped"
+
+
+def heartbeat_tag(heartbeat_seconds: int) -> str:
+    """The tag of runs that beat every ``heartbeat_seconds``: the automation judges only them
+    (a run beating at Prefect's default 180 s must not be crashed after 75 s)."""
+    return f"conveyor-heartbeat-{heartbeat_seconds}s"
+
+
+def crash_automation_name(heartbeat_seconds: int) -> str:
+    return f"{CRASH_AUTOMATION} ({heartbeat_seconds} s beats)"
 
 
 def silent_after(heartbeat_seconds: int) -> int:
@@ -57,8 +70,9 @@ def register_to_pool(
     root = source.resolve()
     flow = Flow.from_source(source=str(root), entrypoint=ENTRYPOINT)
     variables = {spec.name: _job_variables(spec, root, heartbeat_seconds) for spec in specs}
+    tagged = [replace(spec, tags=[*spec.tags, heartbeat_tag(heartbeat_seconds)]) for spec in specs]
     built = build_deployments(
-        specs, with_schedules=with_schedules, flow=flow, job_variables=variables
+        tagged, with_schedules=with_schedules, flow=flow, job_variables=variables
     )
     ids = {deployment.name: deployment.apply(work_pool_name=pool) for deployment in built}
     ensure_crash_detection(heartbeat_seconds)
@@ -66,8 +80,8 @@ def register_to_pool(
 
 
 def ensure_crash_detection(heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -> UUID:
-    """The automation that crashes silent flow runs (Prefect's documented zombie detection);
-    created once, found by name after."""
+    """The automation that crashes silent flow runs (Prefect's documented zombie detection),
+    for the runs tagged as beating every ``heartbeat_seconds``; created once, found by name."""
     from datetime import timedelta
 
     from prefect.client.orchestration import get_client
@@ -77,8 +91,10 @@ def ensure_crash_detection(heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
     from prefect.events.schemas.events import ResourceSpecification
 
     silent = silent_after(heartbeat_seconds)
+    name = crash_automation_name(heartbeat_seconds)
+    tag = heartbeat_tag(heartbeat_seconds)
     automation = AutomationCore(
-        name=CRASH_AUTOMATION,
+        name=name,
         description=f"A flow run with no heartbeat for {silent} s lost its worker: Crashed.",
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
@@ -90,6 +106,9 @@ def ensure_crash_detection(heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
                 "prefect.flow-run.Crashed",
             },
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{tag}"}
+            ),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
@@ -105,7 +124,7 @@ def ensure_crash_detection(heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
         ],
     )
     with get_client(sync_client=True) as client:
-        found = client.read_automations_by_name(CRASH_AUTOMATION)
+        found = client.read_automations_by_name(name)
         if found:
             return found[0].id
         return client.create_automation(automation)
