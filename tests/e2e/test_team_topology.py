@@ -15,9 +15,10 @@ the deployment succeeds. Every request to the surviving replica meanwhile is cou
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from flows.pool import (
     heartbeat_tag,
     silent_after,
 )
+from serving.bake import live_workers
 from tests.clinc_slices import write_slice
 from tests.conftest import REPO_ROOT
 from tests.e2e.topology import (
@@ -143,6 +145,8 @@ def topology(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[T
             ),
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # a run queued behind the limit asks again after 5 s (default 30)
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         }
         prefect = [sys.executable, "-m", "prefect"]
         try:
@@ -169,8 +173,6 @@ def topology(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[T
             deploy = [sys.executable, "-c", CLI, "deploy", DEPLOYMENT, "--pool", POOL]
             deploy += ["--file", str(_deployments_file(tmp_path, recipe)), "--no-schedules"]
             deploy += ["--prefect-port", str(port)]
-            import subprocess
-
             subprocess.run([*prefect, "work-pool", "create", POOL, "--type", "process"],
                            cwd=REPO_ROOT, env=env, check=True, timeout=120)  # fmt: skip
             subprocess.run(deploy, cwd=REPO_ROOT, env=env, check=True, timeout=180)
@@ -200,7 +202,7 @@ def _runs(api_env: dict[str, str]) -> list[Any]:
             return list(client.read_flow_runs())
 
 
-def _run_for(env: dict[str, str], data: Path, exclude: set[UUID] = frozenset()) -> Any:  # type: ignore[assignment]
+def _run_for(env: dict[str, str], data: Path, exclude: Collection[UUID] = ()) -> Any:
     runs = [
         run
         for run in _runs(env)
@@ -285,6 +287,13 @@ def test_team_topology_converges_and_survives_a_replica_and_a_worker_dying(
         assert worker is not None, f"run B {second.infrastructure_pid} on no worker"
         worker.kill9()
         wait_for("the rollout closed", closed, 90)
+        # A new run (the same data again) queues behind the dead one: the limit is 1 a time.
+        emit_landed(DEPLOYMENT, folder / "train-b.jsonl", env)
+        third = wait_for(
+            "run C scheduled",
+            lambda: _run_for(env, folder / "train-b.jsonl", {first.id, second.id}),
+            60,
+        )
         crashed = wait_for(
             "run B terminal",
             lambda: _finished(env, second.id),
@@ -303,6 +312,8 @@ def test_team_topology_converges_and_survives_a_replica_and_a_worker_dying(
     assert rollout.version == f"{DEPLOYMENT}:v2"
     assert production == (v1 if rollout.state == RolloutState.ROLLED_BACK else rollout.version)
     assert crashed.state_type.value in {"CRASHED", "FAILED", "COMPLETED"}, crashed.state
+    live = live_workers(registry, DEPLOYMENT)  # the surviving replica's worker, nothing else
+    assert [(w.active_version, w.canary_version) for w in live] == [(production, None)], live
     counts = count(answers)
     sys.stderr.write(
         f"faults: replica and worker killed; rollout {rollout.state}; run B {crashed.state_type}; "
@@ -310,15 +321,11 @@ def test_team_topology_converges_and_survives_a_replica_and_a_worker_dying(
     )
     assert counts.sent > 0 and counts.lost == 0, counts
 
-    # 3. The deployment still works: a new run (the same data again) runs and succeeds.
-    emit_landed(DEPLOYMENT, folder / "train-b.jsonl", env)
-    third = wait_for(
-        "run C scheduled",
-        lambda: _run_for(env, folder / "train-b.jsonl", {first.id, second.id}),
-        60,
-    )
+    # 3. The dead run's slot is freed: the queued run starts after it was crashed, and succeeds.
     third = wait_for("run C finished", lambda: _finished(env, third.id), 240, every=2)
     assert third.state_type.value == "COMPLETED", third.state
+    assert third.start_time is not None and crashed.state.timestamp is not None
+    assert third.start_time >= crashed.state.timestamp, (third.start_time, crashed.state)
     production = registry.alias(DEPLOYMENT, "production")
     assert version_answering(port_1) == production
     _production, rollout = registry.serving_target(DEPLOYMENT)
