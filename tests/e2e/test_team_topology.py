@@ -117,6 +117,31 @@ def _deployments_file(folder: Path, recipe: Path) -> Path:
     return path
 
 
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+def _prefect_server(port: int, database: str, env: dict[str, str], logs: Path) -> Proc:
+    server_env = {
+        **env,
+        "PREFECT_API_DATABASE_CONNECTION_URL": (
+            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+        ),
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # a run queued behind the deployment's limit asks again after 5 s (default 30)
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+    }
+    command = [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    return start("prefect-server", command, server_env, logs)
+
+
+def _pool_and_workers(env: dict[str, str], logs: Path) -> list[Proc]:
+    subprocess.run([*PREFECT, "work-pool", "create", POOL, "--type", "process"],
+                   cwd=REPO_ROOT, env=env, check=True, timeout=120)  # fmt: skip
+    command = [*PREFECT, "worker", "start", "--pool", POOL, "--type", "process", "--name"]
+    return [start(name, [*command, name], env, logs) for name in ("worker-a", "worker-b")]
+
+
 @pytest.fixture
 def topology(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[Topology]:  # noqa: F811
     procs: list[Proc] = []
@@ -129,59 +154,34 @@ def topology(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[T
         registry_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{registry_db}"
         registry = open_registry(Settings(db_url=registry_url, redis_url=redis_url))  # migrates
         port = free_port()
-        api = f"http://127.0.0.1:{port}/api"
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "CONVEYOR_DB_URL": registry_url,
             "CONVEYOR_REDIS_URL": redis_url,
-            "PREFECT_API_URL": api,
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
             "PREFECT_WORKER_QUERY_SECONDS": "2",
         }
-        server_env = {
-            **env,
-            "PREFECT_API_DATABASE_CONNECTION_URL": (
-                f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}"
-            ),
-            "PREFECT_UI_ENABLED": "false",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            # a run queued behind the limit asks again after 5 s (default 30)
-            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
-        }
-        prefect = [sys.executable, "-m", "prefect"]
         try:
-            procs.append(
-                start(
-                    "prefect-server",
-                    [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                    server_env,
-                    logs,
-                )
-            )
+            procs.append(_prefect_server(port, prefect_db, env, logs))
             replicas = []
-            for name in ("replica-1", "replica-2"):
+            for name in ("replica-1", "replica-2"):  # they start while the rest is set up
                 serve_port = free_port()
                 command = [sys.executable, "-c", CLI, "serve", DEPLOYMENT]
                 replica = start(name, [*command, "--port", str(serve_port)], env, logs)
                 procs.append(replica)
                 replicas.append((replica, serve_port))
-            wait_for("Prefect server", lambda: http_ok(f"{api}/health"), 180)
-            for _replica, serve_port in replicas:
-                livez = f"http://127.0.0.1:{serve_port}/livez"
-                wait_for("replica up", lambda url=livez: http_ok(url), 180)
+            wait_for("Prefect server", lambda: http_ok(f"{env['PREFECT_API_URL']}/health"), 180)
+            workers = _pool_and_workers(env, logs)
+            procs.extend(workers)
             recipe = _recipe(tmp_path, tiny_bert)
             deploy = [sys.executable, "-c", CLI, "deploy", DEPLOYMENT, "--pool", POOL]
             deploy += ["--file", str(_deployments_file(tmp_path, recipe)), "--no-schedules"]
-            deploy += ["--prefect-port", str(port)]
-            subprocess.run([*prefect, "work-pool", "create", POOL, "--type", "process"],
-                           cwd=REPO_ROOT, env=env, check=True, timeout=120)  # fmt: skip
-            subprocess.run(deploy, cwd=REPO_ROOT, env=env, check=True, timeout=180)
-            workers = []
-            for name in ("worker-a", "worker-b"):
-                command = [*prefect, "worker", "start", "--pool", POOL, "--type", "process"]
-                worker = start(name, [*command, "--name", name], env, logs)
-                procs.append(worker)
-                workers.append(worker)
+            subprocess.run([*deploy, "--prefect-port", str(port)],
+                           cwd=REPO_ROOT, env=env, check=True, timeout=180)  # fmt: skip
+            for _replica, serve_port in replicas:
+                livez = f"http://127.0.0.1:{serve_port}/livez"
+                wait_for("replica up", lambda url=livez: http_ok(url), 180)
             yield Topology(env, registry, replicas, workers, recipe, procs)
         except BaseException:
             for proc in procs:
