@@ -30,7 +30,7 @@ __all__ = [
 
 ENTRYPOINT = "flows/retrain.py:retrain"
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
-DEFAULT_HEARTBEAT_SECONDS = 30  # Prefect's smallest; its default (180 s) hides a dead run 6 min
+DEFAULT_HEARTBEAT_SECONDS = 30  # the smallest Prefect allows (its default: 180 s)
 CRASH_AUTOMATION = "conveyor: crash flow runs whose heartbeats stopped"
 
 
