@@ -27,12 +27,24 @@ def deploy(
         bool,
         typer.Option("--apply-only", help="Register them and exit (a worker or runner runs them)."),
     ] = False,
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            "--pool",
+            help="Register them to this work pool and exit (`prefect worker start` runs them).",
+        ),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option("--source", help="With --pool: the checkout workers run (default: this one)."),
+    ] = None,
 ) -> None:
     """Serve the retrain deployments of infra/prefect.yaml: schedules, UI runs, triggers.
 
     Starts (or reuses) the local Prefect server, registers every deployment with its
     schedule, parameters, concurrency limit and event triggers, then runs their flow
-    runs in this process until interrupted.
+    runs in this process until interrupted. With --pool, that work pool's workers run
+    them (`prefect worker start --pool NAME`), from the checkout --source.
     """
     from prefect import serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -43,6 +55,16 @@ def deploy(
     specs = load_specs(file or DEPLOYMENTS_FILE, names or [])
     server = ensure_prefect_server(_context.settings(), prefect_port)
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        if pool:
+            from flows.pool import register_to_pool
+            from serving.server import REPO_ROOT
+
+            ids = register_to_pool(
+                specs, pool, source or REPO_ROOT, with_schedules=not no_schedules
+            )
+            for name, deployment_id in ids.items():
+                typer.echo(f"registered {name} to work pool {pool}: {deployment_id}")
+            return
         deployments = build_deployments(specs, with_schedules=not no_schedules)
         if apply_only:
             for deployment in deployments:

@@ -44,12 +44,14 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, help="BentoML worker processes.")] = 1,
 ) -> None:
     """Run `bentoml serve` on 127.0.0.1; every worker follows DEPLOYMENT@production."""
-    from serving.server import serve_command, serve_environment
+    from serving.server import die_with_parent, serve_command, serve_environment
 
     settings = _context.settings()
     env = serve_environment(settings, deployment, workers)
     host = settings.serve_host
-    child = subprocess.Popen(serve_command(port, host), env=env, start_new_session=True)
+    child = subprocess.Popen(
+        serve_command(port, host), env=env, start_new_session=True, preexec_fn=die_with_parent()
+    )
     keys = "API keys required" if settings.auth_required else "no API key required"
     typer.echo(
         f"serving {deployment} on http://{host}:{port} ({workers} workers, {keys})", err=True

@@ -8,7 +8,7 @@ with ``prefect deploy`` and a work pool.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class DeploymentSpec:
     crons: list[str]
     concurrency: dict[str, Any] | None
     triggers: list[dict[str, Any]]
+    job_variables: dict[str, Any] = field(default_factory=dict)
 
 
 def load_specs(path: Path = DEPLOYMENTS_FILE, names: Sequence[str] = ()) -> list[DeploymentSpec]:
@@ -58,6 +59,7 @@ def load_specs(path: Path = DEPLOYMENTS_FILE, names: Sequence[str] = ()) -> list
             crons=[s["cron"] for s in entry.get("schedules", []) if s.get("active", True)],
             concurrency=entry.get("concurrency_limit"),
             triggers=list(entry.get("triggers", [])),
+            job_variables=dict((entry.get("work_pool") or {}).get("job_variables") or {}),
         )
         for entry in document.get("deployments", [])
     ]
@@ -76,15 +78,25 @@ def _trigger(spec: DeploymentSpec, entry: dict[str, Any]) -> DeploymentEventTrig
     return DeploymentEventTrigger(name=f"{spec.name}: {event}", **fields)
 
 
-def build_deployments(specs: Sequence[DeploymentSpec], with_schedules: bool = True) -> list[Any]:
-    """RunnerDeployments of the retrain flow, ready for ``prefect.serve`` or ``.apply()``."""
+def build_deployments(
+    specs: Sequence[DeploymentSpec],
+    with_schedules: bool = True,
+    flow: Any = None,
+    job_variables: dict[str, dict[str, Any]] | None = None,
+) -> list[Any]:
+    """RunnerDeployments of the retrain flow, ready for ``prefect.serve`` or ``.apply()``.
+
+    ``flow``: the retrain flow as loaded from a source (``flows.pool``; default this
+    process's); ``job_variables``: per deployment name, for a work pool's workers.
+    """
     from flows.retrain import retrain
 
     built = []
     for spec in specs:
         limit = ConcurrencyLimitConfig(**spec.concurrency) if spec.concurrency else None
+        variables = (job_variables or {}).get(spec.name)
         built.append(
-            retrain.to_deployment(
+            (flow or retrain).to_deployment(
                 name=spec.name,
                 cron=(spec.crons or None) if with_schedules else None,
                 parameters=spec.parameters,
@@ -92,6 +104,7 @@ def build_deployments(specs: Sequence[DeploymentSpec], with_schedules: bool = Tr
                 triggers=[_trigger(spec, t) for t in spec.triggers],
                 description=spec.description,
                 tags=spec.tags,
+                job_variables=variables,
             )
         )
     return built

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from conveyor.settings import Settings
 
-__all__ = ["REPO_ROOT", "serve_command", "serve_environment"]
+__all__ = ["REPO_ROOT", "die_with_parent", "serve_command", "serve_environment"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:Conveyor"
@@ -47,3 +49,26 @@ def serve_environment(
     cores = os.cpu_count() or 1
     env["CONVEYOR_TORCH_THREADS"] = str(torch_threads or max(1, cores // max(1, workers)))
     return env
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGTERM when the process that started it dies (Linux).
+
+    ``conveyor serve`` starts `bentoml serve` in a session of its own (so it can stop it as a
+    group); without this, a ``kill -9`` of ``conveyor serve`` left that server running as an
+    orphan, holding the port its restarted replica then could not bind.
+    """
+    parent = os.getpid()
+
+    def arm() -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm

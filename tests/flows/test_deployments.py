@@ -99,3 +99,24 @@ def test_deployment_is_registered_and_new_data_triggers_a_retrain(
             ]
             time.sleep(1)
     assert runs, "the data-landed trigger did not schedule a retrain run"
+
+
+@pytest.mark.unit
+def test_a_pool_deployment_runs_from_its_checkout_and_beats(tmp_path: Path) -> None:
+    from flows.pool import _job_variables, silent_after
+
+    file = tmp_path / "prefect.yaml"
+    file.write_text(
+        "deployments:\n"
+        "  - name: d\n"
+        "    work_pool: {name: p, job_variables: {env: {A: '1'}, stream_output: false}}\n"
+    )
+    (spec,) = load_specs(file)
+    assert spec.job_variables == {"env": {"A": "1"}, "stream_output": False}
+    variables = _job_variables(spec, tmp_path, 30)
+    assert variables == {
+        "env": {"A": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+        "stream_output": False,
+        "working_dir": str(tmp_path),
+    }
+    assert silent_after(30) > 2 * 30  # two beats missed before a run counts as dead
