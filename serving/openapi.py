@@ -384,6 +384,16 @@ def _components(facts: ApiFacts) -> dict[str, Any]:
         },
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     }
+    # Only the shapes of the routes this worker serves: a classifier's page lists no
+    # completion schemas, a language model's no classification ones.
+    wanted = (
+        {"Error", "Classified"}
+        if facts.task == "classification"
+        else {"Error", "OpenAIError", "ChatCompletion", "Completion"}
+        if facts.task == "causal-lm"
+        else set(components["schemas"])
+    )
+    components["schemas"] = {k: v for k, v in components["schemas"].items() if k in wanted}
     return components
 
 
