@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from threading import Thread
 from typing import Any
 
 import torch
@@ -15,14 +14,12 @@ import torch
 from conveyor.errors import ConveyorError
 from conveyor.model_folder import ArtifactError, LoadedModel, load_model
 from serving.decoding import DecodeEngine, SamplingParams
-from serving.validation import RequestError
 
 __all__ = [
     "SMOKE_PROMPTS",
     "SMOKE_TEXTS",
     "ArtifactError",
     "SmokeError",
-    "check_prompt_fits",
     "classify_texts",
     "context_length",
     "engine_text",
@@ -30,7 +27,6 @@ __all__ = [
     "load_for_serving",
     "preload_model_libraries",
     "smoke_check",
-    "stream_text",
 ]
 
 SMOKE_TEXTS = ("hello", "what time is it", "set a timer for five minutes", "thanks")
@@ -81,22 +77,6 @@ def context_length(loaded: LoadedModel) -> int | None:
     return None
 
 
-def check_prompt_fits(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> None:
-    """RequestError (422) when the prompt and the tokens asked for exceed the context: the
-    request is at fault, not the model, so it is never counted as the version's error."""
-    context = context_length(loaded)
-    if context is None:
-        return
-    tokens = len(loaded.tokenizer(prompt)["input_ids"])
-    if tokens + max_new_tokens > context:
-        raise RequestError(
-            422,
-            f"the prompt has {tokens} tokens and max_new_tokens is {max_new_tokens}: together "
-            f"at most {context}, this model's context",
-            field="prompt",
-        )
-
-
 @torch.inference_mode()
 def classify_texts(
     loaded: LoadedModel, texts: Sequence[str], top_k: int, max_length: int
@@ -140,26 +120,6 @@ def generate_text(loaded: LoadedModel, prompt: str, max_new_tokens: int, tempera
     )
     new_tokens = output[0, encoded["input_ids"].shape[1] :]
     return str(loaded.tokenizer.decode(new_tokens, skip_special_tokens=True))
-
-
-def stream_text(
-    loaded: LoadedModel, prompt: str, max_new_tokens: int, temperature: float
-) -> Iterator[str]:
-    """The continuation piece by piece, as the model produces it (a thread runs generate)."""
-    from transformers import TextIteratorStreamer
-
-    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    encoded = loaded.tokenizer(prompt, return_tensors="pt")
-    kwargs = {**encoded, **_generate_kwargs(loaded, max_new_tokens, temperature)}
-
-    def run() -> None:
-        with torch.inference_mode():
-            loaded.model.generate(**kwargs, streamer=streamer)
-
-    worker = Thread(target=run, daemon=True)
-    worker.start()
-    yield from streamer
-    worker.join(timeout=60)
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:

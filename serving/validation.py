@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RequestError", "check_generate", "check_texts"]
+__all__ = ["RequestError", "check_texts"]
 
 
 class RequestError(Exception):
@@ -55,24 +55,3 @@ def check_texts(
     if not 1 <= top_k <= 100:
         raise RequestError(422, f"top_k must be between 1 and 100, not {top_k}", field="top_k")
     return items
-
-
-def check_generate(
-    prompt: str, max_new_tokens: int, temperature: float, *, cap: int, max_chars: int
-) -> None:
-    if not prompt.strip():
-        raise RequestError(422, "'prompt' is blank", field="prompt")
-    if len(prompt) > max_chars:
-        raise RequestError(
-            422, f"prompt has {len(prompt)} characters; at most {max_chars}", field="prompt"
-        )
-    if not 1 <= max_new_tokens <= cap:
-        raise RequestError(
-            422,
-            f"max_new_tokens must be between 1 and {cap}, not {max_new_tokens}",
-            field="max_new_tokens",
-        )
-    if not 0 <= temperature <= 5:
-        raise RequestError(
-            422, f"temperature must be between 0 and 5, not {temperature}", field="temperature"
-        )

@@ -12,14 +12,11 @@ import asyncio
 import threading
 from typing import Any
 
-import pytest
-
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.batcher import Batcher
 from serving.controller import Served, load_version
-from serving.inference import check_prompt_fits, classify_texts, context_length
-from serving.validation import RequestError
+from serving.inference import classify_texts, context_length
 from tests.clinc_slices import clinc_texts
 from tests.serving.conftest import (
     LONG_TEXT,
@@ -75,23 +72,3 @@ def test_a_text_longer_than_the_model_embeds_is_truncated_to_fit(
     assert context_length(served.loaded) == 16 and served.max_length == 16
     (answer,) = classify_texts(served.loaded, [LONG_TEXT * 20], 1, served.max_length)
     assert 0 <= answer["score"] <= 1
-
-
-def test_a_prompt_over_the_context_is_the_clients_422(tokenizer: Any) -> None:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from gates.model_io import LoadedModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=32, n_embd=16, n_layer=1)
-    config.n_head = 2
-    loaded = LoadedModel(
-        folder=None, task="causal-lm", model=GPT2LMHeadModel(config), tokenizer=tokenizer,
-        label_names=None,
-    )  # fmt: skip
-    check_prompt_fits(loaded, "set a timer", 8)
-    with pytest.raises(RequestError) as refused:
-        check_prompt_fits(loaded, LONG_TEXT, 8)
-    assert refused.value.status == 422 and refused.value.field == "prompt"
-    assert "at most 32" in refused.value.reason

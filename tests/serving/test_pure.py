@@ -20,7 +20,7 @@ from serving import (
     routes_to_canary,
 )
 from serving.batcher import Batcher
-from serving.validation import RequestError, check_generate, check_texts
+from serving.validation import RequestError, check_texts
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LIMITS = CanaryThresholds(max_error_rate=0.05, max_p99_latency_ms=200, min_requests=20)
@@ -102,12 +102,6 @@ def test_malformed_requests_are_422_with_a_reason(
     with pytest.raises(RequestError, match=reason) as caught:
         check_texts(text, texts, top_k, max_texts=3, max_chars=10)
     assert caught.value.status == 422
-
-
-def test_generate_limits() -> None:
-    check_generate("hi", 8, 0.7, cap=16, max_chars=10)
-    with pytest.raises(RequestError, match="max_new_tokens"):
-        check_generate("hi", 17, 0.0, cap=16, max_chars=10)
 
 
 def test_batcher_merges_queued_requests_and_splits_answers() -> None:
