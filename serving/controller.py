@@ -37,6 +37,7 @@ from serving.routing import routes_to_canary
 from serving.stats import VersionStats
 
 __all__ = [
+    "PREWARM_ALIAS",
     "Controller",
     "RELEASE_GRACE_SECONDS",
     "RepeatedFailure",
@@ -56,6 +57,9 @@ MAX_APPS = 256  # per version in a heartbeat; more are summed as one
 RELEASE_GRACE_SECONDS = 5.0  # between a request's pick and its engine: milliseconds
 PROFILE_WINDOW_SECONDS = 3600.0  # the drift monitor sees the last one to two hours
 ENGINE_MAX_BATCH = 8  # requests decoding together in one generative engine
+# The alias a promotion points at its candidate before production moves: workers load and
+# check it beside what they serve, so the move itself is a pointer swap everywhere.
+PREWARM_ALIAS = "prewarm"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class Routing:
     standby: Served | None = None
     rollout_id: int | None = None
     since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    prewarmed: Served | None = None  # loaded and checked for a promotion; takes no traffic
 
     def roles(self) -> dict[str, str]:
         named = {"active": self.active, "canary": self.canary, "standby": self.standby}
@@ -362,9 +367,10 @@ class Controller:
                 failing.happened()
 
     def sync(self) -> None:
-        production, rollout = self._registry().serving_target(self.deployment)
+        registry = self._registry()
+        production, rollout = registry.serving_target(self.deployment)
         desired = desired_state(production, rollout)
-        self._apply(desired)
+        self._apply(desired, registry.alias(self.deployment, PREWARM_ALIAS))
         self._release_retired()
 
     def _release_retired(self, grace: float = RELEASE_GRACE_SECONDS) -> None:
@@ -410,7 +416,7 @@ class Controller:
         log.info("%s loaded %s in %.2f s", self.worker, version, served.load_seconds)
         return served
 
-    def _apply(self, desired: Desired) -> None:
+    def _apply(self, desired: Desired, prewarm: str | None = None) -> None:
         current = self.routing
         active = self._get(desired.active) or current.active
         canary = self._get(desired.canary) if desired.canary else None
@@ -421,19 +427,26 @@ class Controller:
             standby = current.active
         if standby is not None and active is not None and standby.version == active.version:
             standby = None
+        routed = {s.version for s in (active, canary, standby) if s is not None}
+        # Loaded after the routed ones: a worker that starts serves production first.
+        prewarmed = self._get(prewarm) if prewarm and prewarm not in routed else None
         unchanged = (
             active is current.active
             and canary is current.canary
             and standby is current.standby
+            and prewarmed is current.prewarmed
             and desired.canary_percent == current.canary_percent
             and desired.rollout_id == current.rollout_id
         )
         if unchanged:
             return
-        routing = Routing(active, canary, desired.canary_percent, standby, desired.rollout_id)
+        routing = Routing(
+            active, canary, desired.canary_percent, standby, desired.rollout_id,
+            prewarmed=prewarmed,
+        )  # fmt: skip
         with self._swap_lock:
             self.routing = routing
-            keep = {s.version for s in (active, canary, standby) if s is not None}
+            keep = routed | ({prewarmed.version} if prewarmed else set())
             dropped = [s for v, s in self._loaded.items() if v not in keep]
             self._loaded = {v: s for v, s in self._loaded.items() if v in keep}
         now = time.monotonic()
@@ -496,6 +509,7 @@ class Controller:
                 active_version=routing.active.version if routing.active else None,
                 standby_version=routing.standby.version if routing.standby else None,
                 canary_version=routing.canary.version if routing.canary else None,
+                prewarmed_version=routing.prewarmed.version if routing.prewarmed else None,
                 rollout_id=self._stats_rollout,
                 failures={v: reason for v, (reason, _) in failures.items()},
                 stats=self._published_stats(),

@@ -11,15 +11,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.errors import NotFoundError, RegistryConflictError
-from conveyor.registry import Registry, RolloutRecord, RolloutState, VersionStatus, WorkerRecord
+from conveyor.registry import (
+    Registry,
+    RolloutRecord,
+    RolloutState,
+    VersionRecord,
+    VersionStatus,
+    WorkerRecord,
+)
 from conveyor.serving_spec import serving_spec_of
 from serving.bake import judge_rollout, live_workers
-from serving.controller import load_failure, load_version, release_version
+from serving.controller import PREWARM_ALIAS, load_failure, load_version, release_version
 from serving.errors import ConvergenceError, PromotionRefused
 
 __all__ = [
     "Outcome",
     "last_served",
+    "prewarm",
     "promote",
     "reconcile",
     "rollback",
@@ -60,6 +68,43 @@ def verify_loads(registry: Registry, version: str, action: str) -> float:
         )
         raise PromotionRefused(f"{version} refused, nothing moved: {reason}") from exc
     return time.perf_counter() - start
+
+
+def _holds(worker: WorkerRecord, version: str) -> bool:
+    """Loaded and checked on this worker, whatever its role."""
+    return version in (
+        worker.prewarmed_version, worker.active_version,
+        worker.canary_version, worker.standby_version,
+    )  # fmt: skip
+
+
+def prewarm(registry: Registry, deployment: str, version: str, timeout: float) -> float:
+    """Have every live worker load and check ``version`` beside what it serves, before any
+    traffic moves; the seconds it took. Best effort: a worker that refuses it, or does not
+    finish within ``timeout``, is left to the rollout, which judges it as before."""
+    start = time.monotonic()
+    if not live_workers(registry, deployment):
+        return 0.0
+    registry.move_alias(
+        deployment, PREWARM_ALIAS, version, reason=f"warm {version} on the workers first"
+    )
+    deadline = start + timeout
+    while time.monotonic() < deadline:
+        workers = live_workers(registry, deployment)
+        if all(_holds(w, version) or version in w.failures for w in workers):
+            break
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _clear_prewarm(registry: Registry, deployment: str, version: str) -> None:
+    """The workers keep ``version`` if it serves, and release it otherwise."""
+    try:
+        registry.move_alias(
+            deployment, PREWARM_ALIAS, None, reason=f"{version}'s rollout ended", expected=version
+        )
+    except RegistryConflictError:  # a newer promotion prewarms its own candidate
+        pass
 
 
 def _serves(worker: WorkerRecord, version: str) -> bool:
@@ -176,7 +221,28 @@ def promote(
     before = len(live_workers(registry, record.deployment))
     if current is None:
         percent = 100.0  # nothing to compare a canary with
-    details: dict[str, Any] = {"verify_load_seconds": round(load_seconds, 3)}
+    try:
+        warm = prewarm(registry, record.deployment, record.version, timeout)
+        details: dict[str, Any] = {
+            "verify_load_seconds": round(load_seconds, 3),
+            "prewarm_seconds": round(warm, 3),
+        }
+        return _promote(registry, record, current, percent, bake, timeout, before, details)
+    finally:
+        _clear_prewarm(registry, record.deployment, record.version)
+
+
+def _promote(
+    registry: Registry,
+    record: VersionRecord,
+    current: str | None,
+    percent: float,
+    bake: float,
+    timeout: float,
+    before: int,
+    details: dict[str, Any],
+) -> Outcome:
+    load_seconds = float(details["verify_load_seconds"])
     rollout = registry.start_rollout(
         record.deployment,
         record.version,
@@ -242,13 +308,31 @@ def rollback(
         raise RegistryConflictError(f"{target} already serves {deployment}")
     load_seconds = verify_loads(registry, target, "rollback")
     before = len(live_workers(registry, deployment))
+    try:
+        warm = prewarm(registry, deployment, target, timeout)
+        details = {"verify_load_seconds": round(load_seconds, 3), "prewarm_seconds": round(warm, 3)}
+        return _roll_back(registry, deployment, target, current, timeout, before, details)
+    finally:
+        _clear_prewarm(registry, deployment, target)
+
+
+def _roll_back(
+    registry: Registry,
+    deployment: str,
+    target: str,
+    current: str | None,
+    timeout: float,
+    before: int,
+    details: dict[str, Any],
+) -> Outcome:
+    load_seconds = float(details["verify_load_seconds"])
     rollout = registry.start_rollout(
         deployment,
         target,
         kind="rollback",
         reason=f"rollback from {current}",
         expected=current,
-        details={"verify_load_seconds": round(load_seconds, 3)},
+        details=details,
     )
     start = time.monotonic()
     try:

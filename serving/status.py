@@ -56,6 +56,7 @@ def _worker(record: WorkerRecord, now: datetime) -> dict[str, Any]:
         "active": record.active_version,
         "standby": record.standby_version,
         "canary": record.canary_version,
+        "prewarmed": record.prewarmed_version,
         "since": record.started_at,
         "failures": record.failures,
         "figures": {v: _figures(s) for v, s in figures.items()},
@@ -91,9 +92,10 @@ def _worker_line(worker: dict[str, Any]) -> str:
         for version, f in worker["figures"].items()
     )
     refused = f"; refused {worker['failures']}" if worker["failures"] else ""
+    warming = f" prewarmed {worker['prewarmed']}" if worker.get("prewarmed") else ""
     return (
         f"  worker {worker['worker']} {state}: active {worker['active'] or '-'} "
-        f"standby {worker['standby'] or '-'} canary {worker['canary'] or '-'}; "
+        f"standby {worker['standby'] or '-'} canary {worker['canary'] or '-'}{warming}; "
         f"{shown or 'no requests'}{refused}"
     )
 

@@ -143,6 +143,7 @@ class WorkerRecord:
     rollout_id: int | None
     failures: dict[str, Any]
     stats: dict[str, Any]
+    prewarmed_version: str | None = None  # loaded and checked, no traffic yet (a promotion's)
 
 
 R = TypeVar("R", bound="DataclassInstance")

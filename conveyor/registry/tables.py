@@ -199,3 +199,4 @@ class WorkerHeartbeat(Base):
     rollout_id: Mapped[int | None] = mapped_column(Integer)
     failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prewarmed_version: Mapped[str | None] = mapped_column(String(128))

@@ -143,3 +143,33 @@ def test_server_killed_mid_promotion_restarts_consistent_with_the_registry(
         assert statuses == {(200, production)}
         live = [w for w in registry.workers(DEPLOYMENT) if w.active_version == production]
         assert live, "the restarted worker reports the version the registry names"
+
+
+def test_every_worker_holds_the_candidate_before_the_alias_moves(
+    registry: Registry, settings: Settings, tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The move to a new version is a pointer swap on every worker: each loaded and checked
+    it (the ``prewarm`` alias) before production moved, and gives it back after."""
+    v1, v2 = _first(registry, settings, tokenizer, 2)
+    at_move: list[dict[str, Any]] = []
+    start_rollout = registry.start_rollout
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        workers = registry.workers(DEPLOYMENT)
+        at_move.extend(
+            {"prewarmed": w.prewarmed_version, "active": w.active_version} for w in workers
+        )
+        return start_rollout(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "start_rollout", watched)
+    with running_server(settings, workers=2) as server, Load(server.port, clients=2) as load:
+        time.sleep(0.5)
+        outcome = promote(registry, v2, canary_percent=0, timeout=30)
+        assert outcome.rollout.state == RolloutState.COMPLETED and len(outcome.workers) == 2
+        assert at_move == [{"prewarmed": v2, "active": v1}] * 2, at_move
+        assert outcome.rollout.details["prewarm_seconds"] > 0
+        assert registry.alias(DEPLOYMENT, "prewarm") is None
+        outcome = promote(registry, v1, canary_percent=0, timeout=30)  # v1: the hot standby
+        assert at_move[2:] == [{"prewarmed": None, "active": v2}] * 2, at_move
+    assert load.results and load.failures() == []
+    assert {r[3] for r in load.results} == {v1, v2}
