@@ -2,19 +2,24 @@
 
 Every row holds one request: its cache columns (left-padded with zeros so that all rows end
 at the same column), a 0/1 attention mask over those columns, and the token sampled last,
-not yet fed to the model. A request prefilled alone joins by left-padding whichever side is
-shorter; a finished one leaves by ``index_select``; columns that are padding in every row are
-trimmed. Positions are explicit (the count of a row's real tokens), so padding never shifts
-a row's rotary positions: each row computes what it would compute alone.
+not yet fed to the model. The requests admitted together are prefilled in one forward pass,
+left-padded to the longest prompt (``prefill_inputs``); their rows join by left-padding
+whichever side is shorter; a finished one leaves by ``index_select``; columns that are padding
+in every row are trimmed. Positions are explicit (the count of a row's real tokens before
+it), so padding never shifts a row's rotary positions: each row computes what it would
+compute alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["KVBatch"]
+__all__ = ["KVBatch", "prefill_inputs"]
+
+PAD_ID = 0  # any id will do: padding is masked out and never attended to
 
 
 def _layers(cache: Any) -> list[Any]:
@@ -31,6 +36,24 @@ def _left_pad(tensor: torch.Tensor, columns: int) -> torch.Tensor:
         return tensor
     shape = (*tensor.shape[:2], columns, tensor.shape[3])
     return torch.cat([tensor.new_zeros(shape), tensor], dim=2)
+
+
+def prefill_inputs(prompts: Sequence[Sequence[int]], device: torch.device) -> dict[str, Any]:
+    """The forward arguments that prefill ``prompts`` together, left-padded to the longest;
+    each row's positions count its own tokens, as if it ran alone."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "position_ids": positions.to(device),
+        "use_cache": True,
+    }
 
 
 class KVBatch:
@@ -51,16 +74,20 @@ class KVBatch:
     def columns(self) -> int:
         return int(self.mask.shape[1])
 
-    def join(self, cache: Any, length: int, next_token: int) -> None:
-        """Add one prefilled request: its cache holds ``length`` real columns, no padding."""
+    def join(self, cache: Any, mask: torch.Tensor, next_tokens: Sequence[int]) -> None:
+        """Add the rows of a prefill: ``cache`` holds one row per request, ``mask`` [rows,
+        columns] is 1 on its real columns (padding on the left), ``next_tokens`` one per row."""
         device = self.mask.device if len(self) else _layers(cache)[0].keys.device
-        mask = torch.ones((1, length), dtype=torch.long, device=device)
-        token = torch.tensor([[next_token]], dtype=torch.long, device=device)
+        mask = mask.to(device=device, dtype=torch.long)
+        tokens = torch.tensor(list(next_tokens), dtype=torch.long, device=device).view(-1, 1)
+        if len(tokens) != len(mask):
+            raise ValueError(f"{len(mask)} rows of mask but {len(tokens)} next tokens")
         if self.cache is None or len(self) == 0:
-            self.cache, self.mask, self.next_tokens = cache, mask, token
+            self.cache, self.mask, self.next_tokens = cache, mask, tokens
+            self._trim()
             return
-        width = max(self.columns, length)
-        pad_old, pad_new = width - self.columns, width - length
+        width = max(self.columns, int(mask.shape[1]))
+        pad_old, pad_new = width - self.columns, width - int(mask.shape[1])
         for old, new in zip(_layers(self.cache), _layers(cache), strict=True):
             old.keys = torch.cat([_left_pad(old.keys, pad_old), _left_pad(new.keys, pad_new)])
             old.values = torch.cat([_left_pad(old.values, pad_old), _left_pad(new.values, pad_new)])
@@ -68,10 +95,11 @@ class KVBatch:
         self.mask = torch.cat(
             [
                 torch.cat([zeros((len(self), pad_old)), self.mask], dim=1),
-                torch.cat([zeros((1, pad_new)), mask], dim=1),
+                torch.cat([zeros((len(mask), pad_new)), mask], dim=1),
             ]
         )
-        self.next_tokens = torch.cat([self.next_tokens, token])
+        self.next_tokens = torch.cat([self.next_tokens, tokens])
+        self._trim()
 
     def keep(self, rows: list[int]) -> None:
         """Keep only ``rows`` (in this order); drop the padding no kept row needs."""

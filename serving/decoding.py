@@ -3,10 +3,12 @@
 One thread per engine runs the model; the asyncio side only queues requests and reads
 events. Each round, at a token boundary, the thread runs the calls it was handed (an adapter
 loaded or deleted), drops requests whose client went away, prefills the waiting requests the
-batch has room for (each alone, then joined to the left-padded KV cache) and runs one decode
-step for every running request. A request leaves as soon as it ends (eos, a stop string,
-``max_tokens``), so the next one joins in its place. Every token is an event, handed to the
-request's asyncio queue with ``loop.call_soon_threadsafe``.
+batch has room for (together in one forward pass, left-padded to the longest prompt and
+bounded by ``max_prefill_tokens``, then joined to the left-padded KV cache) and runs one
+decode step for every running request. Should a batched prefill fail, each of its requests
+is prefilled alone, so a request the model cannot run fails alone. A request leaves as soon
+as it ends (eos, a stop string, ``max_tokens``), so the next one joins in its place. Every
+token is an event, handed to the request's asyncio queue with ``loop.call_soon_threadsafe``.
 
 With a peft model holding several adapters, rows of different versions share each forward
 pass through peft's mixed-batch ``adapter_names`` (``"__base__"`` for the bare base).
@@ -28,7 +30,7 @@ from typing import Any
 
 import torch
 
-from serving._kv_batch import KVBatch
+from serving._kv_batch import KVBatch, prefill_inputs
 from serving._sampling import next_tokens
 from serving._text import TextState
 from serving.validation import RequestError
@@ -117,7 +119,8 @@ class _Call:
 @dataclass
 class _Counts:
     steps: int = 0
-    prefills: int = 0
+    prefills: int = 0  # requests prefilled
+    prefill_batches: int = 0  # prefill forward passes that succeeded
     tokens_generated: int = 0
     rows_stepped: int = 0
     finished: int = 0
@@ -141,11 +144,21 @@ class DecodeEngine:
     """Continuous batching over one causal LM (optionally a peft model with several adapters)."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, max_batch: int = 8, context: int, name: str = ""
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch: int = 8,
+        context: int,
+        name: str = "",
+        max_prefill_tokens: int = 2048,
     ) -> None:
+        """``max_prefill_tokens`` bounds one prefill's padded size (rows x longest prompt);
+        a request beyond it waits for the next round (one alone always goes)."""
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
+        self.max_prefill_tokens = max_prefill_tokens
         self.context = context
         self.name = name
         self._eos = _eos_ids(model, tokenizer)
@@ -243,6 +256,7 @@ class DecodeEngine:
             "waiting": len(self._waiting),
             "steps": c.steps,
             "prefills": c.prefills,
+            "prefill_batches": c.prefill_batches,
             "tokens_generated": c.tokens_generated,
             "finished": c.finished,
             "cancelled": c.cancelled,
@@ -318,16 +332,28 @@ class DecodeEngine:
             calls = [c for c in self._calls if c.unused is None or not self._uses(c.unused)]
             self._calls = [c for c in self._calls if c not in calls]
             self._waiting = deque(r for r in self._waiting if not r.cancelled)
-            room = self.max_batch - len(self._running)
-            admitted = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+            admitted = self._admit(self.max_batch - len(self._running))
         for call in calls:
             self._run_call(call)
         self._drop_cancelled()
-        for request in admitted:
-            self._prefill(request)
+        if admitted:
+            self._prefill(admitted)
         if self._running:
             self._step()
         return True
+
+    def _admit(self, room: int) -> list[_Request]:
+        """The waiting requests to prefill together, in order: up to ``room`` of them while
+        rows x longest prompt stays within ``max_prefill_tokens`` (the first always goes)."""
+        admitted: list[_Request] = []
+        longest = 0
+        while self._waiting and len(admitted) < room:
+            width = max(longest, len(self._waiting[0].prompt_ids))
+            if admitted and width * (len(admitted) + 1) > self.max_prefill_tokens:
+                break
+            admitted.append(self._waiting.popleft())
+            longest = width
+        return admitted
 
     def _uses(self, adapter: str) -> bool:
         requests = itertools.chain(self._running, self._waiting)
@@ -361,20 +387,35 @@ class DecodeEngine:
         )
 
     @torch.inference_mode()
-    def _prefill(self, request: _Request) -> None:
+    def _prefill(self, requests: list[_Request]) -> None:
+        """Prefill ``requests`` in one forward pass, hand out their first tokens and join
+        those that go on to the batch; if the pass fails, prefill each alone instead."""
         try:
-            ids = torch.tensor([request.prompt_ids], dtype=torch.long, device=self._device)
-            out = self.model(
-                input_ids=ids, use_cache=True, logits_to_keep=1, **self._adapter_kwargs([request])
-            )
-            token = self._sample(out.logits[:, -1], [request])[0]
-        except Exception as exc:  # this request fails; the batch goes on
-            self._fail([request], exc)
+            inputs = prefill_inputs([r.prompt_ids for r in requests], self._device)
+            out = self.model(**inputs, logits_to_keep=1, **self._adapter_kwargs(requests))
+            tokens = self._sample(out.logits[:, -1], requests)
+        except Exception as exc:
+            if len(requests) == 1:  # this request fails; the batch goes on
+                self._fail(requests, exc)
+                return
+            log.warning(
+                "decode engine %s: a prefill of %d requests failed (%s: %s); each goes alone",
+                self.name, len(requests), type(exc).__name__, exc,
+            )  # fmt: skip
+            for request in requests:
+                self._prefill([request])
             return
-        self._counts.prefills += 1
-        if self._emit(request, token):
-            self._batch.join(out.past_key_values, len(request.prompt_ids), token)
-            self._running.append(request)
+        self._counts.prefills += len(requests)
+        self._counts.prefill_batches += 1
+        going = [
+            i for i, (r, t) in enumerate(zip(requests, tokens, strict=True)) if self._emit(r, t)
+        ]
+        if not going:
+            return
+        first = len(self._batch)
+        self._batch.join(out.past_key_values, inputs["attention_mask"], tokens)
+        self._batch.keep([*range(first), *(first + i for i in going)])
+        self._running.extend(requests[i] for i in going)
 
     @torch.inference_mode()
     def _step(self) -> None:

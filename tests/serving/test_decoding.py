@@ -4,6 +4,7 @@ what it gets alone; stop conditions, seeds, cancellation, limits and failures.""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from serving._kv_batch import KVBatch, prefill_inputs
 from serving._text import TextState
 from serving.decoding import DecodeEngine, DecodeError, EngineClosed, SamplingParams, TokenEvent
 from serving.validation import RequestError
@@ -100,6 +102,136 @@ def test_batched_greedy_equals_generate_alone_with_joins_mid_flight(
     assert stats["mean_batch"] > 1.5, "requests shared decode steps"
     assert stats["steps"] < sum(lengths), stats
     assert stats["running"] == 0 and stats["waiting"] == 0
+
+
+class _Hold:
+    """Holds the decode thread at a token boundary until released: the requests submitted
+    meanwhile are admitted in one round."""
+
+    def __init__(self, engine: DecodeEngine) -> None:
+        self.engine = engine
+        self.started = threading.Event()
+        self.released = threading.Event()
+        engine.call_between_steps(self._hold)
+
+    def _hold(self) -> None:
+        self.started.set()
+        self.released.wait(30)
+
+    async def held(self) -> None:
+        assert await asyncio.to_thread(self.started.wait, 30), "the decode thread never held"
+
+    async def release_once_waiting(self, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while self.engine.stats()["waiting"] < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        self.released.set()
+
+
+@pytest.mark.integration
+def test_requests_admitted_together_prefill_in_one_pass_and_equal_generate_alone(
+    engine: DecodeEngine,
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    first = _ids(smollm2_tokenizer, PROMPTS[2])
+    rest = [_ids(smollm2_tokenizer, p) for p in (PROMPTS[0], PROMPTS[1], PROMPTS[3])]
+    assert len({len(ids) for ids in [first, *rest]}) == 4, "prompts of different lengths"
+    lengths = [12, 1, 20]  # the second ends at its first token, in the prefill
+
+    async def run() -> tuple[list[tuple[list[int], TokenEvent]], int]:
+        three = asyncio.Event()
+        running = asyncio.ensure_future(_tokens(engine, first, SamplingParams(60), None, three))
+        await three.wait()
+        hold = _Hold(engine)
+        await hold.held()
+        still_running = int(engine.stats()["running"])
+        jobs = [
+            asyncio.ensure_future(_tokens(engine, ids, SamplingParams(max_tokens=n)))
+            for ids, n in zip(rest, lengths, strict=True)
+        ]
+        await hold.release_once_waiting(len(jobs))
+        return [await running, *[await job for job in jobs]], still_running
+
+    results, still_running = asyncio.run(run())
+    assert still_running == 1, "the prefill joins a batch mid-flight"
+    for ids, n, (tokens, last) in zip([first, *rest], [60, *lengths], results, strict=True):
+        assert tokens == _greedy_alone(model, ids, n)
+        assert last.completion_tokens == n
+    stats = engine.stats()
+    assert stats["prefills"] == 4 and stats["prefill_batches"] == 2, stats
+    assert stats["running"] == 0 and stats["errors"] == 0
+
+
+@pytest.mark.integration
+def test_max_prefill_tokens_splits_the_admitted_requests_across_rounds(
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    ids = _ids(smollm2_tokenizer, PROMPTS[0])
+    engine = DecodeEngine(
+        model, smollm2_tokenizer, context=512, max_prefill_tokens=2 * len(ids) + 1
+    )
+
+    async def run() -> None:
+        hold = _Hold(engine)
+        await hold.held()
+        jobs = [engine.complete(ids, SamplingParams(max_tokens=3)) for _ in range(4)]
+        await asyncio.gather(hold.release_once_waiting(4), *jobs)
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()
+    stats = engine.stats()
+    assert stats["prefills"] == 4 and stats["prefill_batches"] == 2, stats
+
+
+@torch.inference_mode()
+def _prefill_and_join(model: Any, batch: KVBatch, prompts: list[list[int]]) -> list[int]:
+    inputs = prefill_inputs(prompts, torch.device("cpu"))
+    out = model(**inputs, logits_to_keep=1)
+    tokens = [int(t) for t in out.logits[:, -1].argmax(dim=-1)]
+    batch.join(out.past_key_values, inputs["attention_mask"], tokens)
+    return tokens
+
+
+@torch.inference_mode()
+def _step_matches_each_row_alone(model: Any, batch: KVBatch, rows: list[list[int]]) -> None:
+    """One decode step of ``batch`` (row ``i`` has seen ``rows[i]`` but its last token) gives
+    the logits of each row run alone from scratch; the greedy token is appended to each."""
+    logits = model(**batch.step_inputs(), logits_to_keep=1).logits[:, -1]
+    for row, seen in zip(logits, rows, strict=True):
+        alone = model(input_ids=torch.tensor([seen]), logits_to_keep=1).logits[0, -1]
+        torch.testing.assert_close(row, alone, atol=1e-4, rtol=1e-4)
+    tokens = logits.argmax(dim=-1)
+    batch.set_next(tokens)
+    for seen, token in zip(rows, tokens.tolist(), strict=True):
+        seen.append(int(token))
+
+
+@pytest.mark.integration
+def test_a_left_padded_prefill_joins_a_running_batch_as_if_each_row_ran_alone(
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    medium, short, long, shorter = (_ids(smollm2_tokenizer, PROMPTS[i]) for i in (2, 1, 0, 3))
+    batch = KVBatch()
+    rows = [[*medium, *_prefill_and_join(model, batch, [medium])]]
+    _step_matches_each_row_alone(model, batch, rows)
+    # two rows, the shorter left-padded, wider than the running row: the running row pads
+    pair = _prefill_and_join(model, batch, [short, long])
+    rows += [[*short, pair[0]], [*long, pair[1]]]
+    assert batch.columns == len(long) and len(batch) == 3
+    _step_matches_each_row_alone(model, batch, rows)
+    batch.keep([0, 1])  # the long row leaves: the columns only it needed go
+    rows = rows[:2]
+    assert batch.columns == max(len(r) for r in rows) - 1
+    # two rows narrower than the batch: the new rows pad
+    pair = _prefill_and_join(model, batch, [shorter, short])
+    rows += [[*shorter, pair[0]], [*short, pair[1]]]
+    for _ in range(2):
+        _step_matches_each_row_alone(model, batch, rows)
 
 
 @pytest.mark.integration
@@ -235,6 +367,39 @@ def test_a_failing_request_fails_alone_and_the_engine_goes_on(
         assert last.finish_reason == "length" and engine.stats()["errors"] == 1
     finally:
         engine.close()
+
+
+@pytest.mark.integration
+def test_a_failing_request_in_a_batched_prefill_fails_alone(
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    engine = DecodeEngine(_Exploding(model), smollm2_tokenizer, context=512)
+    good = [_ids(smollm2_tokenizer, p) for p in (PROMPTS[1], PROMPTS[3])]
+
+    async def run() -> list[Any]:
+        hold = _Hold(engine)
+        await hold.held()
+        jobs = [
+            engine.complete(ids, SamplingParams(max_tokens=4))
+            for ids in (good[0], [5, 13, 7], good[1])
+        ]
+        results = await asyncio.gather(hold.release_once_waiting(3), *jobs, return_exceptions=True)
+        return results[1:]
+
+    try:
+        first, bad, second = asyncio.run(run())
+    finally:
+        engine.close()
+    assert isinstance(bad, DecodeError) and "bad token" in str(bad)
+    for ok, ids in zip((first, second), good, strict=True):
+        assert not isinstance(ok, BaseException)
+        assert ok[1].finish_reason == "length"
+        assert ok[0] == smollm2_tokenizer.decode(
+            _greedy_alone(model, ids, 4), skip_special_tokens=True
+        )
+    stats = engine.stats()
+    assert stats["errors"] == 1 and stats["prefills"] == 2 and stats["prefill_batches"] == 2, stats
 
 
 @pytest.mark.integration
