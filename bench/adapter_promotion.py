@@ -2,7 +2,8 @@
 
 Four closed-loop clients send varied chat completions (greedy, 3-6 tokens, every third one
 streamed) to /v1/chat/completions while v2 (an adapter on the same base) is promoted without
-canary, then v1 comes back from hot standby. Per move: failed requests (non-2xx, no answer,
+canary, then v1 comes back from hot standby. Before the alias moves, the promotion has the
+worker load and check v2 beside v1 (``prewarm_s``). Per move: failed requests (non-2xx, no answer,
 or a stream that broke), alias move -> 100% new version (the last answer from another version
 among requests sent after the alias moved; converge_s: alias move -> the worker reports it
 serves the new version), p99 latency in the 2 s before vs during the move.
@@ -57,6 +58,7 @@ def _move(traffic: Traffic, label: str, run: Any) -> dict[str, Any]:
         "failed": sum(1 for a in window if failed(a)),
         "command_s": round(end - start, 2),
         "verify_load_s": outcome.rollout.details.get("verify_load_seconds"),
+        "prewarm_s": outcome.rollout.details.get("prewarm_seconds"),
         "converge_s": round(outcome.converge_seconds, 3),
         "alias_to_100pct_s": round(alias_to_full(window, moved, outcome.rollout.version), 3),
         "p99_steady_ms": round(p99_ms(steady), 1),
