@@ -79,8 +79,11 @@ def _memory(registry: Registry, v1: str, v2: str) -> dict[str, Any]:
     rss_two, bytes_two = _rss(), _bytes(model)
     adapter_bytes = bytes_two - bytes_one
     base_bytes = bytes_one - adapter_bytes
+    engines = [shared.engine for shared in pool.bases().values()]
     release_version(second, pool)
     release_version(first, pool)
+    for engine in engines:  # its thread ends before the interpreter does
+        engine.close()
     return {
         "base_param_MB": round(base_bytes / 2**20, 1),
         "adapter_param_MB": round(adapter_bytes / 2**20, 2),
