@@ -84,6 +84,14 @@ def _validate(engine: Any, data: Encoded, pad_id: int, cfg: LoopSettings) -> dic
     )
 
 
+def _final_metrics(state: TrainState) -> dict[str, float] | None:
+    """The validation already run at the last step (the weights have not changed since):
+    the same numbers, without a second pass over the validation split."""
+    if not state.history or state.history[-1]["step"] != state.step:
+        return None
+    return {k: v for k, v in state.history[-1].items() if k not in ("step", "train_loss")}
+
+
 def _after_eval(
     state: TrainState, metrics: dict[str, float], cfg: LoopSettings, train_loss: float
 ) -> bool:
@@ -164,13 +172,14 @@ def fit(
     finally:
         progress.close()
     seconds = time.perf_counter() - started
-    metrics = _validate(engine, validation, pad_id, cfg)
-    if not state.history or state.history[-1]["step"] != state.step:
-        state.history.append({"step": float(state.step), **metrics, "train_loss": train_loss})
-    progress.note("final validation: %s", _fmt(metrics))
+    final = _final_metrics(state)
+    if final is None:  # the last step was not an evaluation step
+        final = _validate(engine, validation, pad_id, cfg)
+        state.history.append({"step": float(state.step), **final, "train_loss": train_loss})
+    progress.note("final validation: %s", _fmt(final))
     return FitResult(
         state=state,
-        metrics=metrics,
+        metrics=final,
         train_loss=train_loss,
         seconds=seconds,
         samples_per_second=(state.samples - start_samples) / seconds if seconds > 0 else 0.0,

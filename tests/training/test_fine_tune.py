@@ -92,6 +92,29 @@ def test_early_stopping_stops_when_validation_stops_improving(
     assert [h["step"] for h in result.history] == [5.0, 10.0]
 
 
+def test_an_evaluation_at_the_last_step_is_the_final_one_not_run_twice(
+    make_recipe: RecipeFactory,
+    settings: Settings,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import training.loop
+
+    passes: list[int] = []
+    real = training.loop.evaluate
+
+    def counted(*args: object, **kwargs: object) -> dict[str, float]:
+        passes.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training.loop, "evaluate", counted)
+    path = make_recipe(training={"max_steps": 10, "eval_every_steps": 5})
+    result = fine_tune(load_recipe(path), settings, show_progress=False, registry=registry)
+    assert len(passes) == 2, "steps 5 and 10; the final metrics are step 10's"
+    assert [h["step"] for h in result.history] == [5.0, 10.0]
+    assert result.metrics["validation_loss"] == result.history[-1]["loss"]
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     make_recipe: RecipeFactory, settings: Settings, registry: Registry
 ) -> None:
