@@ -25,7 +25,9 @@ __all__ = ["ALLOWED_SUFFIXES", "Packaged", "package_version"]
 
 log = logging.getLogger(__name__)
 
-ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".yaml", ".model", ".jinja")
+# Every file of a model folder counts in its content hash, so the store's copy takes them all:
+# peft writes a model card (README.md) beside a LoRA adapter.
+ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".yaml", ".model", ".jinja", ".md")
 REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy")
 
 

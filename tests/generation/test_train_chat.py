@@ -15,6 +15,7 @@ from conveyor.recipe import load_recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from gates import evaluate_version
+from serving.packaging import package_version
 from tests.generation.conftest import E2E_DIR
 from training import checkpoint_dir
 from training.dispatch import run
@@ -82,6 +83,11 @@ def test_a_lora_run_registers_an_adapter_version_that_is_gated_against_its_base(
     assert "gate verdict:" in shown and "(base, zero-shot)" in shown
     assert str(outcome.report_path) in shown
     assert "base model:       " + str(base) in shown
+
+    # What the flow does next: the BentoML store's copy is the registered folder, every file.
+    packaged = package_version(registry, "tiny-e2e:v1", build_bento=False)
+    assert "adapter_model.safetensors" in packaged.files
+    assert sorted(packaged.files) == sorted(p.name for p in result.model_dir.iterdir())
 
 
 def test_a_lora_run_stops_on_a_bad_chat_row_naming_file_line_and_field(
