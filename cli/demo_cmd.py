@@ -61,17 +61,17 @@ def demo(
     from conveyor.recipe import load_recipe
     from flows.demo import run_demo
     from flows.server import stop_prefect_server
-    from serving.daemon import stop_model_server
+    from serving.daemon import stop_model_servers
 
     settings = _context.settings()
-    loaded = load_recipe(recipe)
-    name, task = loaded.name, loaded.task
-    if stop:
-        model = stop_model_server(settings, name)
+    if stop:  # every demo's server, not only --recipe's: a user rarely repeats the recipe here
+        models = stop_model_servers(settings)
         prefect = stop_prefect_server(settings)
-        typer.echo(f"model server: {'stopped' if model else 'not running'}")
+        typer.echo(f"model servers: {'stopped ' + ', '.join(models) if models else 'none running'}")
         typer.echo(f"Prefect server: {'stopped' if prefect else 'not running'}")
         return
+    loaded = load_recipe(recipe)
+    name, task = loaded.name, loaded.task
     result = run_demo(
         settings,
         recipe,

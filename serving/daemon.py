@@ -15,7 +15,13 @@ from conveyor.background import start_detached, stop_detached
 from conveyor.settings import Settings
 from serving.server import serve_command, serve_environment
 
-__all__ = ["ModelServer", "ensure_model_server", "ready", "stop_model_server"]
+__all__ = [
+    "ModelServer",
+    "ensure_model_server",
+    "ready",
+    "stop_model_server",
+    "stop_model_servers",
+]
 
 READY_TIMEOUT_S = 180.0
 
@@ -62,3 +68,13 @@ def ensure_model_server(
 def stop_model_server(settings: Settings, deployment: str) -> bool:
     """Stop the server this home started for ``deployment``; its workers follow their parent."""
     return stop_detached(_pid_file(settings, deployment))
+
+
+def stop_model_servers(settings: Settings) -> list[str]:
+    """Stop every model server this home started, whatever its deployment; the deployments."""
+    stopped = []
+    for pid_file in sorted((settings.home / "run").glob("serve-*.pid")):
+        deployment = pid_file.stem.removeprefix("serve-")
+        if stop_detached(pid_file):
+            stopped.append(deployment)
+    return stopped

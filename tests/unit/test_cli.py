@@ -204,3 +204,23 @@ def test_models_show_prints_metrics_and_the_verdict_as_tables(conveyor_home: Pat
     assert "gate verdict:     PASS: first model passes its gates" in lines
     assert "  min_accuracy  0.9413  >= 0.8500  pass" in lines
     assert "report:           /reports/evaluation.md" in lines
+
+
+def test_demo_stop_stops_every_demo_server_of_the_home_whatever_the_recipe(
+    conveyor_home: Path,
+) -> None:
+    """`conveyor demo --stop` after `conveyor demo --recipe recipes/e2e-smollm2.yaml` left that
+    server running: it looked only for the default recipe's deployment."""
+    run = conveyor_home / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    servers = {}
+    for deployment in ("e2e-smollm2", "clinc150-minilm"):
+        process = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        (run / f"serve-{deployment}.pid").write_text(str(process.pid))
+        servers[deployment] = process
+    result = conveyor("demo", "--stop")
+    assert result.returncode == 0, result.stderr
+    assert "stopped clinc150-minilm, e2e-smollm2" in result.stdout
+    for process in servers.values():
+        assert process.wait(timeout=20) is not None
+    assert not list(run.glob("serve-*.pid"))
