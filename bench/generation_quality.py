@@ -96,7 +96,15 @@ def _train(settings: Any) -> str:
     return result.version
 
 
-def _answer(name: str, folder: Path, groups: Any, recipe: Any, cache_dir: Path) -> GenerationRun:
+def _answer(
+    name: str,
+    folder: Path,
+    groups: Any,
+    recipe: Any,
+    cache_dir: Path,
+    *,
+    reference_loss: bool = True,
+) -> GenerationRun:
     loaded = load_model(folder, "causal-lm", cache_dir=cache_dir)
     model = (
         loaded.model.merge_and_unload()
@@ -111,6 +119,7 @@ def _answer(name: str, folder: Path, groups: Any, recipe: Any, cache_dir: Path) 
         groups,
         generation=recipe.gates.generation,
         max_length=recipe.model.max_length,
+        reference_loss=reference_loss,
     )
     run.seconds["total_s"] = round(time.perf_counter() - started, 1)
     return run

@@ -99,8 +99,12 @@ def run_generation(
     generation: GenerationGates,
     golden: Sequence[GoldenCase] = (),
     max_length: int,
+    reference_loss: bool = True,
 ) -> GenerationRun:
-    """Answer, score, check facts or the task, the golden suite and the references' loss."""
+    """Answer, score, check facts or the task, the golden suite and the references' loss.
+
+    ``reference_loss=False`` skips the perplexity pass (benchmarks that judge the text only).
+    """
     run = GenerationRun(version)
     started = time.perf_counter()
     prompts = [g.prompt for g in groups]
@@ -117,6 +121,8 @@ def run_generation(
     if golden:
         answers = generate_answers(model, tokenizer, [c.messages for c in golden], **asked)
         run.golden = check_golden(golden, answers)
+    if not reference_loss:
+        return run
     started = time.perf_counter()
     nll, counts = reference_losses(
         model,

@@ -99,6 +99,11 @@ def test_generative_gates_run_both_models_on_the_same_prompts(
     assert candidate.tokens > 6 * 10 and candidate.nll > 0
     again = run_generation("e2e:v1", candidate_model, smollm2_tokenizer, groups, **asked)
     assert again.answers == candidate.answers  # greedy: the same answers every time
+    text_only = run_generation(
+        "e2e:v1", candidate_model, smollm2_tokenizer, groups, **asked, reference_loss=False
+    )
+    assert text_only.answers == candidate.answers and text_only.scores is not None
+    assert text_only.tokens == 0 and "perplexity_s" not in text_only.seconds
 
     judged = judge_generation(candidate, champion, groups, gates)
     metrics = judged.candidate.metrics
