@@ -11,7 +11,8 @@ seeded sample of test meaning representations greedily, as the gate does, and re
 95% bootstrap interval over prompts, beside the training wall time. The base model zero-shot
 is the curve's point at 0 steps. The JSON is rewritten after every point (a long run that is
 stopped keeps what it measured); ``--plot`` draws quality against training minutes with the
-issue's aims as lines.
+issue's aims dashed and a held-out human reference's scores dotted
+(``bench.e2e_reference_ceiling``); ``--replot`` redraws from the JSON without training.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.e2e_reference_ceiling import held_out_reference_scores
 from bench.generation_quality import RECIPE, _answer, _metrics
 from conveyor.offline import apply_offline_environment
 from conveyor.pretrained import SMOLLM2, resolve_pretrained
@@ -115,8 +117,8 @@ def markdown_table(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(points: list[dict[str, Any]], path: Path) -> None:
-    """Quality against training minutes, intervals as error bars, the aims dashed."""
+def plot(points: list[dict[str, Any]], human: dict[str, Any], path: Path) -> None:
+    """Quality against training minutes, intervals as error bars, aims dashed, humans dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,13 +136,19 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
                 [r["high"] - e for e, r in zip(estimate, rows, strict=True)],
             ]
             line = axis.errorbar(minutes, estimate, yerr=errors, marker="o", capsize=3, label=name)
+            colour = line[0].get_color()
             if name in AIMS:
-                axis.axhline(AIMS[name], linestyle="--", color=line[0].get_color(), alpha=0.6)
+                axis.axhline(AIMS[name], linestyle="--", color=colour, alpha=0.6)
+            axis.axhline(human[name], linestyle=":", color=colour, alpha=0.9)
         axis.set_xlabel("training minutes on 2 CPU cores (LoRA r=16, batch 8)")
         axis.set_ylim(0, 1)
         axis.legend()
-    axes[0].set_title("text quality (dashed: the issue's aims)")
-    axes[1].set_title("share of outputs with fact errors (dashed: aim)")
+    axes[0].set_title("text quality", fontsize=10)
+    axes[1].set_title("share of outputs with fact errors", fontsize=10)
+    figure.suptitle(
+        "E2E test, 400 prompts; dashed: the issue's aims; dotted: a held-out human reference",
+        fontsize=10,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -154,7 +162,13 @@ def main() -> None:
     parser.add_argument("--no-base", action="store_true", help="skip the zero-shot point")
     parser.add_argument("--out", type=Path, default=Path("bench/results/generation_curve.json"))
     parser.add_argument("--plot", type=Path, default=Path("bench/results/generation_curve.png"))
+    parser.add_argument("--replot", action="store_true", help="redraw from --out, train nothing")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.out.read_text())
+        print(markdown_table(saved["points"]))
+        plot(saved["points"], saved["human_reference_held_out"], args.plot)
+        return
     settings = load_settings()
     apply_offline_environment(settings)
     recipe = load_recipe(RECIPE, args.overrides)
@@ -164,6 +178,7 @@ def main() -> None:
         "overrides": args.overrides,
         "prompts": len(groups),
         "cpu_count": os.cpu_count(),
+        "human_reference_held_out": held_out_reference_scores(groups),
         "points": [],
     }
     points: list[dict[str, Any]] = report["points"]
@@ -175,7 +190,7 @@ def main() -> None:
         points.append(_train_and_answer(budget, groups, settings.cache_dir, args.samples))
         args.out.write_text(json.dumps(report, indent=2))
         print(markdown_table(points), flush=True)
-    plot(points, args.plot)
+    plot(points, report["human_reference_held_out"], args.plot)
     print(f"wrote {args.out} and {args.plot}")
 
 
