@@ -7,6 +7,11 @@ checked against the registry (SHA-256 only) and remembered for ``key_ttl`` secon
 revocation takes effect within that time. Limits are counted per worker by default
 (:class:`LocalLimiter`) or in Redis, shared by every worker and replica (:class:`RedisLimiter`).
 Usage per app and UTC day is flushed to the registry, where ``conveyor keys list`` reads it.
+
+With keys off (``require_api_key`` false), a call without a key is anonymous, and so is one
+whose Bearer token is not a conveyor key (no ``cvy_`` prefix): OpenAI clients always send
+one, and ``api_key="-"`` must work there. A ``cvy_`` key is always checked, so a mistyped or
+revoked key is told so rather than passed as anonymous.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from conveyor.errors import ConveyorError
-from conveyor.registry import ApiKeyRecord, Registry, hash_api_key
+from conveyor.registry import API_KEY_PREFIX, ApiKeyRecord, Registry, hash_api_key
 from serving.validation import RequestError
 
 __all__ = [
@@ -314,6 +319,8 @@ class Gate:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Refused(401, "malformed Authorization header: use 'Bearer <key>'", "unauthorized")
+        if not self.required and not token.strip().startswith(API_KEY_PREFIX):
+            return "-"  # a placeholder (OpenAI clients always send a key); keys are off here
         record = self._verify(token.strip())
         if record is None:
             raise Refused(401, "unknown or revoked API key", "unauthorized")

@@ -33,7 +33,8 @@ _REFUSALS: dict[int, tuple[str, dict[str, str]]] = {
         {"error": "the body must be a JSON object", "field": "body"},
     ),
     401: (
-        "Missing, malformed, unknown or revoked API key (when keys are required, or one is sent).",
+        "Missing, malformed, unknown or revoked API key "
+        "(when keys are required, or a cvy_ key is sent).",
         {"error": "missing API key: send 'Authorization: Bearer <key>'"},
     ),
     403: (

@@ -12,9 +12,10 @@ from conveyor.registry.records import (
     VersionStatus,
     WorkerRecord,
 )
-from conveyor.registry.store import Registry, hash_api_key
+from conveyor.registry.store import API_KEY_PREFIX, Registry, hash_api_key
 
 __all__ = [
+    "API_KEY_PREFIX",
     "AliasMove",
     "ApiKeyRecord",
     "AuditRecord",

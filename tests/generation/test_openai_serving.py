@@ -239,7 +239,18 @@ def _open_stream(port: int, max_tokens: int) -> socket.socket:
 
 
 def test_a_client_that_leaves_mid_stream_stops_its_decoding(settings: Settings, llm: str) -> None:
+    import openai
+
     with running_server(settings) as server:
+        # keys off (the demo): the client's placeholder key is anonymous, as the demo prints it
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="-")
+        chunks = client.chat.completions.create(
+            model=DEPLOYMENT,
+            messages=CHAT,
+            max_tokens=4,
+            stream=True,  # type: ignore[arg-type]
+        )
+        assert [c for c in chunks if c.choices and c.choices[0].finish_reason]
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         body = {
             "model": DEPLOYMENT,

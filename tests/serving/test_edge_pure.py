@@ -67,6 +67,14 @@ def test_gate_checks_keys_deployments_limits_and_flushes_usage(registry: Registr
         gate.admit(f"Bearer {shop}")
     anonymous = Gate(lambda: registry, "tiny", required=False, limiter=LocalLimiter())
     assert anonymous.admit(None) == "-"
+    # keys off: an OpenAI client's placeholder key is anonymous, a conveyor key still counts
+    assert anonymous.admit("Bearer -") == anonymous.admit("Bearer sk-no-key") == "-"
+    _, cafe = registry.create_api_key("cafe", ["tiny"])
+    assert anonymous.admit(f"Bearer {cafe}") == "cafe"  # its limits and usage still apply
+    for wrong in ("cvy_not-a-key", shop):  # mistyped, revoked: said, not passed as anonymous
+        with pytest.raises(Refused, match="unknown or revoked") as refused:
+            anonymous.admit(f"Bearer {wrong}")
+        assert refused.value.status == 401
 
 
 def _days(registry: Registry) -> list[str]:
