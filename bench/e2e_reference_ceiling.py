@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gates.chat_test_set import PromptGroup, read_prompt_groups
-from gates.facts import check_facts, parse_mr
+from gates.facts import check_facts, fact_rates, parse_mr
 from gates.text_metrics import score_texts
 
 TEST = Path(__file__).resolve().parent.parent / "data" / "e2e_nlg" / "test.jsonl"
@@ -32,18 +32,19 @@ def held_out_reference_scores(groups: list[PromptGroup]) -> dict[str, Any]:
     multi = [g for g in groups if len(g.references) >= 2]
     outputs = [g.references[0] for g in multi]
     scores = score_texts(outputs, [list(g.references[1:]) for g in multi])
-    facts = [
-        check_facts(parse_mr(g.last_user_text), o) for g, o in zip(multi, outputs, strict=True)
-    ]
+    rates = fact_rates(
+        [check_facts(parse_mr(g.last_user_text), o) for g, o in zip(multi, outputs, strict=True)]
+    )
     return {
         "prompts_sampled": len(groups),
         "prompts_with_two_or_more_references": len(multi),
         "references_per_prompt": float(np.mean([len(g.references) for g in groups])),
         "bleu": scores.bleu(),
         "rouge_l": scores.mean_rouge_l(),
-        "omission_rate": float(np.mean([bool(f.omitted) for f in facts])),
-        "hallucination_rate": float(np.mean([f.hallucinated for f in facts])),
-        "fact_error_rate": float(np.mean([not f.correct for f in facts])),
+        "omission_rate": rates.omission_rate,
+        "hallucination_rate": rates.hallucination_rate,
+        "fact_error_rate": rates.error_rate,
+        "slot_errors_by_slot": rates.by_slot,
     }
 
 

@@ -49,11 +49,17 @@ def budget_overrides(steps: int) -> list[str]:
     ]
 
 
-def _scores(run: GenerationRun, samples: int) -> dict[str, dict[str, float]]:
+def _point(run: GenerationRun, samples: int, **training: Any) -> dict[str, Any]:
+    """One point of the curve: what trained it, and the answers' scores with their intervals."""
     size = len(run.answers)
     return {
-        name: bootstrap_interval(metric, size, samples=samples).as_dict()
-        for name, metric in _metrics(run).items()
+        **training,
+        "generate_s": run.seconds.get("generate_s"),
+        "metrics": {
+            name: bootstrap_interval(metric, size, samples=samples).as_dict()
+            for name, metric in _metrics(run).items()
+        },
+        "examples": run.answers[:4],
     }
 
 
@@ -65,25 +71,18 @@ def _train_and_answer(
         result = fine_tune(recipe, Settings(home=Path(home), cache_dir=cache_dir))
         wall = time.perf_counter() - started
         assert result.model_dir is not None
-        run = _answer(
-            f"{result.steps} steps",
-            result.model_dir,
-            groups,
-            recipe,
-            cache_dir,
-            reference_loss=False,
-        )
-    return {
-        "steps": result.steps,
-        "train_samples": result.steps * recipe.training.batch_size,
-        "train_wall_s": round(wall, 1),
-        "train_seconds": round(result.metrics.get("train_seconds", wall), 1),
-        "train_loss": result.metrics.get("train_loss"),
-        "validation_loss": result.metrics.get("validation_loss"),
-        "generate_s": run.seconds.get("generate_s"),
-        "metrics": _scores(run, samples),
-        "examples": run.answers[:4],
-    }
+        name = f"{result.steps} steps"
+        run = _answer(name, result.model_dir, groups, recipe, cache_dir, reference_loss=False)
+    return _point(
+        run,
+        samples,
+        steps=result.steps,
+        train_samples=result.steps * recipe.training.batch_size,
+        train_wall_s=round(wall, 1),
+        train_seconds=round(result.metrics.get("train_seconds", wall), 1),
+        train_loss=result.metrics.get("train_loss"),
+        validation_loss=result.metrics.get("validation_loss"),
+    )
 
 
 def _base_point(
@@ -92,15 +91,7 @@ def _base_point(
     converted = resolve_pretrained(SMOLLM2, cache_dir)
     assert converted is not None
     run = _answer("base zero-shot", converted.path, groups, recipe, cache_dir, reference_loss=False)
-    return {
-        "steps": 0,
-        "train_samples": 0,
-        "train_wall_s": 0.0,
-        "train_seconds": 0.0,
-        "generate_s": run.seconds.get("generate_s"),
-        "metrics": _scores(run, samples),
-        "examples": run.answers[:4],
-    }
+    return _point(run, samples, steps=0, train_samples=0, train_wall_s=0.0, train_seconds=0.0)
 
 
 def markdown_table(points: list[dict[str, Any]]) -> str:

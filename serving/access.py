@@ -316,12 +316,13 @@ class Gate:
                     401, "missing API key: send 'Authorization: Bearer <key>'", "unauthorized"
                 )
             return "-"
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        scheme, _, raw = authorization.strip().partition(" ")
+        token = raw.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Refused(401, "malformed Authorization header: use 'Bearer <key>'", "unauthorized")
-        if not self.required and not token.strip().startswith(API_KEY_PREFIX):
+        if not self.required and not token.startswith(API_KEY_PREFIX):
             return "-"  # a placeholder (OpenAI clients always send a key); keys are off here
-        record = self._verify(token.strip())
+        record = self._verify(token)
         if record is None:
             raise Refused(401, "unknown or revoked API key", "unauthorized")
         if self.deployment not in record.deployments and "*" not in record.deployments:
