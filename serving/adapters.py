@@ -25,6 +25,7 @@ from conveyor.model_folder import (
     BaseRef,
     LoadedModel,
     ModelKind,
+    load_pretrained_in_memory,
     read_manifest,
     resolve_base_ref,
     verify_content,
@@ -123,9 +124,7 @@ class AdapterPool:
 
         base_folder = resolve_base_ref(ref, self.cache_dir or _default_cache_dir())
         try:
-            base = AutoModelForCausalLM.from_pretrained(
-                base_folder, local_files_only=True, use_safetensors=True
-            )
+            base = load_pretrained_in_memory(AutoModelForCausalLM, base_folder)
             model = PeftModel.from_pretrained(
                 base, str(folder), adapter_name=name, is_trainable=False
             )

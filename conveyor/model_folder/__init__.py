@@ -19,6 +19,7 @@ from conveyor.model_folder.manifest import (
 )
 from conveyor.model_folder.register import register_model_folder
 from conveyor.model_folder.tags import bento_model_tag
+from conveyor.model_folder.weights import load_pretrained_in_memory
 from conveyor.model_folder.writer import MODEL_FILES, write_model_folder
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "content_sha256",
     "file_sha256",
     "load_model",
+    "load_pretrained_in_memory",
     "read_manifest",
     "register_model_folder",
     "resolve_base_ref",

@@ -15,6 +15,7 @@ from typing import Any
 from conveyor.model_folder.errors import ArtifactError, first_line
 from conveyor.model_folder.hashing import content_sha256, verify_content
 from conveyor.model_folder.manifest import BaseRef
+from conveyor.model_folder.weights import load_pretrained_in_memory
 from conveyor.pretrained import BaseModelUnavailable, resolve_pretrained
 
 __all__ = ["ADAPTER_FILES", "base_ref_for", "load_adapter_model", "resolve_base_ref"]
@@ -69,9 +70,7 @@ def load_adapter_model(folder: Path, ref: BaseRef | None, cache_dir: Path) -> An
         raise ArtifactError(f"artifact incomplete: no {', '.join(missing)} in {folder}")
     base_folder = resolve_base_ref(ref, cache_dir)
     try:
-        base = AutoModelForCausalLM.from_pretrained(
-            base_folder, local_files_only=True, use_safetensors=True
-        )
+        base = load_pretrained_in_memory(AutoModelForCausalLM, base_folder)
         return PeftModel.from_pretrained(base, str(folder), is_trainable=False)
     except Exception as exc:  # peft and transformers raise many types for a bad folder
         raise ArtifactError(f"cannot load the adapter in {folder}: {first_line(exc)}") from exc

@@ -21,6 +21,7 @@ from conveyor.model_folder.manifest import (
     kind_for_task,
     read_manifest,
 )
+from conveyor.model_folder.weights import load_pretrained_in_memory
 
 __all__ = ["LoadedModel", "load_model"]
 
@@ -104,7 +105,7 @@ def load_model(
         model = load_adapter_model(path, manifest.base, cache_dir or _default_cache_dir())
     try:
         if kind is not ModelKind.LORA_ADAPTER:
-            model = auto.from_pretrained(path, local_files_only=True, use_safetensors=True)
+            model = load_pretrained_in_memory(auto, path)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as exc:  # transformers and safetensors raise many types for a bad folder
         raise ArtifactError(f"cannot load {path}: {first_line(exc)}") from exc

@@ -67,6 +67,9 @@ def _lost(answers: list[Any]) -> list[tuple[int, bool, float, bytes]]:
 
 
 def _flip_one_bit(path: Path) -> None:
+    """Rewrite the file with one bit changed: truncated, then written again. A worker that
+    read its weights from a mapping of this file died of SIGBUS here (all answers were then
+    503s from replacements refusing the folder); it must hold its own copy."""
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))

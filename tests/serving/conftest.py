@@ -319,3 +319,13 @@ class Load:
 @pytest.fixture
 def serving_settings(settings: Settings) -> Settings:
     return settings
+
+
+def zero_in_place(path: Path) -> None:
+    """Overwrite every byte after the safetensors header with zeros, in place (same inode,
+    same size): what a served model must not see of its files once it has loaded them."""
+    with path.open("r+b") as handle:
+        header = 8 + int.from_bytes(handle.read(8), "little")
+        size = path.stat().st_size
+        handle.seek(header)
+        handle.write(bytes(size - header))

@@ -17,6 +17,7 @@ from conveyor.settings import Settings
 from serving.controller import RELEASE_GRACE_SECONDS, Controller
 from serving.decoding import DecodeEngine, SamplingParams
 from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
+from tests.serving.conftest import zero_in_place
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "tiny-lora"
@@ -197,3 +198,32 @@ def test_a_full_model_version_gets_its_own_engine_and_releases_it(
     release_version(served)
     served.engine._thread.join(timeout=10)
     assert served.engine.closed
+
+
+def test_a_served_adapter_and_its_base_do_not_change_when_their_files_do(
+    tiny_llama: Path,  # noqa: F811
+    adapters: list[Path],
+    smollm2_tokenizer: Any,  # noqa: F811
+    settings: Settings,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """The shared base and the adapter are read whole, not mapped from the files (see
+    conveyor.model_folder.weights): zeroed on disk after the load, the tokens stay the same."""
+    import shutil
+
+    base = Path(shutil.copytree(tiny_llama, tmp_path / "base"))
+    version = _register(registry, settings, base, adapters[0], smollm2_tokenizer)
+    controller = Controller(registry, DEPLOYMENT)
+    registry.move_alias(DEPLOYMENT, "production", version, reason="test")
+    controller.sync()
+    served = controller.routing.active
+    assert served is not None and served.engine is not None
+    ids = list(smollm2_tokenizer(PROMPTS[0])["input_ids"])
+    before = asyncio.run(_tokens(served.engine, ids, served.adapter, 12))
+    zero_in_place(base / "model.safetensors")
+    zero_in_place(served.loaded.folder / "adapter_model.safetensors")
+    try:
+        assert asyncio.run(_tokens(served.engine, ids, served.adapter, 12)) == before
+    finally:
+        served.engine.close()

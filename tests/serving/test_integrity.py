@@ -18,7 +18,7 @@ from conveyor.settings import Settings
 from serving.controller import load_version, model_folder
 from serving.onnx_backend import ONNX_FILE
 from serving.packaging import package_version
-from tests.serving.conftest import make_version
+from tests.serving.conftest import make_version, zero_in_place
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +41,24 @@ def test_registration_stores_the_spec_and_the_full_hash(
     assert read_manifest(folder).kind == "classifier"
     assert "tokenizer.json" in read_manifest(folder).files
     assert load_version(record).max_length == 48
+
+
+def test_a_loaded_version_does_not_change_when_its_files_do(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    """The weights are read whole at load, not mapped: a worker serves what its hash checked.
+    Mapped (transformers' default), the zeroed file changed every answer below, and a file
+    truncated under a worker killed it with SIGBUS (a fault test's survivor died that way)."""
+    from serving.inference import classify_texts
+
+    record = registry.resolve(make_version(registry, settings, tokenizer, 4))
+    served = load_version(record)
+    texts = ["set a timer for ten minutes", "what does ephemeral mean", "send 20 dollars to bo"]
+    before = classify_texts(served.loaded, texts, top_k=4, max_length=48)
+    zero_in_place(Path(record.artifact_uri or "") / "model.safetensors")
+    assert classify_texts(served.loaded, texts, top_k=4, max_length=48) == before
+    with pytest.raises(ArtifactError, match="changed: model.safetensors"):
+        load_version(record)  # while the next load refuses the changed folder
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json"])
