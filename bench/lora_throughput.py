@@ -76,8 +76,17 @@ def _batches(data: Encoded, epoch: int, steps: int) -> list[list[int]]:
     return epoch_batches(data.lengths, BATCH, SEED, epoch, bucket=False)[:steps]
 
 
-def plain_loop(model: Any, data: Encoded, pad_id: int, steps: int) -> Callable[[], float]:
+def autocast(model: Any, precision: str) -> Any:
+    """bf16 autocast on the model's device when ``precision`` is bf16, else nothing."""
+    device = next(model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def plain_loop(
+    model: Any, data: Encoded, pad_id: int, steps: int, precision: str = "fp32"
+) -> Callable[[], float]:
     """The hand-written baseline around peft: AdamW on the adapters, schedule, clipping."""
+    device = next(model.parameters()).device
     optimizer = ds.build_optimizer(model, LR, 0.0)
     scheduler = ds.build_scheduler(optimizer, 10**6, 0.0)
     params = trainable(model)
@@ -87,7 +96,12 @@ def plain_loop(model: Any, data: Encoded, pad_id: int, steps: int) -> Callable[[
         model.train()
         batches = _batches(data, epoch[0], steps)
         for indices in batches:
-            loss = model(**collate(data, indices, pad_id)).loss
+            batch = {
+                k: v.to(device, non_blocking=True)
+                for k, v in collate(data, indices, pad_id).items()
+            }
+            with autocast(model, precision):
+                loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -99,8 +113,10 @@ def plain_loop(model: Any, data: Encoded, pad_id: int, steps: int) -> Callable[[
     return run
 
 
-def conveyor_loop(model: Any, data: Encoded, pad_id: int, steps: int) -> Callable[[], float]:
-    """``training.loop.fit`` on the DeepSpeed engine (ZeRO 0, fp32, one CPU process)."""
+def conveyor_loop(
+    model: Any, data: Encoded, pad_id: int, steps: int, precision: str = "fp32"
+) -> Callable[[], float]:
+    """``training.loop.fit`` on the DeepSpeed engine (ZeRO 0, one process)."""
     optimizer = ds.build_optimizer(model, LR, 0.0)
     scheduler = ds.build_scheduler(optimizer, 10**6, 0.0)
     config = ds.deepspeed_config(
@@ -108,7 +124,7 @@ def conveyor_loop(model: Any, data: Encoded, pad_id: int, steps: int) -> Callabl
         gradient_accumulation_steps=1,
         world_size=1,
         zero_stage=0,
-        precision="fp32",
+        precision=precision,
         max_grad_norm=None,  # as fine_tune does at ZeRO 0: the loop clips (foreach)
     )
     engine = ds.initialize(model, optimizer, scheduler, config)

@@ -114,12 +114,14 @@ class _FirstToken:
 
 def naive_request(model: Any, tokenizer: Any) -> Request:
     lock = threading.Lock()
+    device = next(model.parameters()).device
 
     def generate(ids: list[int], max_tokens: int, start: float) -> tuple[float, int]:
         streamer = _FirstToken()
         with lock, torch.inference_mode():
             out = model.generate(
-                torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+                torch.tensor([ids], device=device),
+                attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),
                 max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
             )  # fmt: skip
