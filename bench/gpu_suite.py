@@ -79,7 +79,7 @@ FULL = Sizes(
     lora_batch=32,
     gen_tokens=64,
     gen_concurrency=(1, 32),
-    gen_requests=64,
+    gen_requests=32,
     llama=None,
     clinc=["training.gpus=1", "training.batch_size=64"],
 )
@@ -314,9 +314,11 @@ def row_zero(sizes: Sizes, peak: float | None, results: dict[str, Any]) -> list[
     return rows
 
 
-def _smollm2_shapes(sizes: Sizes, config_dir: Path) -> tuple[Any, Any]:
+def _smollm2_shapes(sizes: Sizes, config_dir: Path | None) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    if config_dir is None:
+        raise ValueError("rows 3 and 4 need SmolLM2's config and tokenizer (--smollm2 DIR)")
     tokenizer = AutoTokenizer.from_pretrained(str(config_dir))
     if sizes.llama is None:
         config = AutoConfig.from_pretrained(str(config_dir))
@@ -331,7 +333,9 @@ def _smollm2_shapes(sizes: Sizes, config_dir: Path) -> tuple[Any, Any]:
     return LlamaForCausalLM(config), tokenizer
 
 
-def row_lora(sizes: Sizes, config_dir: Path, results: dict[str, Any]) -> list[dict[str, Any]]:
+def row_lora(
+    sizes: Sizes, config_dir: Path | None, results: dict[str, Any]
+) -> list[dict[str, Any]]:
     from bench import lora_throughput as lt
     from conveyor.chat import read_chat_split
     from training.chat_data import encode_chat
@@ -369,7 +373,9 @@ def row_lora(sizes: Sizes, config_dir: Path, results: dict[str, Any]) -> list[di
     ]
 
 
-def row_generation(sizes: Sizes, config_dir: Path, results: dict[str, Any]) -> list[dict[str, Any]]:
+def row_generation(
+    sizes: Sizes, config_dir: Path | None, results: dict[str, Any]
+) -> list[dict[str, Any]]:
     from bench import serving_generate as sg
     from serving.decoding import DecodeEngine
 
@@ -499,7 +505,11 @@ def _device_line() -> str:
 
 
 def run_rows(
-    numbers: list[str], sizes: Sizes, peak: float | None, config_dir: Path, minilm: Path | None
+    numbers: list[str],
+    sizes: Sizes,
+    peak: float | None,
+    config_dir: Path | None,
+    minilm: Path | None,
 ) -> list[dict[str, Any]]:
     """The table's rows, in order; a row that raised holds its error instead of figures."""
     results: dict[str, Any] = {}
@@ -550,7 +560,8 @@ def main() -> None:
     ds.ensure_distributed_env()
     sizes = QUICK if args.quick else FULL
     peak = peak_flops(args.peak_tflops)
-    config_dir = args.smollm2 or _converted_smollm2()
+    needs_smollm2 = {"3", "4"} & set(args.rows)
+    config_dir = args.smollm2 or (_converted_smollm2() if needs_smollm2 else None)
     rows = run_rows(args.rows, sizes, peak, config_dir, args.minilm)
     print(f"device: {_device_line()}; peak {peak / 1e12 if peak else '?'} TFLOP/s bf16")
     print(_table(rows))
