@@ -3,7 +3,7 @@
 # machine after bench/gpu_prepare.sh made .gpu/ here. Two calls, each under the 64 MiB a call
 # carries (the machine stays warm between them: make the second at once):
 #   run(command="bash bench/gpu_run.sh 1 2 3 4", carry=[".gpu/wheels", ".gpu/wheels-hf",
-#       ".gpu/smollm2"], timeout_s=420)
+#       ".gpu/smollm2"], timeout_s=480)
 #   run(command="bash bench/gpu_run.sh 5", carry=[".gpu/wheels", ".gpu/minilm"], timeout_s=240)
 # Output: the table on stdout, $OUT/gpu_suite.json and $OUT/gpu_suite-rows-*.log.
 set -uo pipefail

@@ -1,6 +1,6 @@
 """CPU: conveyor's step loop (DeepSpeed engine) against a plain PyTorch loop, same tiny BERT.
 
-    .venv/bin/python -m bench.train_loop [--examples 1024] [--repeats 5] [--json]
+    .venv/bin/python -m bench.train_loop [--examples 1024] [--repeats 5] [--compile] [--json]
 
 Both arms train the same randomly initialised BERT (2 layers, hidden 64, MiniLM tokenizer)
 on the same CLINC150 rows with the same AdamW, warm-up schedule, clipping and batch size,
@@ -70,11 +70,13 @@ def _model(num_labels: int, vocab: int) -> torch.nn.Module:
 
 
 def plain_loop(
-    model: torch.nn.Module, data: Encoded, pad_id: int, steps: int
+    model: torch.nn.Module, data: Encoded, pad_id: int, steps: int, compile_model: bool = False
 ) -> Callable[[], float]:
-    """The hand-written baseline: AdamW, warm-up schedule, clipping, shuffled dynamic batches."""
+    """The hand-written baseline: AdamW, warm-up schedule, clipping, shuffled dynamic batches
+    (through ``torch.compile`` with ``compile_model``)."""
     optimizer = ds.build_optimizer(model, LR, 0.01)
     scheduler = ds.build_scheduler(optimizer, 10**6, 0.0)
+    step_model = torch.compile(model) if compile_model else model
     epoch = [0]
 
     def run() -> float:
@@ -83,7 +85,7 @@ def plain_loop(
         batches = epoch_batches(data.lengths, BATCH, 1, epoch[0], bucket=False)[:steps]
         for indices in batches:
             batch = collate(data, indices, pad_id)
-            loss = model(**batch).loss
+            loss = step_model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -97,9 +99,15 @@ def plain_loop(
 
 
 def conveyor_loop(
-    model: torch.nn.Module, data: Encoded, pad_id: int, steps: int, bucket: bool
+    model: torch.nn.Module,
+    data: Encoded,
+    pad_id: int,
+    steps: int,
+    bucket: bool,
+    compile_model: bool = False,
 ) -> Callable[[], float]:
-    """``training.loop.fit`` on the DeepSpeed engine (ZeRO 0, fp32, one CPU process)."""
+    """``training.loop.fit`` on the DeepSpeed engine (ZeRO 0, fp32, one CPU process), with
+    ``engine.compile()`` as ``training.compile`` does when ``compile_model``."""
     optimizer = ds.build_optimizer(model, LR, 0.01)
     scheduler = ds.build_scheduler(optimizer, 10**6, 0.0)
     config = ds.deepspeed_config(
@@ -111,6 +119,8 @@ def conveyor_loop(
         max_grad_norm=None,  # as fine_tune does at ZeRO 0: the loop clips (foreach)
     )
     engine = ds.initialize(model, optimizer, scheduler, config)
+    if compile_model:
+        engine.compile()
     tiny_validation = data.take(8)
     epoch = [0]
 
@@ -145,6 +155,9 @@ def main() -> None:
         default=1,
         help="torch threads; 1 keeps the ratio stable on a shared 2-core machine",
     )
+    parser.add_argument(
+        "--compile", action="store_true", help="both arms through torch.compile (training.compile)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -153,14 +166,15 @@ def main() -> None:
     data, num_labels, pad_id, tokenizer = _data(args.examples)
     steps = args.steps
     base = _model(num_labels, len(tokenizer))  # type: ignore[arg-type]
+    compiled = ", both compiled" if args.compile else ""
     for bucket, label in ((True, "as shipped (bucketing on)"), (False, "same batches as baseline")):
         result = compare(
-            f"train step loop, CPU, tiny BERT, {label}",
+            f"train step loop, CPU, tiny BERT, {label}{compiled}",
             (
                 "conveyor (DeepSpeed)",
-                conveyor_loop(copy.deepcopy(base), data, pad_id, steps, bucket),
+                conveyor_loop(copy.deepcopy(base), data, pad_id, steps, bucket, args.compile),
             ),
-            ("plain PyTorch", plain_loop(copy.deepcopy(base), data, pad_id, steps)),
+            ("plain PyTorch", plain_loop(copy.deepcopy(base), data, pad_id, steps, args.compile)),
             repeats=args.repeats,
             unit="samples/s",
         )

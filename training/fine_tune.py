@@ -227,10 +227,12 @@ def fine_tune(
     optimizer = ds.build_optimizer(prepared.model, t.lr, t.weight_decay, t.head_lr_multiplier)
     scheduler = ds.build_scheduler(optimizer, total, t.warmup_ratio)
     engine = ds.initialize(prepared.model, optimizer, scheduler, config)
+    if t.compile:
+        engine.compile()
     state, last = load_checkpoint(engine, directory) if resume else (TrainState(), None)
     log.info(
         "training %s: %d examples, %d steps, batch %d x %d accumulation x %d processes, %s, "
-        "ZeRO %d",
+        "ZeRO %d%s",
         recipe.name,
         len(prepared.train),
         total,
@@ -239,6 +241,7 @@ def fine_tune(
         world,
         precision,
         zero_stage,
+        ", compiled" if t.compile else "",
     )
     loop_cfg = LoopSettings(
         total_steps=total,

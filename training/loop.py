@@ -39,6 +39,11 @@ class LoopSettings:
     zero_stage: int = 0
     show_progress: bool = True
     clip_grad_norm: float | None = None  # clip here (foreach) instead of in the engine
+    # Read the mean loss back from the device every N optimizer steps (and at every evaluation,
+    # checkpoint and the last step): each read waits for the device, so on a GPU a read every
+    # step keeps the CPU from queueing the next step while this one runs. The loss shown and the
+    # non-finite check cover the steps since the last read.
+    loss_every: int = 1
 
 
 @dataclass(frozen=True)
@@ -145,20 +150,29 @@ def fit(
                     continue  # still accumulating
                 state.step = engine.global_steps
                 state.samples += step_samples
-                train_loss = _mean_loss(running, micro, world)
-                if not math.isfinite(train_loss):
-                    raise NonFiniteLossError(train_loss, state.step, last_checkpoint)
+                evaluating = bool(cfg.eval_every and state.step % cfg.eval_every == 0)
+                saving = bool(cfg.checkpoint_dir and state.step % cfg.checkpoint_every == 0)
+                if (
+                    state.step % cfg.loss_every == 0
+                    or evaluating
+                    or saving
+                    or state.step >= cfg.total_steps
+                ):  # a read waits for the device to finish the step: not every step on a GPU
+                    train_loss = _mean_loss(running, micro, world)
+                    if not math.isfinite(train_loss):
+                        raise NonFiniteLossError(train_loss, state.step, last_checkpoint)
+                    running.zero_()
+                    micro = 0
                 epoch = state.epoch + state.batch_in_epoch / max(1, len(batches))
                 lr = float(engine.get_lr()[0])
                 progress.update(state.step, epoch, train_loss, lr, step_samples)
-                running.zero_()
-                micro, step_samples = 0, 0
-                if cfg.eval_every and state.step % cfg.eval_every == 0:
+                step_samples = 0
+                if evaluating:
                     metrics = _validate(engine, validation, pad_id, cfg)
                     progress.note("step %d validation: %s", state.step, _fmt(metrics))
                     stop = _after_eval(state, metrics, cfg, train_loss)
                 done = stop or state.step >= cfg.total_steps
-                if cfg.checkpoint_dir and state.step % cfg.checkpoint_every == 0 and not done:
+                if saving and not done and cfg.checkpoint_dir is not None:
                     if not weights_finite(engine.module):
                         raise NonFiniteLossError(math.nan, state.step, last_checkpoint)
                     last_checkpoint = save_checkpoint(engine, cfg.checkpoint_dir, state)

@@ -156,6 +156,11 @@ class TrainingSection(_Section):
         pattern=r"^(auto|fp32|bf16|fp16)$",
         description="`auto` = bf16 on GPUs that have it, fp32 on CPU.",
     )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the model on the DeepSpeed engine (`engine.compile()`): "
+        "a slower first steps, then faster ones.",
+    )
     eval_every_steps: PositiveInt | None = Field(
         default=None, description="Validate every N steps; null = once per epoch."
     )

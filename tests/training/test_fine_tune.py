@@ -191,3 +191,23 @@ def test_infra_deepspeed_config_runs_zero_stages_on_cpu(
     assert result.steps == 6 and result.version == "tiny-clinc:v1"
     assert math.isfinite(result.metrics["validation_loss"])
     assert (Path(str(result.model_dir)) / "model.safetensors").is_file()
+
+
+def test_a_compiled_fine_tune_trains_saves_and_loads_like_an_eager_one(
+    make_recipe: RecipeFactory, settings: Settings, registry: Registry
+) -> None:
+    """``training.compile``: the engine's module goes through torch.compile (inductor, on the
+    CPU here too); the folder it writes has the eager model's keys and loads to serve."""
+    from torch._dynamo.utils import counters
+
+    from conveyor.model_folder import load_model
+
+    counters.clear()
+    path = make_recipe(training={"max_steps": 6, "eval_every_steps": 3, "compile": True})
+    result = fine_tune(load_recipe(path), settings, show_progress=False, registry=registry)
+    assert counters["stats"]["unique_graphs"] > 0, "nothing was compiled"
+    assert result.steps == 6 and math.isfinite(result.metrics["train_loss"]), result.metrics
+    loaded = load_model(result.model_dir, "classification")
+    assert not any("_orig_mod" in name for name, _ in loaded.model.named_parameters())
+    record = registry.resolve(result.version or "")
+    assert record.recipe["training"]["compile"] is True
