@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.offline import apply_offline_environment
+from conveyor.ports import free_port
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.rollout import promote
@@ -32,7 +33,6 @@ from tests.serving.conftest import (
     DEPLOYMENT,
     SMOKE_SAFE_VOCAB,
     Load,
-    free_port,
     make_version,
     running_server,
     texts_beyond,

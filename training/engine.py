@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from conveyor.ports import free_port
 from training.errors import TrainingError
 
 __all__ = [
@@ -33,12 +33,6 @@ __all__ = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def ensure_distributed_env(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """One process outside the launcher still needs RANK etc. (else DeepSpeed tries mpi4py)."""
     env = os.environ if environ is None else environ
@@ -49,7 +43,7 @@ def ensure_distributed_env(environ: MutableMapping[str, str] | None = None) -> d
         "WORLD_SIZE": "1",
         "LOCAL_RANK": "0",
         "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
+        "MASTER_PORT": str(free_port()),
     }
     changed = {k: v for k, v in wanted.items() if k not in env}
     env.update(changed)

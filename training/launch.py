@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.ports import free_port
 from training.errors import TrainingError
 
 __all__ = ["LaunchSpec", "launch", "launcher_command", "rank_failure", "remove_shm_buffers"]
@@ -95,7 +95,7 @@ def launch(recipe: dict[str, Any], spec: LaunchSpec, *, resume: bool = False) ->
         extra = _ds_config(spec.ds_config)
         if extra is not None:
             (run_dir / DS_CONFIG_FILE).write_text(json.dumps(extra), encoding="utf-8")
-        port = spec.master_port if spec.master_port is not None else _free_port()
+        port = spec.master_port if spec.master_port is not None else free_port()
         command = launcher_command(run_dir, spec=spec, resume=resume, master_port=port)
         # The workers' output goes to stderr: stdout is kept for the VERSION the CLI prints.
         try:
@@ -171,12 +171,6 @@ def _launch_env(spec: LaunchSpec) -> dict[str, str]:
         env["DS_ACCELERATOR"] = "cpu"  # CPU processes on gloo even where a GPU is visible
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.processes)))
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cuda_visible() -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.ports import free_port
 from conveyor.settings import Settings
 from flows.server import ensure_prefect_server, stop_prefect_server
 from serving.daemon import ensure_model_server, stop_model_server
@@ -54,12 +54,6 @@ PAGE_FACTS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def screenshots(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("CONVEYOR_SCREENSHOTS") or tmp_path / "screenshots")
@@ -84,7 +78,7 @@ def retrained(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     settings = Settings()
-    prefect = ensure_prefect_server(settings, _free_port())
+    prefect = ensure_prefect_server(settings, free_port())
     env = {**os.environ, "PREFECT_API_URL": prefect.api_url, "PYTHONUNBUFFERED": "1"}
     try:
         flow = subprocess.run(
@@ -99,7 +93,7 @@ def retrained(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[
         line = next(row for row in flow.stdout.splitlines() if row.startswith("OUTCOME "))
         outcome = json.loads(line.removeprefix("OUTCOME "))
         assert outcome["promoted"], outcome
-        model = ensure_model_server(settings, DEPLOYMENT, _free_port())
+        model = ensure_model_server(settings, DEPLOYMENT, free_port())
         yield {"prefect": prefect.url, "api": prefect.api_url, "endpoint": model.url}
     finally:
         stop_model_server(settings, DEPLOYMENT)

@@ -27,6 +27,7 @@ from uuid import UUID
 import pytest
 import yaml
 
+from conveyor.ports import free_port
 from conveyor.registry import Registry, RolloutState, open_registry
 from conveyor.settings import Settings
 from flows.pool import (
@@ -49,7 +50,6 @@ from tests.e2e.topology import (
     wait_for,
 )
 from tests.faults.traffic import Traffic, count
-from tests.serving.conftest import free_port
 from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.serving.conftest import free_port
+from conveyor.ports import free_port
 
 __all__ = ["OwnPostgres", "OwnRedis", "own_postgres", "own_redis"]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conveyor.ports import free_port
 from conveyor.registry import Registry, RolloutState
 from conveyor.settings import Settings
 from flows.server import ensure_prefect_server, stop_prefect_server
@@ -38,12 +38,6 @@ RUN_FLOW = (
     "args = json.loads(sys.argv[1])\n"
     "print('OUTCOME', json.dumps(retrain(**args), default=str), flush=True)\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -69,7 +63,7 @@ def stack(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[dict
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     settings = Settings()
-    server = ensure_prefect_server(settings, _free_port())
+    server = ensure_prefect_server(settings, free_port())
     env = {**os.environ, "PREFECT_API_URL": server.api_url, "PYTHONUNBUFFERED": "1"}
     try:
         yield {"recipe": str(path), "settings": settings, "env": env, "home": conveyor_home}
@@ -142,7 +136,7 @@ def test_killed_during_promotion_the_registry_and_the_server_agree(
 ) -> None:
     first = tmp_path / "first.log"
     assert _finish(_start_flow(stack, first), first)["promoted"]
-    server = ensure_model_server(stack["settings"], DEPLOYMENT, _free_port())
+    server = ensure_model_server(stack["settings"], DEPLOYMENT, free_port())
     assert _served_version(server.url) == f"{DEPLOYMENT}:v1"
 
     # a different model that passes whatever it scores: this test is about the crash

@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.ports import free_port
 from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
@@ -129,12 +129,6 @@ def register_classifier(
         status=VersionStatus.REGISTERED,
     )
     return record.version
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

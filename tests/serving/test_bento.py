@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from conveyor.ports import free_port
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.packaging import package_version
-from tests.serving.conftest import free_port, make_version, wait_ready
+from tests.serving.conftest import make_version, wait_ready
 
 pytestmark = pytest.mark.integration
 

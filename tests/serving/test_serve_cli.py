@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.ports import free_port
 from conveyor.registry import Registry
 from tests.conftest import REPO_ROOT, port_open
-from tests.serving.conftest import DEPLOYMENT, free_port, wait_listening
+from tests.serving.conftest import DEPLOYMENT, wait_listening
 
 pytestmark = pytest.mark.integration
 
