@@ -352,9 +352,7 @@ def _smollm2_shapes(sizes: Sizes, config_dir: Path | None) -> tuple[Any, Any]:
     return LlamaForCausalLM(config), tokenizer
 
 
-def row_lora(
-    sizes: Sizes, config_dir: Path | None, results: dict[str, Any]
-) -> list[dict[str, Any]]:
+def row_lora(sizes: Sizes, config_dir: Path | None) -> list[dict[str, Any]]:
     from bench import lora_throughput as lt
     from conveyor.chat import read_chat_split
     from training.chat_data import encode_chat
@@ -392,9 +390,7 @@ def row_lora(
     ]
 
 
-def row_generation(
-    sizes: Sizes, config_dir: Path | None, results: dict[str, Any]
-) -> list[dict[str, Any]]:
+def row_generation(sizes: Sizes, config_dir: Path | None) -> list[dict[str, Any]]:
     from bench import serving_generate as sg
     from serving.decoding import DecodeEngine
 
@@ -453,7 +449,7 @@ def _fp32_copy(folder: Path, into: Path) -> Path:
     return into
 
 
-def row_clinc(sizes: Sizes, minilm: Path | None, results: dict[str, Any]) -> list[dict[str, Any]]:
+def row_clinc(sizes: Sizes, minilm: Path | None) -> list[dict[str, Any]]:
     from bench.train_quality import score_recipe
 
     overrides = list(sizes.clinc)
@@ -533,13 +529,13 @@ def run_rows(
 ) -> list[dict[str, Any]]:
     """The table's rows, in order; a row that raised holds its error instead of figures.
     ``on_row`` sees the rows so far after each (a run cut short keeps what it measured)."""
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {}  # row 1's plain loop, the baseline of row 2
     steps: dict[str, Callable[[], list[dict[str, Any]]]] = {
         "1": lambda: row_bert(sizes, peak, results),
         "2": lambda: row_zero(sizes, peak, results),
-        "3": lambda: row_lora(sizes, config_dir, results),
-        "4": lambda: row_generation(sizes, config_dir, results),
-        "5": lambda: row_clinc(sizes, minilm, results),
+        "3": lambda: row_lora(sizes, config_dir),
+        "4": lambda: row_generation(sizes, config_dir),
+        "5": lambda: row_clinc(sizes, minilm),
     }
     rows: list[dict[str, Any]] = []
     for number in numbers:
