@@ -27,9 +27,9 @@ from bench.adapter_swap import _adapter, _base_folder, _bytes, _rss
 from conveyor.offline import apply_offline_environment
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.adapters import AdapterPool
-from serving.controller import load_version, release_version
-from serving.rollout import Outcome, promote, rollback
+from serving.control.rollout import Outcome, promote, rollback
+from serving.engine.adapters import AdapterPool
+from serving.worker.controller import load_version, release_version
 from tests.faults.traffic import Traffic
 from tests.generation.adapter_traffic import (
     alias_to_full,

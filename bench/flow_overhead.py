@@ -60,8 +60,8 @@ def _direct(recipe_path: Path, root: Path, overrides: list[str] | None = None) -
     """The stages one after the other, as plain function calls."""
     import data_checks
     from gates import evaluate_version
-    from serving.packaging import package_version
-    from serving.rollout import promote
+    from serving.control.packaging import package_version
+    from serving.control.rollout import promote
     from training import fine_tune
 
     settings = _fresh_home(root)

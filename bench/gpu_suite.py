@@ -392,7 +392,7 @@ def row_lora(sizes: Sizes, config_dir: Path | None) -> list[dict[str, Any]]:
 
 def row_generation(sizes: Sizes, config_dir: Path | None) -> list[dict[str, Any]]:
     from bench import serving_generate as sg
-    from serving.decoding import DecodeEngine
+    from serving.engine.decoding import DecodeEngine
 
     model, tokenizer = _smollm2_shapes(sizes, config_dir)
     dtype = torch.bfloat16 if device().type == "cuda" else torch.float32

@@ -27,7 +27,7 @@ from conveyor.offline import apply_offline_environment
 from conveyor.ports import free_port
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.rollout import promote
+from serving.control.rollout import promote
 from tests.clinc_slices import clinc_texts
 from tests.serving.conftest import (
     DEPLOYMENT,

@@ -9,7 +9,7 @@ import torch
 from fastapi import FastAPI
 
 from conveyor.model_folder import load_model
-from serving.inference import classify_texts
+from serving.engine.inference import classify_texts
 
 app = FastAPI()
 torch.set_num_threads(int(os.environ.get("CONVEYOR_TORCH_THREADS", "2")))

@@ -21,8 +21,8 @@ from bench.serving_load import _naive, _rps
 from conveyor.offline import apply_offline_environment
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.packaging import package_version
-from serving.rollout import promote
+from serving.control.packaging import package_version
+from serving.control.rollout import promote
 from tests.serving.conftest import LABELS, make_version, register_classifier, running_server
 
 THREADS = 2  # both arms: the machine's cores, one worker

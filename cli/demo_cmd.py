@@ -61,7 +61,7 @@ def demo(
     from conveyor.recipe import load_recipe
     from flows.demo import run_demo
     from flows.server import stop_prefect_server
-    from serving.daemon import stop_model_servers
+    from serving.control.daemon import stop_model_servers
 
     settings = _context.settings()
     if stop:  # every demo's server, not only --recipe's: a user rarely repeats the recipe here

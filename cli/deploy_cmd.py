@@ -57,7 +57,7 @@ def deploy(
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
         if pool:
             from flows.pool import register_to_pool
-            from serving.server import REPO_ROOT
+            from serving.control.server import REPO_ROOT
 
             ids = register_to_pool(
                 specs, pool, source or REPO_ROOT, with_schedules=not no_schedules

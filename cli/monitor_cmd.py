@@ -12,7 +12,7 @@ from cli._render import format_table
 from conveyor.errors import ExitCode
 
 if TYPE_CHECKING:
-    from serving.monitor import DriftReport
+    from serving.control.monitor import DriftReport
 
 __all__ = ["monitor"]
 
@@ -46,7 +46,7 @@ def monitor(
     to the local Prefect server (the retrain deployment's trigger) and writes the audit log.
     Without --once it checks every --interval seconds and reports each new onset of drift.
     """
-    from serving.monitor import monitor_version
+    from serving.control.monitor import monitor_version
 
     registry = _context.registry()
     reported = False
@@ -71,7 +71,7 @@ def _report(deployment: str, version: str, report: DriftReport, prefect_port: in
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.server import ensure_prefect_server
-    from serving.monitor import report_drift
+    from serving.control.monitor import report_drift
 
     server = ensure_prefect_server(_context.settings(), prefect_port)
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):

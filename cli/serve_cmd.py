@@ -28,7 +28,7 @@ def package(
     no_bento: Annotated[bool, typer.Option("--no-bento", help="Only the model store.")] = False,
 ) -> None:
     """Put a version into the BentoML model store (safetensors only) and build its Bento."""
-    from serving.packaging import package_version
+    from serving.control.packaging import package_version
 
     done = package_version(_context.registry(), version, build_bento=not no_bento)
     typer.echo(f"model: {done.model_tag} ({len(done.files)} files)")
@@ -44,7 +44,7 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, help="BentoML worker processes.")] = 1,
 ) -> None:
     """Run `bentoml serve` on 127.0.0.1; every worker follows DEPLOYMENT@production."""
-    from serving.server import die_with_parent, serve_command, serve_environment
+    from serving.control.server import die_with_parent, serve_command, serve_environment
 
     settings = _context.settings()
     env = serve_environment(settings, deployment, workers)
@@ -97,7 +97,7 @@ def promote(
     Exit 0 when all workers serve it, 1 when the canary was rolled back, 5 when refused,
     6 when some workers did not converge (named), 4 when it already serves.
     """
-    from serving.rollout import promote as run
+    from serving.control.rollout import promote as run
 
     outcome = run(
         _context.registry(), version, canary_percent=canary, bake_seconds=bake, timeout=timeout
@@ -115,7 +115,7 @@ def rollback(
     timeout: Timeout = 60.0,
 ) -> None:
     """Return to the last version that really served (from history), verified to load first."""
-    from serving.rollout import rollback as run
+    from serving.control.rollout import rollback as run
 
     _report(run(_context.registry(), deployment, to, timeout=timeout))
 
@@ -128,7 +128,7 @@ def status(
 
     Exit 3 when DEPLOYMENT is not in the registry.
     """
-    from serving.status import deployment_status, render_status
+    from serving.control.status import deployment_status, render_status
 
     registry = _context.registry()
     names = [deployment] if deployment else sorted({v.deployment for v in registry.list_versions()})

@@ -157,7 +157,7 @@ def run_demo(
     overrides: Sequence[str] = (),
     echo: Echo = print,
 ) -> DemoResult:
-    from serving.daemon import ensure_model_server, ready
+    from serving.control.daemon import ensure_model_server, ready
 
     echo(f"[1/4] Prefect server on 127.0.0.1:{prefect_port}")
     prefect = ensure_prefect_server(settings, prefect_port)

@@ -142,7 +142,7 @@ def evaluate_candidate(
 @task(name="package", cache_policy=NO_CACHE, retries=1, retry_condition_fn=_retry_unless_user_error)
 def package_model(version: str, registry: Registry) -> dict[str, Any]:
     """Into the BentoML model store (safetensors only) and an immutable Bento pinning it."""
-    from serving.packaging import package_version
+    from serving.control.packaging import package_version
 
     done = package_version(registry, version)
     get_run_logger().info(
@@ -164,8 +164,8 @@ def promote_model(
     With no live server there is no traffic to judge a canary on: the alias moves straight
     and servers load the version when they start.
     """
-    from serving.bake import live_workers
-    from serving.rollout import promote
+    from serving.canary.bake import live_workers
+    from serving.control.rollout import promote
 
     logger = get_run_logger()
     previous = registry.alias(deployment, "production")
@@ -204,7 +204,7 @@ def promote_model(
 @task(name="reconcile", cache_policy=NO_CACHE)
 def reconcile_rollout(deployment: str, registry: Registry) -> str | None:
     """After a crash mid-promotion: record the rollout the servers completed by themselves."""
-    from serving.rollout import reconcile
+    from serving.control.rollout import reconcile
 
     closed = reconcile(registry, deployment)
     if closed is None:

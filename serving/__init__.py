@@ -1,24 +1,16 @@
-"""Serving: the Bento service, packaging, and the live controller (load, warm, verify, swap,
-canary, rollback). Heavy modules (BentoML, torch) are imported where used."""
+"""Serving, in five rooms (see docs/design.md, "serving"):
 
-from serving.desired import Desired, desired_state
-from serving.errors import ConvergenceError, PromotionRefused
-from serving.judge import CanaryThresholds, Decision, Verdict, judge_canary
-from serving.routing import canary_bucket, routes_to_canary
-from serving.stats import LATENCY_BUCKETS_MS, VersionStats, merge_stats
+- ``serving.http``: the Bento service, the ASGI edge, the OpenAI routes and the OpenAPI page;
+  the only room that speaks HTTP status codes.
+- ``serving.worker``: one worker's state: the live controller (load, warm, verify, swap),
+  keys and limits, the prediction cache, traffic profiles.
+- ``serving.engine``: the model engines: classification (PyTorch, ONNX Runtime, the batcher),
+  the decode engine for language models, LoRA adapters.
+- ``serving.canary``: the canary's judgement: per-version figures, evidence, the bake verdict.
+- ``serving.control``: the operator's side: promotion and rollback, status, packaging into
+  BentoML, the ``bentoml serve`` process, the drift monitor.
 
-__all__ = [
-    "LATENCY_BUCKETS_MS",
-    "CanaryThresholds",
-    "ConvergenceError",
-    "Decision",
-    "Desired",
-    "PromotionRefused",
-    "Verdict",
-    "VersionStats",
-    "canary_bucket",
-    "desired_state",
-    "judge_canary",
-    "merge_stats",
-    "routes_to_canary",
-]
+``http`` and ``control`` sit above ``worker``, which sits above ``engine`` and ``canary``
+(import-linter checks it); ``serving.refusal`` is the one module every room shares.
+Heavy modules (BentoML, torch) are imported where used.
+"""

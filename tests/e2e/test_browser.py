@@ -24,7 +24,7 @@ import yaml
 from conveyor.ports import free_port
 from conveyor.settings import Settings
 from flows.server import ensure_prefect_server, stop_prefect_server
-from serving.daemon import ensure_model_server, stop_model_server
+from serving.control.daemon import ensure_model_server, stop_model_server
 from tests.clinc_slices import write_slice
 from tests.conftest import REPO_ROOT
 from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)

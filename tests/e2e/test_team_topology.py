@@ -36,7 +36,7 @@ from flows.pool import (
     heartbeat_tag,
     silent_after,
 )
-from serving.bake import live_workers
+from serving.canary.bake import live_workers
 from tests.clinc_slices import write_slice
 from tests.conftest import REPO_ROOT
 from tests.e2e.topology import (

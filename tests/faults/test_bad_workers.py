@@ -24,11 +24,11 @@ import pytest
 from conveyor.model_folder.hashing import file_sha256
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.bake import live_workers
-from serving.controller import model_folder
-from serving.errors import PromotionRefused
-from serving.packaging import package_version
-from serving.rollout import promote
+from serving.canary.bake import live_workers
+from serving.control.errors import PromotionRefused
+from serving.control.packaging import package_version
+from serving.control.rollout import promote
+from serving.worker.controller import model_folder
 from tests.faults.conftest import FaultTable
 from tests.faults.traffic import Traffic
 from tests.serving.conftest import DEPLOYMENT, make_version, running_server

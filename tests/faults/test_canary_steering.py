@@ -18,8 +18,8 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.rollout import promote
-from serving.routing import canary_bucket
+from serving.canary.routing import canary_bucket
+from serving.control.rollout import promote
 from tests.clinc_slices import clinc_texts
 from tests.faults.conftest import FaultTable
 from tests.faults.traffic import Traffic, count, varied_classify

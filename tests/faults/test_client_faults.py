@@ -17,7 +17,7 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.rollout import promote
+from serving.control.rollout import promote
 from tests.clinc_slices import clinc_texts
 from tests.faults.conftest import FaultTable
 from tests.faults.traffic import Request, Traffic, count, varied_classify

@@ -14,7 +14,7 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.rollout import promote
+from serving.control.rollout import promote
 from tests.faults.conftest import FaultTable
 from tests.faults.services import own_postgres, own_redis
 from tests.faults.traffic import Traffic, count, varied_classify

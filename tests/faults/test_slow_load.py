@@ -20,8 +20,8 @@ import pytest
 
 from conveyor.registry import Registry, RolloutState
 from conveyor.settings import Settings
-from serving.bake import LIVE_SECONDS
-from serving.rollout import promote
+from serving.canary.bake import LIVE_SECONDS
+from serving.control.rollout import promote
 from tests.faults.conftest import FaultTable
 from tests.faults.traffic import Traffic
 from tests.serving.conftest import make_version, running_server

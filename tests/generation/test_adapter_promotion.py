@@ -17,8 +17,8 @@ import pytest
 
 from conveyor.registry import Registry, RolloutState
 from conveyor.settings import Settings
-from serving.controller import RELEASE_GRACE_SECONDS
-from serving.rollout import promote, rollback
+from serving.control.rollout import promote, rollback
+from serving.worker.controller import RELEASE_GRACE_SECONDS
 from tests.faults.traffic import Traffic
 from tests.generation.adapter_traffic import (
     alias_to_full,

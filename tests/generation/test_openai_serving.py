@@ -20,7 +20,7 @@ import pytest
 from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.rollout import promote
+from serving.control.rollout import promote
 from tests.generation.conftest import write_tiny_llama
 from tests.serving.conftest import DEPLOYMENT, Server, running_server
 

@@ -22,7 +22,7 @@ from conveyor.ports import free_port
 from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.server import serve_command, serve_environment
+from serving.control.server import serve_command, serve_environment
 from tests.clinc_slices import clinc_texts
 
 LABELS = ("timer", "transfer", "translate", "definition")

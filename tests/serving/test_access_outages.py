@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor.registry import Registry
-from serving.access import Gate, LocalLimiter, RedisLimiter, Refused, rate_window
+from serving.http.validation import status_of
+from serving.worker.access import Gate, LocalLimiter, RedisLimiter, Refused, rate_window
 from tests.conftest import port_open
 from tests.serving.test_cache_redis import URL, delete_matching
 
@@ -31,7 +32,7 @@ def test_an_unknown_key_with_the_registry_down_is_503_with_retry_after() -> None
     gate = Gate(lambda: down, "d", required=True, limiter=LocalLimiter())
     with pytest.raises(Refused) as refused:
         gate.admit("Bearer cvy_never-seen")
-    assert refused.value.status == 503 and refused.value.retry_after
+    assert status_of(refused.value) == 503 and refused.value.retry_after
 
 
 def test_a_key_known_before_the_outage_stays_good_for_stale_ttl(registry: Registry) -> None:
@@ -45,7 +46,7 @@ def test_a_key_known_before_the_outage_stays_good_for_stale_ttl(registry: Regist
     gate.stale_ttl = 0.0
     with pytest.raises(Refused) as refused:
         gate.admit(f"Bearer {key}")
-    assert refused.value.status == 503
+    assert status_of(refused.value) == 503
 
 
 def test_limits_with_redis_down_fail_closed(registry: Registry) -> None:
@@ -53,7 +54,7 @@ def test_limits_with_redis_down_fail_closed(registry: Registry) -> None:
     gate = Gate(lambda: registry, "d", required=True, limiter=RedisLimiter("redis://127.0.0.1:1/0"))
     with pytest.raises(Refused) as refused:
         gate.admit(f"Bearer {key}")
-    assert refused.value.status == 503 and refused.value.outcome == "unavailable"
+    assert status_of(refused.value) == 503 and refused.value.outcome == "unavailable"
 
 
 @pytest.fixture

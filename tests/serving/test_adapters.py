@@ -14,8 +14,8 @@ import torch
 from conveyor.model_folder import base_ref_for, content_sha256, write_model_folder
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.controller import RELEASE_GRACE_SECONDS, Controller
-from serving.decoding import DecodeEngine, SamplingParams
+from serving.engine.decoding import DecodeEngine, SamplingParams
+from serving.worker.controller import RELEASE_GRACE_SECONDS, Controller
 from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 from tests.serving.conftest import zero_in_place
 
@@ -182,7 +182,7 @@ def test_a_full_model_version_gets_its_own_engine_and_releases_it(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    from serving.controller import load_version, release_version
+    from serving.worker.controller import load_version, release_version
 
     folder = write_model_folder(
         settings.models_dir, DEPLOYMENT, AutoModelForCausalLM.from_pretrained(str(tiny_llama)),

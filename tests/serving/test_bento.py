@@ -22,7 +22,7 @@ import pytest
 from conveyor.ports import free_port
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.packaging import package_version
+from serving.control.packaging import package_version
 from tests.serving.conftest import make_version, wait_ready
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.cache import PredictionCache
-from serving.cache_redis import RedisPredictionCache, registry_namespace
-from serving.rollout import promote
+from serving.control.rollout import promote
+from serving.worker.cache import PredictionCache
+from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
 from tests.conftest import port_open
 from tests.serving.conftest import make_version, running_server
 
@@ -124,7 +124,7 @@ def test_junk_in_redis_is_a_miss(prefix: str, raw: Any) -> None:
 
 def test_dead_redis_gives_misses_not_exceptions(caplog: pytest.LogCaptureFixture) -> None:
     cache = RedisPredictionCache(DEAD, "tiny", 100, retry_after=0)
-    with caplog.at_level(logging.WARNING, logger="serving.cache_redis"):
+    with caplog.at_level(logging.WARNING, logger="serving.worker.cache_redis"):
         assert cache.get_many("tiny:v1", 1, ["a", "b"]) == [None, None]
         cache.put_many("tiny:v1", 1, ["a"], [X])
         assert cache.get_many("tiny:v1", 1, ["a", "b"]) == [X, None], "tier 1 still answers"
@@ -150,7 +150,7 @@ def test_size_zero_turns_it_off_without_asking_redis() -> None:
 
 
 def test_the_backend_follows_redis_url_unless_set() -> None:
-    from serving.runtime import _cache
+    from serving.worker.runtime import _cache
 
     assert Settings().cache_kind == "local"
     assert isinstance(_cache(Settings(), "tiny"), PredictionCache)

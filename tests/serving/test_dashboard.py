@@ -26,7 +26,7 @@ def exported_series() -> set[str]:
     """Every series name serving's metrics produce, read from the code's own collectors."""
     from prometheus_client import CollectorRegistry
 
-    from serving.runtime import _Metrics
+    from serving.worker.runtime import _Metrics
 
     registry = CollectorRegistry()
     _Metrics(registry)
@@ -129,7 +129,7 @@ def _scrape(port: int) -> str:
 def test_a_real_scrape_has_every_series_the_dashboard_and_alerts_query(
     registry: Registry, settings: Settings, tokenizer: Any, tmp_path: Path
 ) -> None:
-    from serving.rollout import promote
+    from serving.control.rollout import promote
 
     version = make_version(registry, settings, tokenizer, 0)
     promote(registry, version, canary_percent=0, timeout=5)

@@ -13,10 +13,17 @@ from typing import Any
 import pytest
 import torch
 
-from serving._kv_batch import KVBatch, prefill_inputs
-from serving._text import TextState
-from serving.decoding import DecodeEngine, DecodeError, EngineClosed, SamplingParams, TokenEvent
-from serving.validation import RequestError
+from serving.engine._kv_batch import KVBatch, prefill_inputs
+from serving.engine._text import TextState
+from serving.engine.decoding import (
+    DecodeEngine,
+    DecodeError,
+    EngineClosed,
+    SamplingParams,
+    TokenEvent,
+)
+from serving.http.validation import status_of
+from serving.refusal import InvalidRequest
 from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 
 PROMPTS = (
@@ -330,9 +337,9 @@ def test_prompt_beyond_context_is_a_400_naming_both_numbers(
     engine = DecodeEngine(model, smollm2_tokenizer, context=32)
     try:
         ids = list(range(100, 120))
-        with pytest.raises(RequestError) as refused:
+        with pytest.raises(InvalidRequest) as refused:
             asyncio.run(engine.complete(ids, SamplingParams(max_tokens=13)))
-        assert refused.value.status == 400 and refused.value.field == "max_tokens"
+        assert status_of(refused.value) == 400 and refused.value.field == "max_tokens"
         assert "20" in refused.value.reason and "13" in refused.value.reason
         assert engine.stats()["prefills"] == 0
     finally:
@@ -450,7 +457,7 @@ def test_text_never_emits_half_a_character_and_holds_a_possible_stop() -> None:
 
 
 def test_sampling_params_refuse_out_of_range_values() -> None:
-    with pytest.raises(RequestError, match="max_tokens"):
+    with pytest.raises(InvalidRequest, match="max_tokens"):
         SamplingParams(max_tokens=0)
-    with pytest.raises(RequestError, match="top_p"):
+    with pytest.raises(InvalidRequest, match="top_p"):
         SamplingParams(max_tokens=1, top_p=0)

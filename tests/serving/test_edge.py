@@ -15,8 +15,8 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.access import today
-from serving.rollout import promote
+from serving.control.rollout import promote
+from serving.worker.access import today
 from tests.serving.conftest import DEPLOYMENT, make_version, running_server
 
 pytestmark = pytest.mark.integration
@@ -202,7 +202,7 @@ def test_cache_never_serves_another_versions_answer_across_a_promotion(
     registry: Registry, settings: Settings, tokenizer: Any
 ) -> None:
     from conveyor.model_folder import load_model
-    from serving.inference import classify_texts
+    from serving.engine.inference import classify_texts
 
     v1, v2 = (make_version(registry, settings, tokenizer, seed) for seed in (0, 1))
     texts = ["set a timer", "translate hello", "what does  serendipity mean"]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from serving.edge import EdgeGuard
-from serving.runtime import _Metrics
+from serving.http.edge import EdgeGuard
+from serving.worker.runtime import _Metrics
 
 
 class _BrokenGate:

@@ -10,10 +10,10 @@ import pytest
 from conveyor.errors import ConveyorError
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.access import Gate, LocalLimiter, RedisLimiter, Refused, parse_quota, parse_rate
-from serving.cache import PredictionCache
-from serving.edge import check_body
-from serving.validation import RequestError
+from serving.http.edge import check_body
+from serving.http.validation import RequestError, status_of
+from serving.worker.access import Gate, LocalLimiter, RedisLimiter, Refused, parse_quota, parse_rate
+from serving.worker.cache import PredictionCache
 from tests.conftest import port_open
 
 
@@ -47,18 +47,18 @@ def test_gate_checks_keys_deployments_limits_and_flushes_usage(registry: Registr
     gate = Gate(lambda: registry, "tiny", required=True, limiter=LocalLimiter(), key_ttl=0)
     with pytest.raises(Refused) as missing:
         gate.admit(None)
-    assert missing.value.status == 401
+    assert status_of(missing.value) == 401
     for header in ("Basic abc", "Bearer cvy_unknown"):
         with pytest.raises(Refused) as unknown:
             gate.admit(header)
-        assert unknown.value.status == 401
+        assert status_of(unknown.value) == 401
     with pytest.raises(Refused) as forbidden:
         gate.admit(f"Bearer {other}")
-    assert forbidden.value.status == 403 and forbidden.value.app == "other"
+    assert status_of(forbidden.value) == 403 and forbidden.value.app == "other"
     assert [gate.admit(f"Bearer {shop}") for _ in range(2)] == ["shop", "shop"]
     with pytest.raises(Refused) as over:
         gate.admit(f"Bearer {shop}")
-    assert over.value.status == 429 and over.value.outcome == "quota_exceeded"
+    assert status_of(over.value) == 429 and over.value.outcome == "quota_exceeded"
     assert over.value.retry_after and over.value.retry_after > 0
     gate.flush()
     assert registry.usage(next(iter(_days(registry))))["shop"] == (2, 1)
@@ -74,11 +74,11 @@ def test_gate_checks_keys_deployments_limits_and_flushes_usage(registry: Registr
     for wrong in ("cvy_not-a-key", shop):  # mistyped, revoked: said, not passed as anonymous
         with pytest.raises(Refused, match="unknown or revoked") as refused:
             anonymous.admit(f"Bearer {wrong}")
-        assert refused.value.status == 401
+        assert status_of(refused.value) == 401
 
 
 def _days(registry: Registry) -> list[str]:
-    from serving.access import today
+    from serving.worker.access import today
 
     return [today()]
 
@@ -133,7 +133,7 @@ def test_body_checks_name_the_field(
 ) -> None:
     with pytest.raises(RequestError) as refused:
         check_body("/classify", content_type, body)
-    assert (refused.value.status, refused.value.field) == (status, field)
+    assert (status_of(refused.value), refused.value.field) == (status, field)
 
 
 def test_body_checks_accept_good_json() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from serving.evidence import APPS_KEY, capped_evidence, merge_by_app
-from serving.stats import VersionStats
+from serving.canary.evidence import APPS_KEY, capped_evidence, merge_by_app
+from serving.canary.stats import VersionStats
 
 
 def _stats(requests: int, errors: int, latency_ms: float = 5.0) -> VersionStats:

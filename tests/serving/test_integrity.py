@@ -15,9 +15,9 @@ import pytest
 from conveyor.model_folder import MANIFEST_FILE, ArtifactError, content_sha256, read_manifest
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.controller import load_version, model_folder
-from serving.onnx_backend import ONNX_FILE
-from serving.packaging import package_version
+from serving.control.packaging import package_version
+from serving.engine.onnx_backend import ONNX_FILE
+from serving.worker.controller import load_version, model_folder
 from tests.serving.conftest import make_version, zero_in_place
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_a_loaded_version_does_not_change_when_its_files_do(
     """The weights are read whole at load, not mapped: a worker serves what its hash checked.
     Mapped (transformers' default), the zeroed file changed every answer below, and a file
     truncated under a worker killed it with SIGBUS (a fault test's survivor died that way)."""
-    from serving.inference import classify_texts
+    from serving.engine.inference import classify_texts
 
     record = registry.resolve(make_version(registry, settings, tokenizer, 4))
     served = load_version(record)

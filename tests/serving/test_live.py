@@ -17,9 +17,9 @@ import pytest
 
 from conveyor.registry import Registry, RolloutState
 from conveyor.settings import Settings
-from serving.errors import PromotionRefused
-from serving.rollout import promote, rollback
-from serving.routing import canary_bucket
+from serving.canary.routing import canary_bucket
+from serving.control.errors import PromotionRefused
+from serving.control.rollout import promote, rollback
 from tests.clinc_slices import clinc_texts
 from tests.serving.conftest import (
     DEPLOYMENT,

@@ -13,11 +13,11 @@ import pytest
 from conveyor.model_folder.hashing import file_sha256
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.controller import Controller, load_failure, model_folder, retry_delay
-from serving.errors import PromotionRefused
-from serving.inference import SmokeError
-from serving.packaging import package_version
-from serving.rollout import promote
+from serving.control.errors import PromotionRefused
+from serving.control.packaging import package_version
+from serving.control.rollout import promote
+from serving.engine.inference import SmokeError
+from serving.worker.controller import Controller, load_failure, model_folder, retry_delay
 from tests.serving.conftest import DEPLOYMENT, make_version
 
 
@@ -70,7 +70,7 @@ def test_a_worker_refuses_it_keeps_serving_and_does_not_retry_in_a_loop(
     assert controller.routing.active is not None and controller.routing.active.version == v1
     # another host verified it (or skipped verifying): the alias moves under this worker
     registry.start_rollout(DEPLOYMENT, v2, kind="promote", reason="test", expected=v1)
-    with caplog.at_level(logging.ERROR, logger="serving.controller"):
+    with caplog.at_level(logging.ERROR, logger="serving.worker.controller"):
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             controller.sync()

@@ -21,8 +21,8 @@ from conveyor.registry import Registry, WorkerRecord
 from conveyor.settings import Settings
 from data_checks import PROFILE_KEY, data_profile
 from data_checks.stats import length_histogram
-from serving.monitor import MonitorThresholds, check_drift, recent_profile
-from serving.profile import InputProfile, RollingProfile, merge_profiles, profile_of
+from serving.control.monitor import MonitorThresholds, check_drift, recent_profile
+from serving.worker.profile import InputProfile, RollingProfile, merge_profiles, profile_of
 from tests.conftest import REPO_ROOT
 from tests.serving.conftest import DEPLOYMENT, LABELS, LONG_TEXT, classify, make_version
 
@@ -194,7 +194,7 @@ def test_shifted_live_traffic_emits_the_drift_event(
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from serving.rollout import promote
+    from serving.control.rollout import promote
     from tests.serving.conftest import running_server
 
     monitor = {"min_requests": 20, "min_mean_confidence": 0.0}  # an untrained model's scores

@@ -9,8 +9,8 @@ from pathlib import Path
 from conveyor.chat import Conversation, Message
 from data_checks.reference import profile_of_version
 from data_checks.stats import chat_profile
-from serving.monitor import MonitorThresholds, check_drift
-from serving.profile import InputProfile, profile_of
+from serving.control.monitor import MonitorThresholds, check_drift
+from serving.worker.profile import InputProfile, profile_of
 
 THRESHOLDS = MonitorThresholds(min_requests=40)
 FACTS = ("name[Aromi], food[Thai]", "name[Blue Spice], area[city centre]")

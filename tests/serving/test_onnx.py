@@ -10,10 +10,10 @@ import pytest
 from conveyor.model_folder import load_model
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.controller import load_version, model_folder
-from serving.inference import classify_texts
-from serving.onnx_backend import ONNX_FILE, PARITY_TEXTS
-from serving.packaging import package_version
+from serving.control.packaging import package_version
+from serving.engine.inference import classify_texts
+from serving.engine.onnx_backend import ONNX_FILE, PARITY_TEXTS
+from serving.worker.controller import load_version, model_folder
 from tests.serving.conftest import make_version
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from serving.access import LocalTokenLimiter, Refused
-from serving.decoding import TokenEvent
-from serving.judge import CanaryThresholds, Decision, judge_canary
-from serving.openai_api import (
+from serving.canary.judge import CanaryThresholds, Decision, judge_canary
+from serving.canary.stats import VersionStats
+from serving.engine.decoding import TokenEvent
+from serving.http.openai_api import (
     ApiError,
     cache_key,
     check_budget,
@@ -21,7 +21,9 @@ from serving.openai_api import (
     parse_request,
     sse,
 )
-from serving.stats import VersionStats
+from serving.http.validation import status_of
+from serving.refusal import RefusalKind
+from serving.worker.access import LocalTokenLimiter, Refused
 
 pytestmark = pytest.mark.unit
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -30,7 +32,7 @@ CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 def _refused(kind: Any, body: Any) -> ApiError:
     with pytest.raises(ApiError) as refused:
         parse_request(kind, body)
-    assert refused.value.status == 400
+    assert status_of(refused.value) == 400
     return refused.value
 
 
@@ -146,16 +148,19 @@ def test_models_list_and_refusal_shapes() -> None:
         "chat:v2",
         "chat:v1",
     ]
-    assert error_body(Refused(401, "bad key", "unauthorized"))["error"] == {
+    assert error_body(Refused(RefusalKind.UNAUTHENTICATED, "bad key", "unauthorized"))["error"] == {
         "message": "bad key",
         "type": "authentication_error",
         "param": None,
         "code": "invalid_api_key",
     }
-    limited = error_body(Refused(429, "over", "tokens_limited", "shop", 3.0))["error"]
+    limited = error_body(Refused(RefusalKind.LIMITED, "over", "tokens_limited", "shop", 3.0))[
+        "error"
+    ]
     assert (limited["type"], limited["code"]) == ("rate_limit_error", "rate_limit_exceeded")
     assert (
-        error_body(Refused(429, "day", "quota_exceeded"))["error"]["code"] == "insufficient_quota"
+        error_body(Refused(RefusalKind.LIMITED, "day", "quota_exceeded"))["error"]["code"]
+        == "insufficient_quota"
     )
 
 
@@ -195,7 +200,7 @@ def test_a_generative_canary_is_judged_on_its_time_to_first_token() -> None:
 
 
 def test_a_key_with_token_limits_is_refused_429_once_its_minute_is_spent(registry: Any) -> None:
-    from serving.access import Gate, LocalLimiter
+    from serving.worker.access import Gate, LocalLimiter
 
     record, key = registry.create_api_key(
         "shop", ["chat"], tokens_per_minute=40, tokens_per_day=1000
@@ -209,6 +214,6 @@ def test_a_key_with_token_limits_is_refused_429_once_its_minute_is_spent(registr
     assert gate.admit(bearer) == "shop"  # /classify is not counted in tokens
     with pytest.raises(Refused) as refused:
         gate.admit(bearer, tokens=True)
-    assert refused.value.status == 429 and refused.value.outcome == "tokens_limited"
+    assert status_of(refused.value) == 429 and refused.value.outcome == "tokens_limited"
     assert "40 tokens per minute" in refused.value.reason
     assert refused.value.retry_after is not None and 0 < refused.value.retry_after <= 60

@@ -12,7 +12,7 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.openapi import ApiFacts, index_html, openapi_document
+from serving.http.openapi import ApiFacts, index_html, openapi_document
 from tests.serving.conftest import DEPLOYMENT, make_version, running_server
 
 OPENAI_ROUTES = {"/v1/chat/completions", "/v1/completions"}
@@ -52,7 +52,7 @@ def test_only_the_routes_of_the_serving_task_are_documented(task: str, routes: s
 
 @pytest.mark.unit
 def test_the_openai_request_schema_refuses_what_the_parser_refuses() -> None:
-    from serving.openai_api import ApiError, parse_request
+    from serving.http.openai_api import ApiError, parse_request
 
     document = openapi_document(ApiFacts("chat", "chat:v1", "causal-lm", max_new_tokens=16))
     path = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]
@@ -120,7 +120,7 @@ def test_a_real_worker_documents_itself_truly_and_every_refusal_names_the_versio
         status_code_conformance,
     )
 
-    from serving.rollout import promote
+    from serving.control.rollout import promote
 
     version = make_version(registry, settings, tokenizer, 0)
     promote(registry, version, canary_percent=0, timeout=5)

@@ -3,8 +3,8 @@
 In-process, with the real parts of a worker: a loaded tiny classifier, the batcher's padded
 passes over mixed-length CLINC150 texts on one thread while another thread profiles, as a
 busy event loop does. The old way (the profile tokenized with the served tokenizer) fails
-passes; through the :class:`~serving.profiler.ProfileRecorder` none fail, and through the
-real :class:`~serving.batcher.Batcher` every request is answered and every text counted.
+passes; through the :class:`~serving.worker.profiler.ProfileRecorder` none fail, and through the
+real :class:`~serving.engine.batcher.Batcher` every request is answered and every text counted.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.batcher import Batcher
-from serving.controller import Served, load_version
-from serving.inference import classify_texts
-from serving.profile import InputProfile
-from serving.profiler import ProfileRecorder
+from serving.engine.batcher import Batcher
+from serving.engine.inference import classify_texts
+from serving.worker.controller import Served, load_version
+from serving.worker.profile import InputProfile
+from serving.worker.profiler import ProfileRecorder
 from tests.clinc_slices import clinc_texts
 from tests.serving.conftest import make_version
 

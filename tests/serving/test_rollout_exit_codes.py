@@ -19,7 +19,7 @@ import pytest
 from conveyor.errors import ExitCode
 from conveyor.registry import Registry, WorkerRecord, open_registry
 from conveyor.settings import Settings
-from serving.rollout import promote
+from serving.control.rollout import promote
 from tests.conftest import REPO_ROOT
 from tests.serving.conftest import DEPLOYMENT, make_version
 

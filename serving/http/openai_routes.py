@@ -1,8 +1,8 @@
 """The OpenAI-compatible routes, mounted under ``/v1``: chat and text completions, models.
 
-Thin glue: the edge (:mod:`serving.edge`) has already admitted the caller (key, request and
+Thin glue: the edge (:mod:`serving.http.edge`) has already admitted the caller (key, request and
 token limits, the in-flight bound) and read the body; here the request is parsed
-(:mod:`serving.openai_api`), routed like ``/classify`` (the canary pick, or the version the
+(:mod:`serving.http.openai_api`), routed like ``/classify`` (the canary pick, or the version the
 ``model`` field pins), decoded by the version's engine, and counted: per-version metrics,
 canary evidence (only when the model ran; its time to first token is what the judge reads)
 and the app's tokens.
@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from serving.access import current_app
-from serving.decoding import SamplingParams, TokenEvent
-from serving.inference import context_length
-from serving.openai_api import (
+from serving.engine.decoding import SamplingParams, TokenEvent
+from serving.engine.inference import context_length
+from serving.http.openai_api import (
     DONE,
     ApiError,
     Kind,
@@ -39,11 +38,13 @@ from serving.openai_api import (
     parse_request,
     sse,
 )
-from serving.validation import RequestError
+from serving.http.validation import status_of
+from serving.refusal import Refusal
+from serving.worker.access import current_app
 
 if TYPE_CHECKING:
-    from serving.controller import Served
-    from serving.runtime import Runtime
+    from serving.worker.controller import Served
+    from serving.worker.runtime import Runtime
 
 __all__ = ["openai_router", "prompt_ids"]
 
@@ -51,11 +52,11 @@ log = logging.getLogger(__name__)
 CACHE_TOP_K = 0  # the prediction cache's second key part: 0 marks a language-model answer
 
 
-def error_response(exc: RequestError, version: str | None = None) -> JSONResponse:
+def error_response(exc: Refusal, version: str | None = None) -> JSONResponse:
     headers = {"X-Model-Version": version} if version else {}
-    if exc.retry_after is not None or exc.status in (429, 503):
+    if exc.retry_after is not None or status_of(exc) in (429, 503):
         headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
-    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
 
 
 def prompt_ids(tokenizer: Any, request: LlmRequest) -> list[int]:
@@ -276,7 +277,7 @@ async def _answer(request: Request, runtime: Runtime | None, kind: Kind) -> Resp
         budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=context)
     except ValueError:
         return error_response(ApiError(400, "the body is not valid JSON", param="body"))
-    except RequestError as exc:  # the request's fault: never counted against the version
+    except Refusal as exc:  # the request's fault: never counted against the version
         return error_response(exc, version)
     if not llm.stream:
         return await _complete(runtime, served, role, llm, ids, budget)

@@ -16,7 +16,12 @@ import torch
 from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import LOOPBACK_HOSTS, Settings, load_settings
-from serving.access import (
+from serving.canary.stats import LATENCY_BUCKETS_MS
+from serving.engine.batcher import Batcher
+from serving.engine.decoding import DecodeEngine
+from serving.engine.inference import classify_texts, preload_model_libraries
+from serving.refusal import Unavailable
+from serving.worker.access import (
     Gate,
     LocalLimiter,
     LocalTokenLimiter,
@@ -24,15 +29,10 @@ from serving.access import (
     RedisTokenLimiter,
     current_app,
 )
-from serving.batcher import Batcher
-from serving.cache import Cache, PredictionCache
-from serving.cache_redis import RedisPredictionCache, registry_namespace
-from serving.controller import Controller, Routing, Served, load_failure, load_version
-from serving.decoding import DecodeEngine
-from serving.inference import classify_texts, preload_model_libraries
-from serving.profiler import ProfileRecorder
-from serving.stats import LATENCY_BUCKETS_MS
-from serving.validation import RequestError
+from serving.worker.cache import Cache, PredictionCache
+from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
+from serving.worker.controller import Controller, Routing, Served, load_failure, load_version
+from serving.worker.profiler import ProfileRecorder
 
 __all__ = ["Runtime", "start_runtime"]
 
@@ -197,7 +197,7 @@ class Runtime:
         try:
             return self.controller.pick(key if key != "-" else None)
         except ArtifactError as exc:
-            raise RequestError(503, str(exc), retry_after=1.0) from exc
+            raise Unavailable(str(exc)) from exc
 
     def active_version(self) -> str | None:
         active = self.controller.routing.active

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from serving.stats import VersionStats
+from serving.canary.stats import VersionStats
 
 __all__ = ["CanaryThresholds", "Decision", "Verdict", "judge_canary"]
 

@@ -1,6 +1,6 @@
 """Promote and roll back: verify the version, move the alias, wait until every worker serves it.
 
-The workers do the loading and swapping (see :mod:`serving.controller`); these functions
+The workers do the loading and swapping (see :mod:`serving.worker.controller`); these functions
 decide, write the registry (compare-and-set) and watch the workers' heartbeats.
 """
 
@@ -20,9 +20,9 @@ from conveyor.registry import (
     WorkerRecord,
 )
 from conveyor.serving_spec import serving_spec_of
-from serving.bake import judge_rollout, live_workers
-from serving.controller import PREWARM_ALIAS, load_failure, load_version, release_version
-from serving.errors import ConvergenceError, PromotionRefused
+from serving.canary.bake import judge_rollout, live_workers
+from serving.control.errors import ConvergenceError, PromotionRefused
+from serving.worker.controller import PREWARM_ALIAS, load_failure, load_version, release_version
 
 __all__ = [
     "Outcome",

@@ -2,7 +2,7 @@
 
 Keys are ``<prefix>:cache:<registry>:{<deployment>}:<version>:<top_k>:<sha256 of the
 normalized text>`` and values the answer as JSON. The version is in every key, so a promotion
-or rollback can never serve another version's answer (as in :mod:`serving.cache`); the
+or rollback can never serve another version's answer (as in :mod:`serving.worker.cache`); the
 registry part (:func:`registry_namespace`) keeps two registries that both number a ``tiny:v1``
 (a fresh dev home, a test) from reading each other's answers in one Redis. The braces are a
 Redis Cluster hash tag: a deployment's entries and its index share one slot.
@@ -36,7 +36,7 @@ import threading
 import time
 from typing import Any
 
-from serving.cache import PredictionCache, normalize
+from serving.worker.cache import PredictionCache, normalize
 
 __all__ = ["RedisPredictionCache", "registry_namespace"]
 

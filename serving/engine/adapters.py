@@ -30,7 +30,7 @@ from conveyor.model_folder import (
     resolve_base_ref,
     verify_content,
 )
-from serving.decoding import DecodeEngine
+from serving.engine.decoding import DecodeEngine
 
 __all__ = ["AdapterPool", "SharedBase", "adapter_name", "is_adapter_folder"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conveyor.background import start_detached, stop_detached
 from conveyor.settings import Settings
-from serving.server import serve_command, serve_environment
+from serving.control.server import serve_command, serve_environment
 
 __all__ = [
     "ModelServer",

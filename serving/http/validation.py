@@ -1,13 +1,30 @@
-"""Request checks at the API edge: a 4xx with a reason, never a 500 for a malformed request."""
+"""Request checks at the API edge: a 4xx with a reason, never a 500 for a malformed request.
+
+Every refusal of every room is a :class:`~serving.refusal.Refusal`; :func:`status_of` is the
+one place a refusal's kind becomes an HTTP status code.
+"""
 
 from __future__ import annotations
 
-__all__ = ["RequestError", "check_texts"]
+from serving.refusal import Refusal, RefusalKind
+
+__all__ = ["RequestError", "check_texts", "status_of"]
+
+_STATUS = {
+    RefusalKind.INVALID: 400,
+    RefusalKind.UNAUTHENTICATED: 401,
+    RefusalKind.FORBIDDEN: 403,
+    RefusalKind.NOT_FOUND: 404,
+    RefusalKind.UNPROCESSABLE: 422,
+    RefusalKind.LIMITED: 429,
+    RefusalKind.UNAVAILABLE: 503,
+}
+_KIND = {status: kind for kind, status in _STATUS.items()}
 
 
-class RequestError(Exception):
-    """A request the service refuses: ``status`` (4xx, or 503), the ``field`` at fault if one,
-    and for 429/503 how many seconds to wait (``Retry-After``)."""
+class RequestError(Refusal):
+    """A refusal made at the HTTP edge, where the status code is the fact: ``status`` (4xx,
+    or 503/500), the ``field`` at fault if one, and for 429/503 ``Retry-After`` seconds."""
 
     def __init__(
         self,
@@ -16,12 +33,18 @@ class RequestError(Exception):
         *,
         field: str | None = None,
         retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
-        super().__init__(reason)
+        kind = _KIND.get(status, RefusalKind.INVALID)
+        super().__init__(kind, reason, field=field, retry_after=retry_after, code=code)
         self.status = status
-        self.reason = reason
-        self.field = field
-        self.retry_after = retry_after
+
+
+def status_of(refusal: Refusal) -> int:
+    """The HTTP status code of any refusal."""
+    if isinstance(refusal, RequestError):
+        return refusal.status
+    return _STATUS[refusal.kind]
 
 
 def check_texts(

@@ -3,7 +3,7 @@
 The version is part of every key, and a request looks up only the version that answers it,
 so a promotion or rollback can never serve another version's cached answer: the new
 version's keys simply miss until it has answered them. The same holds for the cache shared
-through Redis (:mod:`serving.cache_redis`); both meet the :class:`Cache` protocol.
+through Redis (:mod:`serving.worker.cache_redis`); both meet the :class:`Cache` protocol.
 """
 
 from __future__ import annotations

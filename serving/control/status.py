@@ -15,8 +15,8 @@ from typing import Any
 
 from conveyor.errors import NotFoundError
 from conveyor.registry import Registry, RolloutRecord, WorkerRecord
-from serving.bake import LIVE_SECONDS
-from serving.stats import VersionStats
+from serving.canary.bake import LIVE_SECONDS
+from serving.canary.stats import VersionStats
 
 __all__ = ["deployment_status", "render_status"]
 

@@ -5,13 +5,13 @@ is one JSON object ``{"error": ..., "field": ...}`` with a 4xx (or 503 / 429 wit
 ``Retry-After``), never a 500: 415 a body that is not ``application/json``, 413 one over
 ``MAX_BODY_BYTES``, 400 invalid JSON (or nested deeper than the parser goes) or a body that
 is not an object, 422 a field of the wrong type; then 401/403/429 from the
-:class:`~serving.access.Gate` (503 with ``Retry-After`` when the registry or Redis cannot say:
-fail closed; the lookup runs off the event loop); then 503 when the worker already holds
-``max_in_flight`` model requests (no unbounded queue).
+:class:`~serving.worker.access.Gate` (503 with ``Retry-After`` when the registry or Redis
+cannot say: fail closed; the lookup runs off the event loop); then 503 when the worker
+already holds ``max_in_flight`` model requests (no unbounded queue).
 
 The OpenAI-compatible routes (:data:`OPENAI_PATHS`) pass the same gate (with the key's token
 limits too) and bound, and refuse in OpenAI's shape ``{"error": {"message", "type", "param",
-"code"}}``; their fields are checked by :mod:`serving.openai_api` behind the edge.
+"code"}}``; their fields are checked by :mod:`serving.http.openai_api` behind the edge.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from serving.access import Refused, current_app, retry_after_header
-from serving.openai_api import error_body
-from serving.validation import RequestError
+from serving.http.openai_api import error_body
+from serving.http.validation import RequestError, status_of
+from serving.refusal import Refusal, RefusalKind
+from serving.worker.access import Refused, current_app, retry_after_header
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -107,7 +108,7 @@ def _check_unicode(name: str, value: Any) -> None:
 
 
 async def send_error(
-    send: Callable[[Any], Awaitable[None]], exc: RequestError, openai: bool = False
+    send: Callable[[Any], Awaitable[None]], exc: Refusal, openai: bool = False
 ) -> None:
     body: dict[str, Any] = {"error": exc.reason}
     if exc.field:
@@ -116,9 +117,9 @@ async def send_error(
         body = error_body(exc)
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
-    if exc.retry_after is not None or exc.status in (429, 503):
+    if exc.retry_after is not None or status_of(exc) in (429, 503):
         headers.append((b"retry-after", retry_after_header(exc.retry_after).encode()))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status_of(exc), "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -174,13 +175,13 @@ class EdgeGuard:
                 check_body(path, headers.get("content-type", ""), body)
             if runtime.in_flight >= runtime.max_in_flight:
                 raise Refused(
-                    503,
+                    RefusalKind.UNAVAILABLE,
                     f"overloaded: {runtime.in_flight} requests in flight; retry shortly",
                     "overloaded",
                     app,
                     1.0,
                 )
-        except RequestError as exc:
+        except Refusal as exc:
             if isinstance(exc, Refused):
                 runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
             await send_error(send, exc, openai)
@@ -217,7 +218,7 @@ class EdgeGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             await asyncio.to_thread(runtime.gate.admit, headers.get("authorization"))
-        except RequestError as exc:
+        except Refusal as exc:
             await send_error(send, exc)
             return False
         return True

@@ -13,7 +13,7 @@ import torch
 
 from conveyor.errors import ConveyorError
 from conveyor.model_folder import ArtifactError, LoadedModel, load_model
-from serving.decoding import DecodeEngine, SamplingParams
+from serving.engine.decoding import DecodeEngine, SamplingParams
 
 __all__ = [
     "SMOKE_PROMPTS",

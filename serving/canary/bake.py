@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from conveyor.errors import RegistryConflictError
 from conveyor.registry import Registry, RolloutRecord, RolloutState, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
-from serving.evidence import capped_evidence, merge_by_app
-from serving.judge import CanaryThresholds, Decision, Verdict, judge_canary
-from serving.stats import merge_stats
+from serving.canary.evidence import capped_evidence, merge_by_app
+from serving.canary.judge import CanaryThresholds, Decision, Verdict, judge_canary
+from serving.canary.stats import merge_stats
 
 __all__ = ["LIVE_SECONDS", "canary_figures", "judge_rollout", "live_workers", "thresholds_for"]
 

@@ -26,15 +26,15 @@ import torch
 from conveyor.model_folder import ArtifactError, LoadedModel, bento_model_tag
 from conveyor.registry import Registry, VersionRecord, WorkerRecord
 from conveyor.serving_spec import serving_spec_of
-from serving.adapters import AdapterPool, is_adapter_folder
-from serving.bake import judge_rollout
-from serving.decoding import DecodeEngine
-from serving.desired import Desired, desired_state
-from serving.evidence import APPS_KEY
-from serving.inference import SmokeError, context_length, load_for_serving, smoke_check
-from serving.profile import PROFILE_STATS_KEY, InputProfile, RollingProfile
-from serving.routing import routes_to_canary
-from serving.stats import VersionStats
+from serving.canary.bake import judge_rollout
+from serving.canary.desired import Desired, desired_state
+from serving.canary.evidence import APPS_KEY
+from serving.canary.routing import routes_to_canary
+from serving.canary.stats import VersionStats
+from serving.engine.adapters import AdapterPool, is_adapter_folder
+from serving.engine.decoding import DecodeEngine
+from serving.engine.inference import SmokeError, context_length, load_for_serving, smoke_check
+from serving.worker.profile import PROFILE_STATS_KEY, InputProfile, RollingProfile
 
 __all__ = [
     "PREWARM_ALIAS",
@@ -196,7 +196,7 @@ def _with_onnx(
     loaded: LoadedModel, folder: Path | None, wanted: str, max_length: int
 ) -> tuple[LoadedModel, str]:
     """ONNX Runtime in place of PyTorch: always for ``onnx``, when faster here for ``auto``."""
-    from serving.onnx_backend import ONNX_FILE, OnnxClassifier, faster_backend, verify_export
+    from serving.engine.onnx_backend import ONNX_FILE, OnnxClassifier, faster_backend, verify_export
 
     path = folder / ONNX_FILE if folder else None
     if path is None or not path.is_file():

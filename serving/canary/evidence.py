@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from serving.stats import VersionStats
+from serving.canary.stats import VersionStats
 
 __all__ = ["APPS_KEY", "MAX_APP_SHARE", "capped_evidence", "merge_by_app"]
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from serving._kv_batch import KVBatch, prefill_inputs
-from serving._sampling import next_tokens
-from serving._text import TextState
-from serving.validation import RequestError
+from serving.engine._kv_batch import KVBatch, prefill_inputs
+from serving.engine._sampling import next_tokens
+from serving.engine._text import TextState
+from serving.refusal import InvalidRequest
 
 __all__ = [
     "BASE_ADAPTER",
@@ -60,16 +60,16 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
-            raise RequestError(
-                400, f"max_tokens must be at least 1, not {self.max_tokens}", field="max_tokens"
+            raise InvalidRequest(
+                f"max_tokens must be at least 1, not {self.max_tokens}", field="max_tokens"
             )
         if not 0 <= self.temperature <= 5:
-            raise RequestError(
-                400, f"temperature must be between 0 and 5, not {self.temperature}",
+            raise InvalidRequest(
+                f"temperature must be between 0 and 5, not {self.temperature}",
                 field="temperature",
-            )  # fmt: skip
+            )
         if not 0 < self.top_p <= 1:
-            raise RequestError(400, f"top_p must be in (0, 1], not {self.top_p}", field="top_p")
+            raise InvalidRequest(f"top_p must be in (0, 1], not {self.top_p}", field="top_p")
 
 
 @dataclass(frozen=True)
@@ -183,12 +183,11 @@ class DecodeEngine:
         return frozenset(getattr(self.model, "peft_config", {}) or ())
 
     def check(self, prompt_tokens: int, params: SamplingParams, adapter: str | None = None) -> None:
-        """RequestError (400) when the request cannot run here; called before it queues."""
+        """InvalidRequest when the request cannot run here; called before it queues."""
         if prompt_tokens < 1:
-            raise RequestError(400, "the prompt is empty: give at least one token", field="prompt")
+            raise InvalidRequest("the prompt is empty: give at least one token", field="prompt")
         if prompt_tokens + params.max_tokens > self.context:
-            raise RequestError(
-                400,
+            raise InvalidRequest(
                 f"the prompt has {prompt_tokens} tokens and max_tokens is {params.max_tokens}: "
                 f"{prompt_tokens + params.max_tokens} in all, more than this model's context "
                 f"of {self.context}",

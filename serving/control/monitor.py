@@ -1,7 +1,7 @@
 """The drift monitor: live traffic of a version against the data it was trained on.
 
 Workers publish an input/prediction profile per version with their heartbeat
-(:mod:`serving.profile`); :func:`recent_profile` sums the live ones, :func:`check_drift`
+(:mod:`serving.worker.profile`); :func:`recent_profile` sums the live ones, :func:`check_drift`
 compares the sum with the version's training profile (PSI of predicted labels vs training
 labels and of text lengths, unknown-token rate, mean confidence), and :func:`report_drift`
 emits the Prefect event the retrain deployment is triggered by and writes the audit log.
@@ -20,8 +20,8 @@ from conveyor.registry import Registry, VersionRecord
 from conveyor.serving_spec import serving_spec_of
 from data_checks.drift import compare_profiles
 from data_checks.reference import profile_of_version
-from serving.bake import live_workers
-from serving.profile import PROFILE_STATS_KEY, InputProfile, merge_profiles
+from serving.canary.bake import live_workers
+from serving.worker.profile import PROFILE_STATS_KEY, InputProfile, merge_profiles
 
 if TYPE_CHECKING:
     from prefect.events import Event

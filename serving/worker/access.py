@@ -1,7 +1,7 @@
 """Who may call the service and how often: API keys, rate limits, daily quotas, usage.
 
 The :class:`Gate` answers one question per request: which application is calling, or a
-:class:`~serving.validation.RequestError` saying why not (401 unknown or revoked key, 403
+a :class:`~serving.refusal.Refusal` saying why not (401 unknown or revoked key, 403
 a deployment the key may not call, 429 over rate or quota, with ``retry_after``). Keys are
 checked against the registry (SHA-256 only) and remembered for ``key_ttl`` seconds, so a
 revocation takes effect within that time. Limits are counted per worker by default
@@ -25,11 +25,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from conveyor.errors import ConveyorError
 from conveyor.registry import API_KEY_PREFIX, ApiKeyRecord, Registry, hash_api_key
-from serving.validation import RequestError
+from serving.refusal import Refusal, RefusalKind
 
 __all__ = [
     "Gate",
@@ -83,13 +83,18 @@ def seconds_to_midnight(now: datetime | None = None) -> float:
     return (midnight - now).total_seconds()
 
 
-class Refused(RequestError):
-    """A refusal at the edge, with the app (when known) and the outcome label for metrics."""
+class Refused(Refusal):
+    """A caller refused, with the app (when known) and the outcome label for metrics."""
 
     def __init__(
-        self, status: int, reason: str, outcome: str, app: str = "-", retry: float | None = None
+        self,
+        kind: RefusalKind,
+        reason: str,
+        outcome: str,
+        app: str = "-",
+        retry: float | None = None,
     ) -> None:
-        super().__init__(status, reason, retry_after=retry)
+        super().__init__(kind, reason, retry_after=retry)
         self.outcome = outcome
         self.app = app
 
@@ -308,26 +313,35 @@ class Gate:
         self._day = today()
 
     def admit(self, authorization: str | None, *, tokens: bool = False) -> str:
-        """The calling app ("-" when anonymous calls are allowed), or RequestError.
+        """The calling app ("-" when anonymous calls are allowed), or :class:`Refused`.
         ``tokens``: a language-model call, also refused over the key's token limits."""
         if not authorization:
             if self.required:
                 raise Refused(
-                    401, "missing API key: send 'Authorization: Bearer <key>'", "unauthorized"
+                    RefusalKind.UNAUTHENTICATED,
+                    "missing API key: send 'Authorization: Bearer <key>'",
+                    "unauthorized",
                 )
             return "-"
         scheme, _, raw = authorization.strip().partition(" ")
         token = raw.strip()
         if scheme.lower() != "bearer" or not token:
-            raise Refused(401, "malformed Authorization header: use 'Bearer <key>'", "unauthorized")
+            raise Refused(
+                RefusalKind.UNAUTHENTICATED,
+                "malformed Authorization header: use 'Bearer <key>'",
+                "unauthorized",
+            )
         if not self.required and not token.startswith(API_KEY_PREFIX):
             return "-"  # a placeholder (OpenAI clients always send a key); keys are off here
         record = self._verify(token)
         if record is None:
-            raise Refused(401, "unknown or revoked API key", "unauthorized")
+            raise Refused(RefusalKind.UNAUTHENTICATED, "unknown or revoked API key", "unauthorized")
         if self.deployment not in record.deployments and "*" not in record.deployments:
             raise Refused(
-                403, f"app '{record.app}' may not call {self.deployment}", "forbidden", record.app
+                RefusalKind.FORBIDDEN,
+                f"app '{record.app}' may not call {self.deployment}",
+                "forbidden",
+                record.app,
             )
         try:
             refused = self._tokens_left(record) if tokens else None
@@ -338,14 +352,23 @@ class Gate:
         except Exception as exc:  # Redis down: fail closed (never unlimited), and say when to retry
             log.warning("rate limiter unavailable: %s", exc)
             raise Refused(
-                503, "rate limits cannot be checked right now; retry shortly", "unavailable",
-                record.app, UNAVAILABLE_RETRY_SECONDS,
-            ) from exc  # fmt: skip
+                RefusalKind.UNAVAILABLE,
+                "rate limits cannot be checked right now; retry shortly",
+                "unavailable",
+                record.app,
+                UNAVAILABLE_RETRY_SECONDS,
+            ) from exc
         self._count(record.app, refused is not None)
         if refused is not None:
             reason, retry = refused
             what, outcome = _refusal(record, reason)
-            raise Refused(429, f"app '{record.app}' is over its {what}", outcome, record.app, retry)
+            raise Refused(
+                RefusalKind.LIMITED,
+                f"app '{record.app}' is over its {what}",
+                outcome,
+                record.app,
+                retry,
+            )
         return record.app
 
     def _tokens_left(self, record: ApiKeyRecord) -> tuple[str, float] | None:
@@ -381,9 +404,11 @@ class Gate:
                 return cached[0]
             log.warning("API keys cannot be checked: %s", exc)
             raise Refused(
-                503, "API keys cannot be checked right now; retry shortly", "unavailable",
+                RefusalKind.UNAVAILABLE,
+                "API keys cannot be checked right now; retry shortly",
+                "unavailable",
                 retry=UNAVAILABLE_RETRY_SECONDS,
-            ) from exc  # fmt: skip
+            ) from exc
         with self._lock:
             self._keys[digest] = (record, now + self.key_ttl)
             self._keys.move_to_end(digest)
@@ -442,10 +467,3 @@ class Gate:
 
 def retry_after_header(seconds: float | None) -> str:
     return str(max(1, math.ceil(seconds or 1.0)))
-
-
-def error_body(exc: RequestError) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": exc.reason}
-    if exc.field:
-        body["field"] = exc.field
-    return body

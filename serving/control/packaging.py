@@ -18,8 +18,8 @@ from typing import Any
 from conveyor.model_folder import ArtifactError, bento_model_tag, verify_content
 from conveyor.registry import Registry, VersionStatus
 from conveyor.serving_spec import serving_spec_of
-from serving.bento_contents import bento_contents
-from serving.server import REPO_ROOT
+from serving.control.bento_contents import bento_contents
+from serving.control.server import REPO_ROOT
 
 __all__ = ["ALLOWED_SUFFIXES", "Packaged", "package_version"]
 
@@ -102,9 +102,9 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
 
 
 def _export_onnx(folder: Path, max_length: int) -> None:
-    """``model.onnx`` beside the weights, checked against PyTorch (see serving.onnx_backend)."""
-    from serving.inference import load_for_serving
-    from serving.onnx_backend import export_classifier
+    """``model.onnx`` beside the weights, checked against PyTorch (see the ONNX backend)."""
+    from serving.engine.inference import load_for_serving
+    from serving.engine.onnx_backend import export_classifier
 
     diff = export_classifier(load_for_serving(folder, "classification"), folder, max_length)
     log.info("ONNX export of %s: max abs difference %.3g", folder.name, diff)
@@ -129,7 +129,7 @@ def _build_bento(model_tag: str, deployment: str) -> str:
     os.environ["CONVEYOR_BENTO_MODEL"] = model_tag  # the service module pins it at import
     try:
         bento = bentoml.bentos.build(
-            "serving.service:Conveyor",
+            "serving.http.service:Conveyor",
             name=deployment,
             version=model_tag.split(":")[1],
             labels={"model": model_tag},

@@ -1,6 +1,6 @@
 """The BentoML service: thin glue from HTTP to the controller, the batcher and the inference code.
 
-``conveyor serve`` starts ``bentoml serve serving.service:Conveyor`` with
+``conveyor serve`` starts ``bentoml serve serving.http.service:Conveyor`` with
 ``CONVEYOR_SERVE_DEPLOYMENT`` set: every worker follows that deployment's production alias.
 A packaged Bento sets ``CONVEYOR_BENTO_MODEL`` instead and serves that one model, pinned.
 """
@@ -21,13 +21,14 @@ from conveyor.settings import load_settings
 SETTINGS = load_settings()  # this process is a service: it reads its settings at start
 apply_offline_environment(SETTINGS)  # before any library can reach the network
 
-from serving import _timeout  # noqa: E402
-from serving.access import current_app  # noqa: E402
-from serving.edge import EdgeGuard  # noqa: E402
-from serving.openai_routes import openai_router  # noqa: E402
-from serving.openapi import ApiFacts, OpenApiPages  # noqa: E402
-from serving.runtime import Runtime, start_runtime  # noqa: E402
-from serving.validation import RequestError, check_texts  # noqa: E402
+from serving.http import _timeout  # noqa: E402
+from serving.http.edge import EdgeGuard  # noqa: E402
+from serving.http.openai_routes import openai_router  # noqa: E402
+from serving.http.openapi import ApiFacts, OpenApiPages  # noqa: E402
+from serving.http.validation import RequestError, check_texts, status_of  # noqa: E402
+from serving.refusal import Refusal  # noqa: E402
+from serving.worker.access import current_app  # noqa: E402
+from serving.worker.runtime import Runtime, start_runtime  # noqa: E402
 
 __all__ = ["Conveyor"]
 
@@ -92,8 +93,8 @@ class Conveyor:
     def _shutdown(self) -> None:
         self.runtime.stop()
 
-    def _refuse(self, ctx: bentoml.Context, exc: RequestError) -> dict[str, Any]:
-        ctx.response.status_code = exc.status
+    def _refuse(self, ctx: bentoml.Context, exc: Refusal) -> dict[str, Any]:
+        ctx.response.status_code = status_of(exc)
         if exc.retry_after is not None:
             ctx.response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return {"error": exc.reason, "field": exc.field} if exc.field else {"error": exc.reason}
@@ -110,7 +111,7 @@ class Conveyor:
         start = time.perf_counter()
         try:
             served, role = self.runtime.pick(ctx.request.headers.get("x-canary-key"))
-        except RequestError as exc:
+        except Refusal as exc:
             return self._refuse(ctx, exc)
         ctx.response.headers["X-Model-Version"] = served.version
         ctx.response.headers["X-Model-Role"] = role
@@ -122,7 +123,7 @@ class Conveyor:
                 raise RequestError(
                     404, f"{served.version} is a {served.task} model: use /v1/chat/completions"
                 )
-        except RequestError as exc:
+        except Refusal as exc:
             return self._refuse(ctx, exc)
         try:
             results, executed = await self.runtime.classify(served, items, top_k)

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from serving.decoding import SamplingParams, TokenEvent
-from serving.validation import RequestError
+from serving.engine.decoding import SamplingParams, TokenEvent
+from serving.http.validation import RequestError, status_of
+from serving.refusal import Refusal
 
 __all__ = [
     "DONE",
@@ -80,10 +81,10 @@ class ApiError(RequestError):
         self.code = code
 
 
-def error_body(exc: RequestError) -> dict[str, Any]:
+def error_body(exc: Refusal) -> dict[str, Any]:
     """``{"error": {"message", "type", "param", "code"}}`` for any refusal of ours."""
     code = getattr(exc, "code", None) or _CODES.get(getattr(exc, "outcome", ""), None)
-    kind = _TYPES.get(exc.status, "server_error")
+    kind = _TYPES.get(status_of(exc), "server_error")
     return {"error": {"message": exc.reason, "type": kind, "param": exc.field, "code": code}}
 
 

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from serving.profile import InputProfile, profile_of
+from serving.worker.profile import InputProfile, profile_of
 
 __all__ = ["ProfileRecorder"]
 
