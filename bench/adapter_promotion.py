@@ -29,7 +29,7 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import Outcome, promote, rollback
 from serving.engine.adapters import AdapterPool
-from serving.worker.controller import load_version, release_version
+from serving.worker.loading import load_version, release_version
 from tests.faults.traffic import Traffic
 from tests.generation.adapter_traffic import (
     alias_to_full,

@@ -41,7 +41,7 @@ def create(
     ] = None,
 ) -> None:
     """Make a key; it is printed once (only its SHA-256 is stored) and audited."""
-    from serving.worker.access import parse_quota, parse_rate
+    from serving.worker.limits import parse_quota, parse_rate
 
     names = [name.strip() for item in deployments for name in item.split(",") if name.strip()]
     record, plaintext = _context.registry().create_api_key(

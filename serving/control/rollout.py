@@ -22,7 +22,8 @@ from conveyor.registry import (
 from conveyor.serving_spec import serving_spec_of
 from serving.canary.bake import judge_rollout, live_workers
 from serving.control.errors import ConvergenceError, PromotionRefused
-from serving.worker.controller import PREWARM_ALIAS, load_failure, load_version, release_version
+from serving.worker.controller import PREWARM_ALIAS
+from serving.worker.loading import load_failure, load_version, release_version
 
 __all__ = [
     "Outcome",

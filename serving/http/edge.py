@@ -154,6 +154,33 @@ class EdgeGuard:
         if scope["type"] != "http" or scope["path"] not in MODEL_PATHS or runtime is None:
             await self.app(scope, receive, send)
             return
+        admitted = await self._admit(scope, receive, send, runtime)
+        if admitted is None:
+            return
+        app, body = admitted
+        runtime.metrics.admission.labels(runtime.deployment, app, "ok").inc()
+        runtime.in_flight += 1
+        token = current_app.set(app)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            runtime.in_flight -= 1
+            current_app.reset(token)
+
+    async def _admit(
+        self, scope: Any, receive: Any, send: Any, runtime: Any
+    ) -> tuple[str, bytes] | None:
+        """The calling app and the request's body, or None when the request was refused
+        (the refusal is sent and counted here)."""
         path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         app = "-"
@@ -185,30 +212,14 @@ class EdgeGuard:
             if isinstance(exc, Refused):
                 runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
             await send_error(send, exc, openai)
-            return
+            return None
         except Exception:  # a defect of ours while admitting: answer at once, never hang
             log.exception("admitting a request to %s failed", path)
             runtime.metrics.admission.labels(runtime.deployment, app, "edge_error").inc()
             failure = RequestError(500, "the server failed while admitting the request")
             await send_error(send, failure, openai)
-            return
-        runtime.metrics.admission.labels(runtime.deployment, app, "ok").inc()
-        runtime.in_flight += 1
-        token = current_app.set(app)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        try:
-            await self.app(scope, replay, send)
-        finally:
-            runtime.in_flight -= 1
-            current_app.reset(token)
+            return None
+        return app, body
 
     async def _may_view(self, scope: Any, runtime: Any, send: Any) -> bool:
         """Beyond loopback, ``/v1/status`` and ``/metrics`` need a key too: they name

@@ -43,7 +43,7 @@ from serving.refusal import Refusal
 from serving.worker.access import current_app
 
 if TYPE_CHECKING:
-    from serving.worker.controller import Served
+    from serving.worker.loading import Served
     from serving.worker.runtime import Runtime
 
 __all__ = ["openai_router", "prompt_ids"]

@@ -19,68 +19,21 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
-import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from conveyor.errors import ConveyorError
 from conveyor.registry import API_KEY_PREFIX, ApiKeyRecord, Registry, hash_api_key
 from serving.refusal import Refusal, RefusalKind
+from serving.worker.limits import Limiter, LocalTokenLimiter, TokenLimiter, today
 
-__all__ = [
-    "Gate",
-    "Refused",
-    "Limiter",
-    "LocalLimiter",
-    "LocalTokenLimiter",
-    "RedisLimiter",
-    "RedisTokenLimiter",
-    "TokenLimiter",
-    "current_app",
-    "parse_quota",
-    "parse_rate",
-    "rate_window",
-    "today",
-]
+__all__ = ["Gate", "Refused", "current_app", "retry_after_header"]
 
 log = logging.getLogger(__name__)
 current_app: contextvars.ContextVar[str] = contextvars.ContextVar("conveyor_app", default="-")
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*$")
-_PER = {None: 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
-_PER |= {"h": 3600.0, "hour": 3600.0}
 UNAVAILABLE_RETRY_SECONDS = 2.0
 MAX_KEYS_CACHED = 10_000
-_QUOTA = re.compile(r"^\s*(\d+)\s*(?:/\s*(d|day))?\s*$")
-
-
-def parse_rate(text: str) -> float:
-    """``20/s``, ``600/min``, ``5000/hour`` or a bare number: requests per second."""
-    match = _RATE.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ConveyorError(f"rate '{text}': give requests per time, e.g. 20/s or 600/min")
-    return float(match.group(1)) / _PER[match.group(2)]
-
-
-def parse_quota(text: str) -> int:
-    """``100000/day`` or a bare number: requests per UTC day."""
-    match = _QUOTA.match(text)
-    if not match or int(match.group(1)) <= 0:
-        raise ConveyorError(f"quota '{text}': give requests per day, e.g. 100000/day")
-    return int(match.group(1))
-
-
-def today(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%d")
-
-
-def seconds_to_midnight(now: datetime | None = None) -> float:
-    now = now or datetime.now(UTC)
-    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight - now).total_seconds()
 
 
 class Refused(Refusal):
@@ -97,182 +50,6 @@ class Refused(Refusal):
         super().__init__(kind, reason, retry_after=retry)
         self.outcome = outcome
         self.app = app
-
-
-class Limiter(Protocol):
-    def take(self, app: str, rate: float | None, quota: int | None) -> tuple[str, float] | None:
-        """Count one request: None when admitted, else ("rate" | "quota", retry after s)."""
-        ...
-
-    def refresh(self, totals: dict[str, int]) -> None:
-        """The day's totals per app as the registry has them (after a usage flush)."""
-        ...
-
-
-class LocalLimiter:
-    """Token bucket per app (burst = one second of rate) and a daily count, in this worker."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._baseline: dict[str, int] = {}
-        self._since_refresh: dict[str, int] = {}
-        self._day = today()
-
-    def take(self, app: str, rate: float | None, quota: int | None) -> tuple[str, float] | None:
-        with self._lock:
-            if today() != self._day:
-                self._day, self._baseline, self._since_refresh = today(), {}, {}
-            if quota is not None:
-                used = self._baseline.get(app, 0) + self._since_refresh.get(app, 0)
-                if used >= quota:
-                    return "quota", seconds_to_midnight()
-            if rate is not None:
-                now = self._clock()
-                capacity = max(1.0, rate)
-                tokens, last = self._buckets.get(app, (capacity, now))
-                tokens = min(capacity, tokens + (now - last) * rate)
-                if tokens < 1.0:
-                    self._buckets[app] = (tokens, now)
-                    return "rate", (1.0 - tokens) / rate
-                self._buckets[app] = (tokens - 1.0, now)
-            self._since_refresh[app] = self._since_refresh.get(app, 0) + 1
-            return None
-
-    def refresh(self, totals: dict[str, int]) -> None:
-        with self._lock:
-            self._baseline = dict(totals)
-            self._since_refresh = {}
-
-
-def rate_window(rate: float) -> tuple[int, int]:
-    """``(seconds, requests)``: the fixed window a rate is counted in, and how many it allows.
-
-    One second at 1/s or more; below, the shortest whole window that allows one request, so
-    100/hour is one per 36 s (never 3,600/hour, a one-second window's floor). Never over."""
-    seconds = 1 if rate >= 1 else math.ceil(1 / rate - 1e-9)
-    return seconds, max(1, math.floor(rate * seconds + 1e-9))
-
-
-class RedisLimiter:
-    """Fixed windows (:func:`rate_window`) and a per-day counter in Redis, shared by every
-    process."""
-
-    def __init__(self, url: str, prefix: str = "conveyor") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        self._prefix = prefix
-
-    def take(self, app: str, rate: float | None, quota: int | None) -> tuple[str, float] | None:
-        now = time.time()
-        pipe = self._redis.pipeline()
-        day_key = f"{self._prefix}:quota:{app}:{today()}"
-        window, allowed = rate_window(rate) if rate is not None else (1, 0)
-        window_key = f"{self._prefix}:rate:{app}:{window}:{int(now // window)}"
-        pipe.incr(day_key)
-        pipe.expire(day_key, 2 * 86400)
-        pipe.incr(window_key)
-        pipe.expire(window_key, window + 1)
-        used, _, in_window, _ = pipe.execute()
-        if quota is not None and int(used) > quota:
-            self._redis.decr(day_key)
-            return "quota", seconds_to_midnight()
-        if rate is not None and int(in_window) > allowed:
-            self._redis.decr(day_key)
-            return "rate", window - (now % window)
-        return None
-
-    def refresh(self, totals: dict[str, int]) -> None:
-        """Redis holds the shared count already."""
-
-
-class TokenLimiter(Protocol):
-    """Tokens (prompt + completion) per app, counted in fixed UTC minutes and days."""
-
-    def check(
-        self, app: str, per_minute: int | None, per_day: int | None
-    ) -> tuple[str, float] | None:
-        """None when the app has tokens left, else ("tokens_per_minute" | "tokens_per_day",
-        retry after s). A request's tokens are known only once answered: the check admits
-        while the window is under its limit, and :meth:`spend` counts what was used."""
-        ...
-
-    def spend(self, app: str, tokens: int) -> None: ...
-
-
-def _minute(now: float) -> tuple[int, float]:
-    """The fixed minute ``now`` falls in, and the seconds left in it."""
-    return int(now // 60), 60 - now % 60
-
-
-class LocalTokenLimiter:
-    """This worker's count per app of the current minute and UTC day."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._minutes: dict[str, tuple[int, int]] = {}
-        self._days: dict[str, tuple[str, int]] = {}
-
-    def _used(self, app: str) -> tuple[int, int, float]:
-        minute, left = _minute(self._clock())
-        at, in_minute = self._minutes.get(app, (minute, 0))
-        day, in_day = self._days.get(app, (today(), 0))
-        return (in_minute if at == minute else 0), (in_day if day == today() else 0), left
-
-    def check(
-        self, app: str, per_minute: int | None, per_day: int | None
-    ) -> tuple[str, float] | None:
-        with self._lock:
-            in_minute, in_day, left = self._used(app)
-        if per_day is not None and in_day >= per_day:
-            return "tokens_per_day", seconds_to_midnight()
-        if per_minute is not None and in_minute >= per_minute:
-            return "tokens_per_minute", left
-        return None
-
-    def spend(self, app: str, tokens: int) -> None:
-        with self._lock:
-            in_minute, in_day, _ = self._used(app)
-            self._minutes[app] = (_minute(self._clock())[0], in_minute + tokens)
-            self._days[app] = (today(), in_day + tokens)
-
-
-class RedisTokenLimiter:
-    """The same windows in Redis, shared by every worker and replica."""
-
-    def __init__(self, url: str, prefix: str = "conveyor") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        self._prefix = prefix
-
-    def _keys(self, app: str, now: float) -> tuple[str, str]:
-        minute = _minute(now)[0]
-        base = f"{self._prefix}:tokens:{app}"
-        return f"{base}:m:{minute}", f"{base}:d:{today()}"
-
-    def check(
-        self, app: str, per_minute: int | None, per_day: int | None
-    ) -> tuple[str, float] | None:
-        now = time.time()
-        in_minute, in_day = (int(v or 0) for v in self._redis.mget(self._keys(app, now)))
-        if per_day is not None and in_day >= per_day:
-            return "tokens_per_day", seconds_to_midnight()
-        if per_minute is not None and in_minute >= per_minute:
-            return "tokens_per_minute", _minute(now)[1]
-        return None
-
-    def spend(self, app: str, tokens: int) -> None:
-        minute_key, day_key = self._keys(app, time.time())
-        pipe = self._redis.pipeline()
-        pipe.incrby(minute_key, tokens)
-        pipe.expire(minute_key, 120)
-        pipe.incrby(day_key, tokens)
-        pipe.expire(day_key, 2 * 86400)
-        pipe.execute()
 
 
 def _refusal(record: ApiKeyRecord, reason: str) -> tuple[str, str]:

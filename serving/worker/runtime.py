@@ -16,22 +16,17 @@ import torch
 from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import LOOPBACK_HOSTS, Settings, load_settings
-from serving.canary.stats import LATENCY_BUCKETS_MS
 from serving.engine.batcher import Batcher
 from serving.engine.decoding import DecodeEngine
 from serving.engine.inference import classify_texts, preload_model_libraries
 from serving.refusal import Unavailable
-from serving.worker.access import (
-    Gate,
-    LocalLimiter,
-    LocalTokenLimiter,
-    RedisLimiter,
-    RedisTokenLimiter,
-    current_app,
-)
+from serving.worker.access import Gate, current_app
 from serving.worker.cache import Cache, PredictionCache
 from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
-from serving.worker.controller import Controller, Routing, Served, load_failure, load_version
+from serving.worker.controller import Controller, Routing
+from serving.worker.limits import LocalLimiter, LocalTokenLimiter, RedisLimiter, RedisTokenLimiter
+from serving.worker.loading import Served, load_failure, load_version
+from serving.worker.metrics import WorkerMetrics
 from serving.worker.profiler import ProfileRecorder
 
 __all__ = ["Runtime", "start_runtime"]
@@ -43,105 +38,11 @@ def _forward(served: Served, texts: list[str], top_k: int) -> list[dict[str, Any
     return classify_texts(served.loaded, texts, top_k, served.max_length)
 
 
-TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-OUTPUT_TOKENS_BUCKETS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-TOKENS_PER_SECOND_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
-CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-TEXT_CHARS_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 4096)
-
-
-class _Metrics:
-    """Prometheus series per model version (created after BentoML set multiprocess mode).
-
-    ``registry`` is prometheus_client's default one unless a test passes its own.
-    """
-
-    def __init__(self, registry: Any = None) -> None:
-        from prometheus_client import REGISTRY, Counter, Histogram
-
-        into = registry if registry is not None else REGISTRY
-        labels = ["deployment", "version", "role", "endpoint"]
-        self.requests = Counter(
-            "conveyor_requests", "Requests answered by a model", [*labels, "app"], registry=into
-        )
-        self.errors = Counter(
-            "conveyor_errors", "Requests the model failed", [*labels, "app"], registry=into
-        )
-        self.latency = Histogram(
-            "conveyor_request_seconds",
-            "Latency of model requests",
-            labels,
-            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
-            registry=into,
-        )
-        self.admission = Counter(
-            "conveyor_admission",
-            "Requests at the edge by app and outcome (ok, unauthorized, forbidden, "
-            "rate_limited, quota_exceeded, overloaded)",
-            ["deployment", "app", "outcome"],
-            registry=into,
-        )
-        self.cache = Counter(
-            "conveyor_cache_lookups",
-            "Prediction cache lookups per text (outcome: hit or miss)",
-            ["deployment", "version", "outcome"],
-            registry=into,
-        )
-        self.texts = Counter(
-            "conveyor_predicted_labels",
-            "Texts classified, by predicted label (for drift dashboards)",
-            ["deployment", "version", "label"],
-            registry=into,
-        )
-        self.confidence = Histogram(
-            "conveyor_prediction_confidence",
-            "Score of the predicted label per text (drift: a falling mean means unsure answers)",
-            ["deployment", "version"],
-            buckets=CONFIDENCE_BUCKETS,
-            registry=into,
-        )
-        version = ["deployment", "version", "role"]
-        self.first_token = Histogram(
-            "conveyor_time_to_first_token_seconds",
-            "Language models: from the request to its first output token",
-            version,
-            buckets=TTFT_BUCKETS_S,
-            registry=into,
-        )
-        self.output_tokens = Histogram(
-            "conveyor_output_tokens",
-            "Language models: completion tokens per answer (the _sum is every token produced)",
-            version,
-            buckets=OUTPUT_TOKENS_BUCKETS,
-            registry=into,
-        )
-        self.tokens_per_second = Histogram(
-            "conveyor_output_tokens_per_second",
-            "Language models: each answer's decode speed after its first token",
-            version,
-            buckets=TOKENS_PER_SECOND_BUCKETS,
-            registry=into,
-        )
-        self.finish = Counter(
-            "conveyor_finish_reasons",
-            "Language models: answers by finish reason (stop, length, cancelled: client gone)",
-            [*version, "reason"],
-            registry=into,
-        )
-        self.text_chars = Histogram(
-            "conveyor_input_chars",
-            "Length of each classified text in characters (drift: the inputs changed shape)",
-            ["deployment", "version"],
-            buckets=TEXT_CHARS_BUCKETS,
-            registry=into,
-        )
-
-
 @dataclass
 class Runtime:
     controller: Controller
     batcher: Batcher
-    metrics: _Metrics
+    metrics: WorkerMetrics
     pinned: str | None
     gate: Gate
     cache: Cache
@@ -334,7 +235,7 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     settings = load_settings()
     torch.set_num_threads(settings.torch_threads or torch.get_num_threads())
     preload_model_libraries()  # not on the controller thread, competing with traffic
-    metrics = _Metrics()
+    metrics = WorkerMetrics()
     batcher = Batcher(_forward)  # each version's own serving.batching bounds its passes
     index = int(server_context.worker_index or 0)
     if pinned:
@@ -385,7 +286,7 @@ def _cache(settings: Settings, deployment: str) -> Cache:
 
 
 def _assemble(
-    controller: Controller, batcher: Batcher, metrics: _Metrics, pinned: str | None
+    controller: Controller, batcher: Batcher, metrics: WorkerMetrics, pinned: str | None
 ) -> Runtime:
     """The edge of the worker: the key gate (with usage flushing), the cache, the bound."""
     settings = load_settings()

@@ -28,7 +28,7 @@ from serving.canary.bake import live_workers
 from serving.control.errors import PromotionRefused
 from serving.control.packaging import package_version
 from serving.control.rollout import promote
-from serving.worker.controller import model_folder
+from serving.worker.loading import model_folder
 from tests.faults.conftest import FaultTable
 from tests.faults.traffic import Traffic
 from tests.serving.conftest import DEPLOYMENT, make_version, running_server

@@ -11,7 +11,8 @@ import pytest
 
 from conveyor.registry import Registry
 from serving.http.validation import status_of
-from serving.worker.access import Gate, LocalLimiter, RedisLimiter, Refused, rate_window
+from serving.worker.access import Gate, Refused
+from serving.worker.limits import LocalLimiter, RedisLimiter, rate_window
 from tests.conftest import port_open
 from tests.serving.test_cache_redis import URL, delete_matching
 

@@ -182,7 +182,7 @@ def test_a_full_model_version_gets_its_own_engine_and_releases_it(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    from serving.worker.controller import load_version, release_version
+    from serving.worker.loading import load_version, release_version
 
     folder = write_model_folder(
         settings.models_dir, DEPLOYMENT, AutoModelForCausalLM.from_pretrained(str(tiny_llama)),

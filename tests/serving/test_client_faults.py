@@ -16,7 +16,7 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.engine.batcher import Batcher
 from serving.engine.inference import classify_texts, context_length
-from serving.worker.controller import Served, load_version
+from serving.worker.loading import Served, load_version
 from tests.clinc_slices import clinc_texts
 from tests.serving.conftest import (
     LONG_TEXT,

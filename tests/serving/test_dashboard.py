@@ -26,10 +26,10 @@ def exported_series() -> set[str]:
     """Every series name serving's metrics produce, read from the code's own collectors."""
     from prometheus_client import CollectorRegistry
 
-    from serving.worker.runtime import _Metrics
+    from serving.worker.metrics import WorkerMetrics
 
     registry = CollectorRegistry()
-    _Metrics(registry)
+    WorkerMetrics(registry)
     return {
         family.name + suffix for family in registry.collect() for suffix in _SUFFIXES[family.type]
     }

@@ -16,7 +16,7 @@ import pytest
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from serving.worker.access import today
+from serving.worker.limits import today
 from tests.serving.conftest import DEPLOYMENT, make_version, running_server
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from serving.http.edge import EdgeGuard
-from serving.worker.runtime import _Metrics
+from serving.worker.metrics import WorkerMetrics
 
 
 class _BrokenGate:
@@ -23,7 +23,7 @@ class _BrokenGate:
 
 @pytest.mark.parametrize(("path", "openai"), [("/classify", False), ("/v1/chat/completions", True)])
 def test_an_edge_defect_answers_500_at_once(path: str, openai: bool) -> None:
-    metrics = _Metrics(CollectorRegistry())
+    metrics = WorkerMetrics(CollectorRegistry())
     runtime = SimpleNamespace(
         gate=_BrokenGate(), metrics=metrics, deployment="d", in_flight=0, max_in_flight=8
     )

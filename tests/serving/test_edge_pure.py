@@ -12,8 +12,9 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.http.edge import check_body
 from serving.http.validation import RequestError, status_of
-from serving.worker.access import Gate, LocalLimiter, RedisLimiter, Refused, parse_quota, parse_rate
+from serving.worker.access import Gate, Refused
 from serving.worker.cache import PredictionCache
+from serving.worker.limits import LocalLimiter, RedisLimiter, parse_quota, parse_rate
 from tests.conftest import port_open
 
 
@@ -78,7 +79,7 @@ def test_gate_checks_keys_deployments_limits_and_flushes_usage(registry: Registr
 
 
 def _days(registry: Registry) -> list[str]:
-    from serving.worker.access import today
+    from serving.worker.limits import today
 
     return [today()]
 

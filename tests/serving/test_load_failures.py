@@ -17,7 +17,8 @@ from serving.control.errors import PromotionRefused
 from serving.control.packaging import package_version
 from serving.control.rollout import promote
 from serving.engine.inference import SmokeError
-from serving.worker.controller import Controller, load_failure, model_folder, retry_delay
+from serving.worker.controller import Controller
+from serving.worker.loading import load_failure, model_folder, retry_delay
 from tests.serving.conftest import DEPLOYMENT, make_version
 
 

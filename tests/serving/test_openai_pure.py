@@ -23,7 +23,8 @@ from serving.http.openai_api import (
 )
 from serving.http.validation import status_of
 from serving.refusal import RefusalKind
-from serving.worker.access import LocalTokenLimiter, Refused
+from serving.worker.access import Refused
+from serving.worker.limits import LocalTokenLimiter
 
 pytestmark = pytest.mark.unit
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -200,7 +201,8 @@ def test_a_generative_canary_is_judged_on_its_time_to_first_token() -> None:
 
 
 def test_a_key_with_token_limits_is_refused_429_once_its_minute_is_spent(registry: Any) -> None:
-    from serving.worker.access import Gate, LocalLimiter
+    from serving.worker.access import Gate
+    from serving.worker.limits import LocalLimiter
 
     record, key = registry.create_api_key(
         "shop", ["chat"], tokens_per_minute=40, tokens_per_day=1000

@@ -22,7 +22,7 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.engine.batcher import Batcher
 from serving.engine.inference import classify_texts
-from serving.worker.controller import Served, load_version
+from serving.worker.loading import Served, load_version
 from serving.worker.profile import InputProfile
 from serving.worker.profiler import ProfileRecorder
 from tests.clinc_slices import clinc_texts

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from serving.worker.controller import RepeatedFailure
+from serving.worker.repeated_failure import RepeatedFailure
 
 
 def _fail(failing: RepeatedFailure) -> None:
@@ -20,7 +20,7 @@ def test_a_streak_of_failures_logs_one_traceback_then_counts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     failing = RepeatedFailure("controller tick failed", every=3600)
-    with caplog.at_level(logging.WARNING, logger="serving.worker.controller"):
+    with caplog.at_level(logging.WARNING, logger="serving.worker.repeated_failure"):
         for _ in range(50):  # 10 s of ticks at 0.2 s
             _fail(failing)
         failing.ended()
@@ -33,7 +33,7 @@ def test_a_streak_of_failures_logs_one_traceback_then_counts(
 
 def test_a_long_streak_says_so_every_period(caplog: pytest.LogCaptureFixture) -> None:
     failing = RepeatedFailure("heartbeat failed", every=0.0)
-    with caplog.at_level(logging.WARNING, logger="serving.worker.controller"):
+    with caplog.at_level(logging.WARNING, logger="serving.worker.repeated_failure"):
         for _ in range(3):
             _fail(failing)
     assert [r.getMessage() for r in caplog.records][1:] == [

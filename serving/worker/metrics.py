@@ -1,0 +1,116 @@
+"""One worker's Prometheus series, per deployment, model version, role and app.
+
+Created after BentoML set prometheus_client's multiprocess mode, so every worker's figures
+add up on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serving.canary.stats import LATENCY_BUCKETS_MS
+
+__all__ = ["WorkerMetrics"]
+
+TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OUTPUT_TOKENS_BUCKETS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+TOKENS_PER_SECOND_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+TEXT_CHARS_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class WorkerMetrics:
+    """Prometheus series per model version (created after BentoML set multiprocess mode).
+
+    ``registry`` is prometheus_client's default one unless a test passes its own.
+    """
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Histogram
+
+        into = registry if registry is not None else REGISTRY
+        labels = ["deployment", "version", "role", "endpoint"]
+        self.requests = Counter(
+            "conveyor_requests", "Requests answered by a model", [*labels, "app"], registry=into
+        )
+        self.errors = Counter(
+            "conveyor_errors", "Requests the model failed", [*labels, "app"], registry=into
+        )
+        self.latency = Histogram(
+            "conveyor_request_seconds",
+            "Latency of model requests",
+            labels,
+            buckets=[b / 1000 for b in LATENCY_BUCKETS_MS],
+            registry=into,
+        )
+        self.admission = Counter(
+            "conveyor_admission",
+            "Requests at the edge by app and outcome (ok, unauthorized, forbidden, "
+            "rate_limited, quota_exceeded, overloaded)",
+            ["deployment", "app", "outcome"],
+            registry=into,
+        )
+        self.cache = Counter(
+            "conveyor_cache_lookups",
+            "Prediction cache lookups per text (outcome: hit or miss)",
+            ["deployment", "version", "outcome"],
+            registry=into,
+        )
+        self._language_model_series(into)
+        self._drift_series(into)
+
+    def _language_model_series(self, into: Any) -> None:
+        from prometheus_client import Counter, Histogram
+
+        version = ["deployment", "version", "role"]
+        self.first_token = Histogram(
+            "conveyor_time_to_first_token_seconds",
+            "Language models: from the request to its first output token",
+            version,
+            buckets=TTFT_BUCKETS_S,
+            registry=into,
+        )
+        self.output_tokens = Histogram(
+            "conveyor_output_tokens",
+            "Language models: completion tokens per answer (the _sum is every token produced)",
+            version,
+            buckets=OUTPUT_TOKENS_BUCKETS,
+            registry=into,
+        )
+        self.tokens_per_second = Histogram(
+            "conveyor_output_tokens_per_second",
+            "Language models: each answer's decode speed after its first token",
+            version,
+            buckets=TOKENS_PER_SECOND_BUCKETS,
+            registry=into,
+        )
+        self.finish = Counter(
+            "conveyor_finish_reasons",
+            "Language models: answers by finish reason (stop, length, cancelled: client gone)",
+            [*version, "reason"],
+            registry=into,
+        )
+
+    def _drift_series(self, into: Any) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.texts = Counter(
+            "conveyor_predicted_labels",
+            "Texts classified, by predicted label (for drift dashboards)",
+            ["deployment", "version", "label"],
+            registry=into,
+        )
+        self.confidence = Histogram(
+            "conveyor_prediction_confidence",
+            "Score of the predicted label per text (drift: a falling mean means unsure answers)",
+            ["deployment", "version"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=into,
+        )
+        self.text_chars = Histogram(
+            "conveyor_input_chars",
+            "Length of each classified text in characters (drift: the inputs changed shape)",
+            ["deployment", "version"],
+            buckets=TEXT_CHARS_BUCKETS,
+            registry=into,
+        )
