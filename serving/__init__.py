@@ -1,6 +1,6 @@
 """Serving, in five rooms (see docs/design.md, "serving"):
 
-- ``serving.http``: the Bento service, the ASGI edge, the OpenAI routes and the OpenAPI page;
+- ``serving.api``: the Bento service, the ASGI edge, the OpenAI routes and the OpenAPI page;
   the only room that speaks HTTP status codes.
 - ``serving.worker``: one worker's state: the live controller (load, warm, verify, swap),
   keys and limits, the prediction cache, traffic profiles.
@@ -10,7 +10,7 @@
 - ``serving.control``: the operator's side: promotion and rollback, status, packaging into
   BentoML, the ``bentoml serve`` process, the drift monitor.
 
-``http`` and ``control`` sit above ``worker``, which sits above ``engine`` and ``canary``
+``api`` and ``control`` sit above ``worker``, which sits above ``engine`` and ``canary``
 (import-linter checks it); ``serving.refusal`` is the one module every room shares.
 Heavy modules (BentoML, torch) are imported where used.
 """

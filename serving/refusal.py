@@ -2,7 +2,7 @@
 
 The engine refuses a request it cannot run (:class:`InvalidRequest`), the worker refuses a
 caller (an unknown key, a limit, an outage); each says what kind of refusal it is. Only the
-HTTP layer turns a kind into a status code (``serving.http.validation.status_of``), so the
+HTTP layer turns a kind into a status code (``serving.api.validation.status_of``), so the
 rooms below it never speak HTTP.
 """
 

@@ -30,7 +30,7 @@ ON_DEMAND_MODULES = (
 LAZY_DISTRIBUTIONS = ("psycopg-binary",)  # psycopg's C speedups: a distribution, no module
 _PROBE = (
     "import importlib, json, sys\n"
-    "import serving.http.service\n"
+    "import serving.api.service\n"
     "from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, "
     "AutoTokenizer\n"
     f"for name in {ON_DEMAND_MODULES!r}: importlib.import_module(name)\n"

@@ -129,7 +129,7 @@ def _build_bento(model_tag: str, deployment: str) -> str:
     os.environ["CONVEYOR_BENTO_MODEL"] = model_tag  # the service module pins it at import
     try:
         bento = bentoml.bentos.build(
-            "serving.http.service:Conveyor",
+            "serving.api.service:Conveyor",
             name=deployment,
             version=model_tag.split(":")[1],
             labels={"model": model_tag},

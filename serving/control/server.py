@@ -14,7 +14,7 @@ from conveyor.settings import Settings
 __all__ = ["REPO_ROOT", "die_with_parent", "serve_command", "serve_environment"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SERVICE = "serving.http.service:Conveyor"
+SERVICE = "serving.api.service:Conveyor"
 
 
 def serve_command(port: int, host: str = "127.0.0.1") -> list[str]:

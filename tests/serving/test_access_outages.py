@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor.registry import Registry
-from serving.http.validation import status_of
+from serving.api.validation import status_of
 from serving.worker.access import Gate, Refused
 from serving.worker.limits import LocalLimiter, RedisLimiter, rate_window
 from tests.conftest import port_open

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from serving.api.validation import status_of
 from serving.engine._kv_batch import KVBatch, prefill_inputs
 from serving.engine._text import TextState
 from serving.engine.decoding import (
@@ -22,7 +23,6 @@ from serving.engine.decoding import (
     SamplingParams,
     TokenEvent,
 )
-from serving.http.validation import status_of
 from serving.refusal import InvalidRequest
 from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 

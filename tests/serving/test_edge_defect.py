@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from serving.http.edge import EdgeGuard
+from serving.api.edge import EdgeGuard
 from serving.worker.metrics import WorkerMetrics
 
 

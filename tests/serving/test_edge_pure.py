@@ -10,8 +10,8 @@ import pytest
 from conveyor.errors import ConveyorError
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.http.edge import check_body
-from serving.http.validation import RequestError, status_of
+from serving.api.edge import check_body
+from serving.api.validation import RequestError, status_of
 from serving.worker.access import Gate, Refused
 from serving.worker.cache import PredictionCache
 from serving.worker.limits import LocalLimiter, RedisLimiter, parse_quota, parse_rate

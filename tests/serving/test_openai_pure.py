@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 
-from serving.canary.judge import CanaryThresholds, Decision, judge_canary
-from serving.canary.stats import VersionStats
-from serving.engine.decoding import TokenEvent
-from serving.http.openai_api import (
+from serving.api.openai_api import (
     ApiError,
     cache_key,
     check_budget,
@@ -21,7 +18,10 @@ from serving.http.openai_api import (
     parse_request,
     sse,
 )
-from serving.http.validation import status_of
+from serving.api.validation import status_of
+from serving.canary.judge import CanaryThresholds, Decision, judge_canary
+from serving.canary.stats import VersionStats
+from serving.engine.decoding import TokenEvent
 from serving.refusal import RefusalKind
 from serving.worker.access import Refused
 from serving.worker.limits import LocalTokenLimiter

@@ -12,7 +12,7 @@ import pytest
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.http.openapi import ApiFacts, index_html, openapi_document
+from serving.api.openapi import ApiFacts, index_html, openapi_document
 from tests.serving.conftest import DEPLOYMENT, make_version, running_server
 
 OPENAI_ROUTES = {"/v1/chat/completions", "/v1/completions"}
@@ -52,7 +52,7 @@ def test_only_the_routes_of_the_serving_task_are_documented(task: str, routes: s
 
 @pytest.mark.unit
 def test_the_openai_request_schema_refuses_what_the_parser_refuses() -> None:
-    from serving.http.openai_api import ApiError, parse_request
+    from serving.api.openai_api import ApiError, parse_request
 
     document = openapi_document(ApiFacts("chat", "chat:v1", "causal-lm", max_new_tokens=16))
     path = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from conveyor.registry import RolloutRecord, RolloutState
+from serving.api.validation import RequestError, check_texts
 from serving.canary import (
     CanaryThresholds,
     Decision,
@@ -20,7 +21,6 @@ from serving.canary import (
     routes_to_canary,
 )
 from serving.engine.batcher import Batcher
-from serving.http.validation import RequestError, check_texts
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LIMITS = CanaryThresholds(max_error_rate=0.05, max_p99_latency_ms=200, min_requests=20)

@@ -16,7 +16,7 @@ import pytest
 from bentoml._internal.server.base_app import BaseAppFactory
 from bentoml._internal.server.http import traffic
 
-from serving.http import _timeout
+from serving.api import _timeout
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from serving.http.edge import MAX_BODY_BYTES
+from serving.api.edge import MAX_BODY_BYTES
 
 __all__ = ["DOCS_PATH", "ApiFacts", "OpenApiPages", "index_html", "openapi_document"]
 

@@ -1,8 +1,8 @@
 """The OpenAI-compatible routes, mounted under ``/v1``: chat and text completions, models.
 
-Thin glue: the edge (:mod:`serving.http.edge`) has already admitted the caller (key, request and
+Thin glue: the edge (:mod:`serving.api.edge`) has already admitted the caller (key, request and
 token limits, the in-flight bound) and read the body; here the request is parsed
-(:mod:`serving.http.openai_api`), routed like ``/classify`` (the canary pick, or the version the
+(:mod:`serving.api.openai_api`), routed like ``/classify`` (the canary pick, or the version the
 ``model`` field pins), decoded by the version's engine, and counted: per-version metrics,
 canary evidence (only when the model ran; its time to first token is what the judge reads)
 and the app's tokens.
@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from serving.engine.decoding import SamplingParams, TokenEvent
-from serving.engine.inference import context_length
-from serving.http.openai_api import (
+from serving.api.openai_api import (
     DONE,
     ApiError,
     Kind,
@@ -38,7 +36,9 @@ from serving.http.openai_api import (
     parse_request,
     sse,
 )
-from serving.http.validation import status_of
+from serving.api.validation import status_of
+from serving.engine.decoding import SamplingParams, TokenEvent
+from serving.engine.inference import context_length
 from serving.refusal import Refusal
 from serving.worker.access import current_app
 

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from serving.api.validation import RequestError, status_of
 from serving.engine.decoding import SamplingParams, TokenEvent
-from serving.http.validation import RequestError, status_of
 from serving.refusal import Refusal
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The BentoML service: thin glue from HTTP to the controller, the batcher and the inference code.
 
-``conveyor serve`` starts ``bentoml serve serving.http.service:Conveyor`` with
+``conveyor serve`` starts ``bentoml serve serving.api.service:Conveyor`` with
 ``CONVEYOR_SERVE_DEPLOYMENT`` set: every worker follows that deployment's production alias.
 A packaged Bento sets ``CONVEYOR_BENTO_MODEL`` instead and serves that one model, pinned.
 """
@@ -21,11 +21,11 @@ from conveyor.settings import load_settings
 SETTINGS = load_settings()  # this process is a service: it reads its settings at start
 apply_offline_environment(SETTINGS)  # before any library can reach the network
 
-from serving.http import _timeout  # noqa: E402
-from serving.http.edge import EdgeGuard  # noqa: E402
-from serving.http.openai_routes import openai_router  # noqa: E402
-from serving.http.openapi import ApiFacts, OpenApiPages  # noqa: E402
-from serving.http.validation import RequestError, check_texts, status_of  # noqa: E402
+from serving.api import _timeout  # noqa: E402
+from serving.api.edge import EdgeGuard  # noqa: E402
+from serving.api.openai_routes import openai_router  # noqa: E402
+from serving.api.openapi import ApiFacts, OpenApiPages  # noqa: E402
+from serving.api.validation import RequestError, check_texts, status_of  # noqa: E402
 from serving.refusal import Refusal  # noqa: E402
 from serving.worker.access import current_app  # noqa: E402
 from serving.worker.runtime import Runtime, start_runtime  # noqa: E402
