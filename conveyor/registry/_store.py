@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.registry._retry import is_retriable
+from conveyor.registry.engine import deferred_reads
 
 __all__ = ["WRITE_RETRIES", "Store"]
 
@@ -37,7 +38,8 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        """A read-only transaction: on SQLite it takes no write lock (see ``engine``)."""
+        with deferred_reads(), self._sessions.begin() as session:
             yield session
 
     def write(self, work: Callable[[Session], T]) -> T:

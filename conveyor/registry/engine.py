@@ -1,8 +1,10 @@
 """Engines for the registry: SQLite made safe for many writers, or any SQLAlchemy URL.
 
-SQLite: WAL journal, a long busy timeout, and every transaction opened with
-``BEGIN IMMEDIATE`` so that two writers queue for the lock instead of failing
-when a reader tries to upgrade; the file is created readable by its owner only (0600), in
+SQLite: WAL journal, a long busy timeout, and every write transaction opened with
+``BEGIN IMMEDIATE`` so that two writers queue for the lock instead of failing when a reader
+tries to upgrade; a read (inside :func:`deferred_reads`) opens with a plain ``BEGIN``, which
+in WAL mode reads its snapshot without waiting for any writer, so a held write lock never
+stalls a read; the file is created readable by its owner only (0600), in
 a folder nobody else may write to. Postgres: plain psycopg 3.
 """
 
@@ -12,6 +14,9 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 
 __all__ = [
     "create_registry_engine",
+    "deferred_reads",
     "is_sqlite",
     "masked_url",
     "normalize_url",
@@ -33,6 +39,17 @@ FOLDER_MODE = 0o700
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 log = logging.getLogger(__name__)
+_READING: ContextVar[bool] = ContextVar("conveyor_registry_reading", default=False)
+
+
+@contextmanager
+def deferred_reads() -> Iterator[None]:
+    """Transactions begun inside take no write lock (SQLite); only reads belong here."""
+    token = _READING.set(True)
+    try:
+        yield
+    finally:
+        _READING.reset(token)
 
 
 def masked_url(url: str) -> str:
@@ -72,7 +89,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if _READING.get() else "BEGIN IMMEDIATE")
 
 
 def _private_folder(folder: Path) -> None:

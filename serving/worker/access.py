@@ -20,12 +20,11 @@ import contextvars
 import logging
 import math
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 
-from conveyor.registry import API_KEY_PREFIX, ApiKeyRecord, Registry, hash_api_key
+from conveyor.registry import API_KEY_PREFIX, ApiKeyRecord, Registry
 from serving.refusal import Refusal, RefusalKind
+from serving.worker.key_cache import FailedAuthLimiter, KeyCache, KeysUnavailable
 from serving.worker.limits import Limiter, LocalTokenLimiter, TokenLimiter, today
 
 __all__ = ["Gate", "Refused", "current_app", "retry_after_header"]
@@ -33,7 +32,6 @@ __all__ = ["Gate", "Refused", "current_app", "retry_after_header"]
 log = logging.getLogger(__name__)
 current_app: contextvars.ContextVar[str] = contextvars.ContextVar("conveyor_app", default="-")
 UNAVAILABLE_RETRY_SECONDS = 2.0
-MAX_KEYS_CACHED = 10_000
 
 
 class Refused(Refusal):
@@ -76,22 +74,25 @@ class Gate:
         tokens: TokenLimiter | None = None,
         key_ttl: float = 2.0,
         stale_ttl: float = 300.0,
+        failed_auth: FailedAuthLimiter | None = None,
     ) -> None:
         self._registry = registry
         self.deployment = deployment
         self.required = required
         self.limiter = limiter
         self.tokens: TokenLimiter = tokens or LocalTokenLimiter()
-        self.key_ttl = key_ttl
-        self.stale_ttl = stale_ttl
-        self._keys: OrderedDict[str, tuple[ApiKeyRecord | None, float]] = OrderedDict()
+        self.keys = KeyCache(registry, ttl=key_ttl, stale_ttl=stale_ttl)
+        self.failed_auth = failed_auth or FailedAuthLimiter()
         self._lock = threading.Lock()
         self._pending: dict[str, list[int]] = {}
         self._day = today()
 
-    def admit(self, authorization: str | None, *, tokens: bool = False) -> str:
+    def admit(
+        self, authorization: str | None, *, tokens: bool = False, client: str | None = None
+    ) -> str:
         """The calling app ("-" when anonymous calls are allowed), or :class:`Refused`.
-        ``tokens``: a language-model call, also refused over the key's token limits."""
+        ``tokens``: a language-model call, also refused over the key's token limits;
+        ``client``: the caller's address, whose failed authentications are limited."""
         if not authorization:
             if self.required:
                 raise Refused(
@@ -110,8 +111,9 @@ class Gate:
             )
         if not self.required and not token.startswith(API_KEY_PREFIX):
             return "-"  # a placeholder (OpenAI clients always send a key); keys are off here
-        record = self._verify(token)
+        record = self._verify(token, client)
         if record is None:
+            self.failed_auth.failed(client)
             raise Refused(RefusalKind.UNAUTHENTICATED, "unknown or revoked API key", "unauthorized")
         if self.deployment not in record.deployments and "*" not in record.deployments:
             raise Refused(
@@ -162,36 +164,29 @@ class Gate:
         except Exception:  # Redis down: the next admit fails closed, this answer stands
             log.warning("token usage of %s not counted", app, exc_info=True)
 
-    def _verify(self, token: str) -> ApiKeyRecord | None:
-        """The key's record from the registry, remembered ``key_ttl`` s. With the registry
-        down, the last answer it gave stands for ``stale_ttl`` s more (last known good); with
-        none, 503 with Retry-After: never an unchecked key."""
-        digest = hash_api_key(token)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._keys.get(digest)
-            if cached is not None:
-                self._keys.move_to_end(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+    def _verify(self, token: str, client: str | None) -> ApiKeyRecord | None:
+        """The key's record (see :class:`KeyCache`): never an unchecked key, never a stall;
+        a client with too many failed keys lately is refused before another lookup."""
+        wait = self.failed_auth.blocked_for(client)
+        if wait is not None:
+            remembered = self.keys.remembered(token)
+            if remembered is not None:  # a good key from a guessing address still works
+                return remembered
+            raise Refused(
+                RefusalKind.LIMITED,
+                "too many requests with unknown keys from this address; retry later",
+                "auth_limited",
+                retry=wait,
+            )
         try:
-            record = self._registry().verify_api_key(token)
-        except Exception as exc:
-            if cached is not None and cached[1] + self.stale_ttl > now:
-                return cached[0]
-            log.warning("API keys cannot be checked: %s", exc)
+            return self.keys.record(token)
+        except KeysUnavailable as exc:
             raise Refused(
                 RefusalKind.UNAVAILABLE,
                 "API keys cannot be checked right now; retry shortly",
                 "unavailable",
                 retry=UNAVAILABLE_RETRY_SECONDS,
             ) from exc
-        with self._lock:
-            self._keys[digest] = (record, now + self.key_ttl)
-            self._keys.move_to_end(digest)
-            while len(self._keys) > MAX_KEYS_CACHED:
-                self._keys.popitem(last=False)
-        return record
 
     def _count(self, app: str, refused: bool) -> None:
         with self._lock:
@@ -233,6 +228,7 @@ class Gate:
 
         def halt() -> None:
             stop.set()
+            self.keys.close()
             thread.join(timeout=5)
             try:
                 self.flush()

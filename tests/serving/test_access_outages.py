@@ -44,7 +44,7 @@ def test_a_key_known_before_the_outage_stays_good_for_stale_ttl(registry: Regist
     assert gate.admit(f"Bearer {key}") == "shop"
     current[0] = down  # the registry goes away
     assert gate.admit(f"Bearer {key}") == "shop", "last known good"
-    gate.stale_ttl = 0.0
+    gate.keys.stale_ttl = 0.0
     with pytest.raises(Refused) as refused:
         gate.admit(f"Bearer {key}")
     assert status_of(refused.value) == 503
