@@ -190,12 +190,9 @@ class EdgeGuard:
             if scope["method"] != method:
                 raise RequestError(405, f"{path} takes {method}")
             authorization = headers.get("authorization")
-            tokens = openai and method == "POST"
             client = (scope.get("client") or (None,))[0]
             if authorization:  # a registry and maybe a Redis call: never on the event loop
-                app = await asyncio.to_thread(
-                    runtime.gate.admit, authorization, tokens=tokens, client=client
-                )
+                app = await asyncio.to_thread(runtime.gate.admit, authorization, client=client)
             else:
                 app = runtime.gate.admit(None)
             body = await _read_body(receive)

@@ -10,6 +10,7 @@ and the app's tokens.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -41,6 +42,7 @@ from serving.engine.decoding import SamplingParams, TokenEvent
 from serving.engine.inference import context_length
 from serving.refusal import Refusal
 from serving.worker.access import current_app
+from serving.worker.token_limits import TokenReservation
 
 if TYPE_CHECKING:
     from serving.worker.loading import Served
@@ -123,6 +125,7 @@ class _Tracker:
     role: str
     endpoint: str
     prompt_text: str = ""
+    reservation: TokenReservation | None = None  # the app's tokens, settled when it ends
     start: float = field(default_factory=time.perf_counter)
     first: float | None = None
     last: TokenEvent | None = None
@@ -159,8 +162,8 @@ class _Tracker:
             executed=executed,
             judged_ms=ttft_ms,
         )
-        if last is not None:
-            runtime.gate.spend(app, last.prompt_tokens + last.completion_tokens)
+        used = last.prompt_tokens + last.completion_tokens if last is not None else 0
+        runtime.gate.settle_tokens(self.reservation, used)
         if not failed:  # the drift monitor's view of the prompts (cached answers too: traffic)
             no_answer = {"label": None, "score": None}  # a language model has no label
             tokenizer = self.served.loaded.tokenizer
@@ -176,11 +179,17 @@ def _cached(runtime: Runtime, served: Served, key: str) -> dict[str, Any] | None
 
 
 async def _complete(
-    runtime: Runtime, served: Served, role: str, llm: LlmRequest, ids: list[int], budget: int
+    runtime: Runtime,
+    served: Served,
+    role: str,
+    llm: LlmRequest,
+    ids: list[int],
+    budget: int,
+    reservation: TokenReservation | None,
 ) -> Response:
     rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
     created = int(time.time())
-    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text)
+    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text, reservation)
     key = cache_key(llm, budget) if llm.greedy else None
     found = _cached(runtime, served, key) if key else None
     headers = {"X-Model-Version": served.version, "X-Model-Role": role}
@@ -223,13 +232,14 @@ async def _events(
     llm: LlmRequest,
     ids: list[int],
     budget: int,
+    reservation: TokenReservation | None,
 ) -> AsyncIterator[bytes]:
     """The server-sent events of one streamed answer; a client that goes away ends the
     decoding at the next token (the engine's stream is closed)."""
     rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
     head = (llm.kind, rid, int(time.time()), served.version)
     usage = llm.include_usage
-    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text)
+    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text, reservation)
     failed = False
     assert served.engine is not None
     try:
@@ -275,15 +285,17 @@ async def _answer(request: Request, runtime: Runtime | None, kind: Kind) -> Resp
         ids = prompt_ids(served.loaded.tokenizer, llm)
         context = context_length(served.loaded) or served.max_length
         budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=context)
+        app = current_app.get()
+        reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
     except ValueError:
         return error_response(ApiError(400, "the body is not valid JSON", param="body"))
     except Refusal as exc:  # the request's fault: never counted against the version
         return error_response(exc, version)
     if not llm.stream:
-        return await _complete(runtime, served, role, llm, ids, budget)
+        return await _complete(runtime, served, role, llm, ids, budget, reservation)
     headers = {"X-Model-Version": served.version, "X-Model-Role": role}
     headers["Cache-Control"] = "no-cache"
-    events = _events(request, runtime, served, role, llm, ids, budget)
+    events = _events(request, runtime, served, role, llm, ids, budget, reservation)
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 

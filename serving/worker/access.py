@@ -21,11 +21,13 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from conveyor.registry import API_KEY_PREFIX, ApiKeyRecord, Registry
-from serving.refusal import Refusal, RefusalKind
+from serving.refusal import InvalidRequest, Refusal, RefusalKind
 from serving.worker.key_cache import FailedAuthLimiter, KeyCache, KeysUnavailable
-from serving.worker.limits import Limiter, LocalTokenLimiter, TokenLimiter, today
+from serving.worker.limits import Limiter, today
+from serving.worker.token_limits import LocalTokenLimiter, TokenLimiter, TokenReservation
 
 __all__ = ["Gate", "Refused", "current_app", "retry_after_header"]
 
@@ -83,16 +85,16 @@ class Gate:
         self.tokens: TokenLimiter = tokens or LocalTokenLimiter()
         self.keys = KeyCache(registry, ttl=key_ttl, stale_ttl=stale_ttl)
         self.failed_auth = failed_auth or FailedAuthLimiter()
+        self._token_limits: dict[str, tuple[int | None, int | None]] = {}
+        self._settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-tokens")
         self._lock = threading.Lock()
         self._pending: dict[str, list[int]] = {}
         self._day = today()
 
-    def admit(
-        self, authorization: str | None, *, tokens: bool = False, client: str | None = None
-    ) -> str:
+    def admit(self, authorization: str | None, *, client: str | None = None) -> str:
         """The calling app ("-" when anonymous calls are allowed), or :class:`Refused`.
-        ``tokens``: a language-model call, also refused over the key's token limits;
-        ``client``: the caller's address, whose failed authentications are limited."""
+        ``client``: the caller's address, whose failed authentications are limited. A
+        language-model call then reserves its tokens with :meth:`reserve_tokens`."""
         if not authorization:
             if self.required:
                 raise Refused(
@@ -122,12 +124,9 @@ class Gate:
                 "forbidden",
                 record.app,
             )
+        self._token_limits[record.app] = (record.tokens_per_minute, record.tokens_per_day)
         try:
-            refused = self._tokens_left(record) if tokens else None
-            if refused is None:
-                refused = self.limiter.take(
-                    record.app, record.rate_per_second, record.quota_per_day
-                )
+            refused = self.limiter.take(record.app, record.rate_per_second, record.quota_per_day)
         except Exception as exc:  # Redis down: fail closed (never unlimited), and say when to retry
             log.warning("rate limiter unavailable: %s", exc)
             raise Refused(
@@ -150,19 +149,59 @@ class Gate:
             )
         return record.app
 
-    def _tokens_left(self, record: ApiKeyRecord) -> tuple[str, float] | None:
-        if record.tokens_per_minute is None and record.tokens_per_day is None:
+    def reserve_tokens(self, app: str, tokens: int) -> TokenReservation | None:
+        """Reserve a language-model request's most tokens (prompt + max_tokens) from its app's
+        limits before it decodes; None when the app has none. A request that could never fit
+        is refused with an invalid ``max_tokens`` (400), one that does not fit now with 429
+        and when to retry; with the limits' store down, 503 (never unlimited)."""
+        per_minute, per_day = self._token_limits.get(app, (None, None))
+        if app == "-" or (per_minute is None and per_day is None):
             return None
-        return self.tokens.check(record.app, record.tokens_per_minute, record.tokens_per_day)
-
-    def spend(self, app: str, tokens: int) -> None:
-        """Count the tokens an answered request used (its usage) against the app's limits."""
-        if app == "-" or tokens <= 0:
-            return
+        ceiling = min(limit for limit in (per_minute, per_day) if limit is not None)
+        if tokens > ceiling:
+            raise InvalidRequest(
+                f"this request may use {tokens} tokens (prompt + max_tokens), more than app "
+                f"'{app}' may use at all ({ceiling}): lower max_tokens or shorten the prompt",
+                field="max_tokens",
+                code="tokens_over_limit",
+            )
         try:
-            self.tokens.spend(app, tokens)
-        except Exception:  # Redis down: the next admit fails closed, this answer stands
-            log.warning("token usage of %s not counted", app, exc_info=True)
+            reserved = self.tokens.reserve(app, tokens, per_minute, per_day)
+        except Exception as exc:  # Redis down: fail closed, and say when to retry
+            log.warning("token limits unavailable: %s", exc)
+            raise Refused(
+                RefusalKind.UNAVAILABLE,
+                "token limits cannot be checked right now; retry shortly",
+                "unavailable",
+                app,
+                UNAVAILABLE_RETRY_SECONDS,
+            ) from exc
+        if isinstance(reserved, TokenReservation):
+            return reserved
+        self._count(app, True)
+        window = "minute" if reserved.window == "tokens_per_minute" else "day"
+        raise Refused(
+            RefusalKind.LIMITED,
+            f"app '{app}' is over its limit of {reserved.limit} tokens per {window}: "
+            f"{reserved.used} used, this request may use {tokens}",
+            "tokens_limited" if window == "minute" else "quota_exceeded",
+            app,
+            reserved.retry_after,
+        )
+
+    def settle_tokens(self, reservation: TokenReservation | None, used: int) -> None:
+        """Give back what an answered (or cancelled) request did not use. Never blocks the
+        caller: the store is written from a background thread."""
+        if reservation is None:
+            return
+
+        def settle() -> None:
+            try:
+                self.tokens.settle(reservation, used)
+            except Exception:  # the store is down: the unused part stays charged
+                log.warning("unused tokens of %s not given back", reservation.app, exc_info=True)
+
+        self._settler.submit(settle)
 
     def _verify(self, token: str, client: str | None) -> ApiKeyRecord | None:
         """The key's record (see :class:`KeyCache`): never an unchecked key, never a stall;
@@ -229,6 +268,7 @@ class Gate:
         def halt() -> None:
             stop.set()
             self.keys.close()
+            self._settler.shutdown(wait=True)
             thread.join(timeout=5)
             try:
                 self.flush()

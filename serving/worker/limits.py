@@ -1,9 +1,8 @@
 """Rate limits, daily quotas and token limits per application: in this worker or in Redis.
 
 A :class:`Limiter` counts requests (a token bucket per app, burst = one second of rate, and
-a count per UTC day); a :class:`TokenLimiter` counts the prompt + completion tokens of
-language-model calls per minute and per day. The local ones count in this worker; the Redis
-ones are shared by every worker and replica. The :class:`~serving.worker.access.Gate` asks
+a count per UTC day), in this worker or in Redis, shared by every worker and replica (token
+limits are in ``serving.worker.token_limits``). The :class:`~serving.worker.access.Gate` asks
 them; they never raise a refusal themselves.
 """
 
@@ -23,10 +22,7 @@ from conveyor.errors import ConveyorError
 __all__ = [
     "Limiter",
     "LocalLimiter",
-    "LocalTokenLimiter",
     "RedisLimiter",
-    "RedisTokenLimiter",
-    "TokenLimiter",
     "parse_quota",
     "parse_rate",
     "rate_window",
@@ -154,90 +150,3 @@ class RedisLimiter:
 
     def refresh(self, totals: dict[str, int]) -> None:
         """Redis holds the shared count already."""
-
-
-class TokenLimiter(Protocol):
-    """Tokens (prompt + completion) per app, counted in fixed UTC minutes and days."""
-
-    def check(
-        self, app: str, per_minute: int | None, per_day: int | None
-    ) -> tuple[str, float] | None:
-        """None when the app has tokens left, else ("tokens_per_minute" | "tokens_per_day",
-        retry after s). A request's tokens are known only once answered: the check admits
-        while the window is under its limit, and :meth:`spend` counts what was used."""
-        ...
-
-    def spend(self, app: str, tokens: int) -> None: ...
-
-
-def _minute(now: float) -> tuple[int, float]:
-    """The fixed minute ``now`` falls in, and the seconds left in it."""
-    return int(now // 60), 60 - now % 60
-
-
-class LocalTokenLimiter:
-    """This worker's count per app of the current minute and UTC day."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._minutes: dict[str, tuple[int, int]] = {}
-        self._days: dict[str, tuple[str, int]] = {}
-
-    def _used(self, app: str) -> tuple[int, int, float]:
-        minute, left = _minute(self._clock())
-        at, in_minute = self._minutes.get(app, (minute, 0))
-        day, in_day = self._days.get(app, (today(), 0))
-        return (in_minute if at == minute else 0), (in_day if day == today() else 0), left
-
-    def check(
-        self, app: str, per_minute: int | None, per_day: int | None
-    ) -> tuple[str, float] | None:
-        with self._lock:
-            in_minute, in_day, left = self._used(app)
-        if per_day is not None and in_day >= per_day:
-            return "tokens_per_day", seconds_to_midnight()
-        if per_minute is not None and in_minute >= per_minute:
-            return "tokens_per_minute", left
-        return None
-
-    def spend(self, app: str, tokens: int) -> None:
-        with self._lock:
-            in_minute, in_day, _ = self._used(app)
-            self._minutes[app] = (_minute(self._clock())[0], in_minute + tokens)
-            self._days[app] = (today(), in_day + tokens)
-
-
-class RedisTokenLimiter:
-    """The same windows in Redis, shared by every worker and replica."""
-
-    def __init__(self, url: str, prefix: str = "conveyor") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        self._prefix = prefix
-
-    def _keys(self, app: str, now: float) -> tuple[str, str]:
-        minute = _minute(now)[0]
-        base = f"{self._prefix}:tokens:{app}"
-        return f"{base}:m:{minute}", f"{base}:d:{today()}"
-
-    def check(
-        self, app: str, per_minute: int | None, per_day: int | None
-    ) -> tuple[str, float] | None:
-        now = time.time()
-        in_minute, in_day = (int(v or 0) for v in self._redis.mget(self._keys(app, now)))
-        if per_day is not None and in_day >= per_day:
-            return "tokens_per_day", seconds_to_midnight()
-        if per_minute is not None and in_minute >= per_minute:
-            return "tokens_per_minute", _minute(now)[1]
-        return None
-
-    def spend(self, app: str, tokens: int) -> None:
-        minute_key, day_key = self._keys(app, time.time())
-        pipe = self._redis.pipeline()
-        pipe.incrby(minute_key, tokens)
-        pipe.expire(minute_key, 120)
-        pipe.incrby(day_key, tokens)
-        pipe.expire(day_key, 2 * 86400)
-        pipe.execute()

@@ -24,10 +24,11 @@ from serving.worker.access import Gate, current_app
 from serving.worker.cache import Cache, PredictionCache
 from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
 from serving.worker.controller import Controller, Routing
-from serving.worker.limits import LocalLimiter, LocalTokenLimiter, RedisLimiter, RedisTokenLimiter
+from serving.worker.limits import LocalLimiter, RedisLimiter
 from serving.worker.loading import Served, load_failure, load_version
 from serving.worker.metrics import WorkerMetrics
 from serving.worker.profiler import ProfileRecorder
+from serving.worker.token_limits import LocalTokenLimiter, RedisTokenLimiter
 
 __all__ = ["Runtime", "start_runtime"]
 

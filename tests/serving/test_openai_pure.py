@@ -24,7 +24,7 @@ from serving.canary.stats import VersionStats
 from serving.engine.decoding import TokenEvent
 from serving.refusal import RefusalKind
 from serving.worker.access import Refused
-from serving.worker.limits import LocalTokenLimiter
+from serving.worker.token_limits import LocalTokenLimiter, TokenReservation, TokensRefused
 
 pytestmark = pytest.mark.unit
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
@@ -165,22 +165,25 @@ def test_models_list_and_refusal_shapes() -> None:
     )
 
 
-def test_token_limits_per_minute_and_day_admit_until_spent_then_say_when() -> None:
+def test_token_reservations_per_minute_and_day_take_all_or_nothing_then_say_when() -> None:
     now = [120.0 + 45]  # 45 s into a minute
     limiter = LocalTokenLimiter(clock=lambda: now[0])
-    assert limiter.check("shop", 100, None) is None
-    limiter.spend("shop", 60)
-    assert limiter.check("shop", 100, None) is None  # under: one more request may run
-    limiter.spend("shop", 60)
-    refused = limiter.check("shop", 100, None)
-    assert refused is not None and refused[0] == "tokens_per_minute"
-    assert refused[1] == pytest.approx(15.0)
-    assert limiter.check("other", 100, None) is None  # per app
+    first = limiter.reserve("shop", 60, 100, None)
+    assert isinstance(first, TokenReservation)
+    refused = limiter.reserve("shop", 60, 100, None)  # 60 + 60 > 100: nothing taken
+    assert isinstance(refused, TokensRefused) and refused.window == "tokens_per_minute"
+    assert (refused.limit, refused.used) == (100, 60)
+    assert refused.retry_after == pytest.approx(15.0)
+    assert isinstance(limiter.reserve("shop", 40, 100, None), TokenReservation)  # exactly fits
+    assert isinstance(limiter.reserve("other", 100, 100, None), TokenReservation)  # per app
+    limiter.settle(first, 20)  # the answer used 20 of its 60: 40 come back
+    assert isinstance(limiter.reserve("shop", 40, 100, None), TokenReservation)
+    assert isinstance(limiter.reserve("shop", 1, 100, None), TokensRefused)
     now[0] += 15  # the next minute
-    assert limiter.check("shop", 100, None) is None
-    day = limiter.check("shop", None, 120)
-    assert day is not None and day[0] == "tokens_per_day" and day[1] > 0
-    assert limiter.check("shop", None, None) is None  # no limits, no refusal
+    assert isinstance(limiter.reserve("shop", 100, 100, None), TokenReservation)
+    day = limiter.reserve("shop", 1, None, 120)
+    assert isinstance(day, TokensRefused) and day.window == "tokens_per_day"
+    assert isinstance(limiter.reserve("shop", 10**9, None, None), TokenReservation)
 
 
 def test_a_generative_canary_is_judged_on_its_time_to_first_token() -> None:
@@ -200,7 +203,10 @@ def test_a_generative_canary_is_judged_on_its_time_to_first_token() -> None:
     assert verdict.decision == Decision.ROLL_BACK and "error rate 10.0%" in verdict.reason
 
 
-def test_a_key_with_token_limits_is_refused_429_once_its_minute_is_spent(registry: Any) -> None:
+def test_a_key_with_token_limits_reserves_before_decoding_and_settles_after(
+    registry: Any,
+) -> None:
+    from serving.refusal import InvalidRequest
     from serving.worker.access import Gate
     from serving.worker.limits import LocalLimiter
 
@@ -210,12 +216,29 @@ def test_a_key_with_token_limits_is_refused_429_once_its_minute_is_spent(registr
     assert (record.tokens_per_minute, record.tokens_per_day) == (40, 1000)
     assert registry.verify_api_key(key).tokens_per_minute == 40
     gate = Gate(lambda: registry, "chat", required=True, limiter=LocalLimiter())
-    bearer = f"Bearer {key}"
-    assert gate.admit(bearer, tokens=True) == "shop"
-    gate.spend("shop", 45)
-    assert gate.admit(bearer) == "shop"  # /classify is not counted in tokens
+    assert gate.admit(f"Bearer {key}") == "shop"
+    with pytest.raises(InvalidRequest) as never:  # could never fit: the request's fault
+        gate.reserve_tokens("shop", 41)
+    assert status_of(never.value) == 400 and never.value.field == "max_tokens"
+    assert "41 tokens" in never.value.reason and "(40)" in never.value.reason
+    held = gate.reserve_tokens("shop", 30)
+    assert held is not None
     with pytest.raises(Refused) as refused:
-        gate.admit(bearer, tokens=True)
+        gate.reserve_tokens("shop", 20)
     assert status_of(refused.value) == 429 and refused.value.outcome == "tokens_limited"
-    assert "40 tokens per minute" in refused.value.reason
+    assert "40 tokens per minute: 30 used, this request may use 20" in refused.value.reason
     assert refused.value.retry_after is not None and 0 < refused.value.retry_after <= 60
+    gate.settle_tokens(held, 12)  # 18 unused come back (from a background thread)
+    gate._settler.shutdown(wait=True)
+    assert gate.reserve_tokens("shop", 20) is not None
+    assert gate.reserve_tokens("-", 10**6) is None  # anonymous: no token limits
+
+
+def test_a_burst_of_reservations_never_overshoots_the_limit() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    limiter = LocalTokenLimiter()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: limiter.reserve("shop", 50, 200, None), range(30)))
+    granted = [r for r in results if isinstance(r, TokenReservation)]
+    assert len(granted) == 4 and sum(r.tokens for r in granted) == 200
