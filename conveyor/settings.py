@@ -138,8 +138,8 @@ class Settings(BaseSettings):
     )
     bento_model: str | None = Field(
         default=None,
-        description="Process-internal: the model a packaged Bento serves, pinned; set by "
-        "`conveyor package` in the Bento.",
+        description="Overrides the model a packaged Bento serves, which `conveyor package` "
+        "pins in the Bento's source (serving/bento_pin.json).",
     )
 
     @model_validator(mode="after")

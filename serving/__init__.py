@@ -11,6 +11,7 @@
   BentoML, the ``bentoml serve`` process, the drift monitor.
 
 ``api`` and ``control`` sit above ``worker``, which sits above ``engine`` and ``canary``
-(import-linter checks it); ``serving.refusal`` is the one module every room shares.
+(import-linter checks it); ``serving.refusal`` is the one module every room shares, and
+``serving.bento_pin`` the one packaging (``control``) and the service (``api``) share.
 Heavy modules (BentoML, torch) are imported where used.
 """

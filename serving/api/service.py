@@ -2,7 +2,8 @@
 
 ``conveyor serve`` starts ``bentoml serve serving.api.service:Conveyor`` with
 ``CONVEYOR_SERVE_DEPLOYMENT`` set: every worker follows that deployment's production alias.
-A packaged Bento sets ``CONVEYOR_BENTO_MODEL`` instead and serves that one model, pinned.
+A packaged Bento serves the one model pinned in its source (:mod:`serving.bento_pin`), which
+``CONVEYOR_BENTO_MODEL`` overrides.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 
 from conveyor.offline import apply_offline_environment
 from conveyor.settings import load_settings
+from serving.bento_pin import pinned_model
 
 SETTINGS = load_settings()  # this process is a service: it reads its settings at start
 apply_offline_environment(SETTINGS)  # before any library can reach the network
@@ -34,7 +36,7 @@ __all__ = ["Conveyor"]
 
 log = logging.getLogger(__name__)
 WORKERS = SETTINGS.serve_workers
-PINNED = SETTINGS.bento_model or None
+PINNED = pinned_model(SETTINGS.bento_model)  # from the Bento's src/; none in the checkout
 admin = FastAPI(title="conveyor admin")
 _runtime: Runtime | None = None
 _timeout.install()  # BentoML's own timeout middleware keeps every request alive for 120 s

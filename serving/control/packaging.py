@@ -1,16 +1,16 @@
 """``conveyor package``: a version into the BentoML model store, and an immutable Bento pinning it.
 
 Only safetensors weights, configs and tokenizer files are copied (no pickle on the serving
-path); the Bento is built offline (``lock_packages: false``, no hub calls) and sets
-``CONVEYOR_BENTO_MODEL`` so the service inside serves that one model.
+path); the Bento is built offline (``lock_packages: false``, no hub calls) and carries its
+pin in its source (:mod:`serving.bento_pin`), so the service inside serves that one model.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from conveyor.model_folder import ArtifactError, bento_model_tag, verify_content
 from conveyor.registry import Registry, VersionStatus
 from conveyor.serving_spec import serving_spec_of
+from serving.bento_pin import write_pin
 from serving.control.bento_contents import bento_contents
 from serving.control.server import REPO_ROOT
 
@@ -117,7 +118,6 @@ def _onnx_report(folder: Path) -> dict[str, Any] | None:
 
 def _build_bento(model_tag: str, deployment: str) -> str:
     import bentoml
-    from bentoml._internal.bento.build_config import BentoEnvSchema
 
     existing = f"{deployment}:{model_tag.split(':')[1]}"
     try:  # a version's Bento is immutable: packaging it again reuses the one built first
@@ -125,23 +125,31 @@ def _build_bento(model_tag: str, deployment: str) -> str:
     except bentoml.exceptions.NotFound:
         pass
     contents = bento_contents(REPO_ROOT)  # what the service really imports
-    previous = os.environ.get("CONVEYOR_BENTO_MODEL")
-    os.environ["CONVEYOR_BENTO_MODEL"] = model_tag  # the service module pins it at import
-    try:
+    with tempfile.TemporaryDirectory(prefix="conveyor-bento-") as build_ctx:
+        include = _build_context(Path(build_ctx), contents.include, model_tag)
         bento = bentoml.bentos.build(
             "serving.api.service:Conveyor",
             name=deployment,
             version=model_tag.split(":")[1],
             labels={"model": model_tag},
             models=[model_tag],
-            include=contents.include,
-            envs=[BentoEnvSchema(name="CONVEYOR_BENTO_MODEL", value=model_tag)],
+            include=include,
             python={"packages": contents.packages, "lock_packages": False},
-            build_ctx=str(REPO_ROOT),
+            build_ctx=build_ctx,
         )
-    finally:
-        if previous is None:
-            os.environ.pop("CONVEYOR_BENTO_MODEL", None)
-        else:
-            os.environ["CONVEYOR_BENTO_MODEL"] = previous
     return str(bento.tag)
+
+
+def _build_context(build_ctx: Path, include: list[str], model_tag: str) -> list[str]:
+    """The packages the Bento carries, copied, and its pin: what goes into its ``src/``. The
+    checkout is never written to, and builds side by side never see each other's pin."""
+    for package in sorted({pattern.split("/")[0] for pattern in include}):
+        shutil.copytree(
+            REPO_ROOT / package,
+            build_ctx / package,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    readme = REPO_ROOT / "README.md"  # BentoML takes the build context's README as the Bento's
+    if readme.is_file():
+        shutil.copy2(readme, build_ctx / readme.name)
+    return [*include, write_pin(build_ctx, model_tag)]

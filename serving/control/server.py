@@ -13,7 +13,7 @@ from conveyor.settings import Settings
 
 __all__ = ["REPO_ROOT", "die_with_parent", "serve_command", "serve_environment"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # serving/control/server.py: the checkout
 SERVICE = "serving.api.service:Conveyor"
 
 

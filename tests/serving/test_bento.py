@@ -1,9 +1,11 @@
-"""A packaged Bento starts and answers from outside the checkout (issue 13, item 1).
+"""A packaged Bento starts and answers as BentoML users start it (issue 13, item 1; issue 22,
+item 6).
 
-``conveyor package`` builds the Bento; ``bentoml serve <bento>`` then runs from a temp folder
-in interpreters where the checkout cannot be imported (a ``sitecustomize`` on PYTHONPATH,
-which every BentoML worker inherits, removes the editable install's finder): the service
-imports only what the Bento carries. It must load its pinned model and answer /classify.
+``conveyor package`` builds the Bento; ``bentoml serve <bento>`` then runs from a temp folder,
+with no ``CONVEYOR_*`` variable set, in interpreters where the checkout cannot be imported (a
+``sitecustomize`` on PYTHONPATH, which every BentoML worker inherits, removes the editable
+install's finder): the service imports only what the Bento carries, its pin included. It must
+load its pinned model and answer /classify, naming that version.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 from conveyor.ports import free_port
 from conveyor.registry import Registry
 from conveyor.settings import Settings
+from serving.bento_pin import PIN_PATH
 from serving.control.packaging import package_version
 from tests.serving.conftest import make_version, wait_ready
 
@@ -36,7 +39,7 @@ sys.path[:] = [p for p in sys.path if p.rstrip("/") != {checkout!r}]
 """
 
 
-def test_a_built_bento_serves_with_the_checkout_out_of_reach(
+def test_a_built_bento_serves_its_pin_with_no_conveyor_variable_and_no_checkout(
     registry: Registry, settings: Settings, tokenizer: Any, tmp_path: Path
 ) -> None:
     import bentoml
@@ -51,18 +54,24 @@ def test_a_built_bento_serves_with_the_checkout_out_of_reach(
     assert sorted(p.name for p in (Path(bento.path) / "src").iterdir() if p.is_dir()) == [
         "conveyor", "serving",
     ]  # fmt: skip
+    pin = json.loads((Path(bento.path) / "src" / PIN_PATH).read_text())
+    assert pin == {"model": packaged.model_tag}
     hide = tmp_path / "hide"
     hide.mkdir()
     checkout = str(Path(__file__).resolve().parents[2])
+    assert not (Path(checkout) / PIN_PATH).exists(), "packaging wrote into the checkout"
     (hide / "sitecustomize.py").write_text(HIDE_CHECKOUT.format(checkout=checkout))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env |= {
+    env = {  # what a new user's shell has: no CONVEYOR_* variable, no checkout on the path
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path / "home"),
         "PYTHONPATH": str(hide),
         # The home the Bento really lies in: BentoML fixes its store on first use in a process,
         # so in a whole test session it can be an earlier test's home, not this one's.
         "BENTOML_HOME": str(Path(bento.path).parents[2]),
-        "CONVEYOR_HOME": str(tmp_path / "elsewhere"),
-        "CONVEYOR_BENTO_MODEL": packaged.model_tag,
+        "BENTOML_DO_NOT_TRACK": "True",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
     }
     probe = subprocess.run(
         [sys.executable, "-c", "import importlib.util as u; print(u.find_spec('serving'))"],
@@ -89,6 +98,7 @@ def test_a_built_bento_serves_with_the_checkout_out_of_reach(
         answer = json.loads(response.read())
         assert response.status == 200, answer
         assert answer["version"] == version and answer["results"][0]["label"]
+        assert response.getheader("X-Model-Version") == version
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
