@@ -250,7 +250,8 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     deployment = settings.serve_deployment
     if not deployment:
         raise RuntimeError(
-            "set CONVEYOR_SERVE_DEPLOYMENT (conveyor serve does) or CONVEYOR_BENTO_MODEL"
+            "nothing to serve: this is not a packaged Bento (a Bento carries its model pin), "
+            "so set CONVEYOR_SERVE_DEPLOYMENT (conveyor serve does) or CONVEYOR_BENTO_MODEL"
         )
     registry = _open_for_serving(settings)
     controller = Controller(
