@@ -37,7 +37,9 @@ __all__ = ["Conveyor"]
 log = logging.getLogger(__name__)
 WORKERS = SETTINGS.serve_workers
 PINNED = pinned_model(SETTINGS.bento_model)  # from the Bento's src/; none in the checkout
-admin = FastAPI(title="conveyor admin")
+# no FastAPI docs of its own: the Swagger page at / is the documented one, and these would
+# be served without a key (/v1/docs even loads its page from a CDN)
+admin = FastAPI(title="conveyor admin", docs_url=None, redoc_url=None, openapi_url=None)
 _runtime: Runtime | None = None
 _timeout.install()  # BentoML's own timeout middleware keeps every request alive for 120 s
 admin.include_router(openai_router(lambda: _runtime))  # /v1/chat/completions, /completions, /models

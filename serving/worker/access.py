@@ -20,8 +20,10 @@ import contextvars
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from conveyor.registry import API_KEY_PREFIX, ApiKeyRecord, Registry
 from serving.refusal import InvalidRequest, Refusal, RefusalKind
@@ -32,6 +34,7 @@ from serving.worker.token_limits import LocalTokenLimiter, TokenLimiter, TokenRe
 __all__ = ["Gate", "Refused", "current_app", "retry_after_header"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 current_app: contextvars.ContextVar[str] = contextvars.ContextVar("conveyor_app", default="-")
 UNAVAILABLE_RETRY_SECONDS = 2.0
 
@@ -86,6 +89,7 @@ class Gate:
         self.keys = KeyCache(registry, ttl=key_ttl, stale_ttl=stale_ttl)
         self.failed_auth = failed_auth or FailedAuthLimiter()
         self._token_limits: dict[str, tuple[int | None, int | None]] = {}
+        self._limits_down_until = 0.0
         self._settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-tokens")
         self._lock = threading.Lock()
         self._pending: dict[str, list[int]] = {}
@@ -125,17 +129,11 @@ class Gate:
                 record.app,
             )
         self._token_limits[record.app] = (record.tokens_per_minute, record.tokens_per_day)
-        try:
-            refused = self.limiter.take(record.app, record.rate_per_second, record.quota_per_day)
-        except Exception as exc:  # Redis down: fail closed (never unlimited), and say when to retry
-            log.warning("rate limiter unavailable: %s", exc)
-            raise Refused(
-                RefusalKind.UNAVAILABLE,
-                "rate limits cannot be checked right now; retry shortly",
-                "unavailable",
-                record.app,
-                UNAVAILABLE_RETRY_SECONDS,
-            ) from exc
+        refused = self._ask_limits(
+            "rate limits",
+            record.app,
+            lambda: self.limiter.take(record.app, record.rate_per_second, record.quota_per_day),
+        )
         self._count(record.app, refused is not None)
         if refused is not None:
             reason, retry = refused
@@ -165,17 +163,9 @@ class Gate:
                 field="max_tokens",
                 code="tokens_over_limit",
             )
-        try:
-            reserved = self.tokens.reserve(app, tokens, per_minute, per_day)
-        except Exception as exc:  # Redis down: fail closed, and say when to retry
-            log.warning("token limits unavailable: %s", exc)
-            raise Refused(
-                RefusalKind.UNAVAILABLE,
-                "token limits cannot be checked right now; retry shortly",
-                "unavailable",
-                app,
-                UNAVAILABLE_RETRY_SECONDS,
-            ) from exc
+        reserved = self._ask_limits(
+            "token limits", app, lambda: self.tokens.reserve(app, tokens, per_minute, per_day)
+        )
         if isinstance(reserved, TokenReservation):
             return reserved
         self._count(app, True)
@@ -188,6 +178,32 @@ class Gate:
             app,
             reserved.retry_after,
         )
+
+    def _ask_limits(self, what: str, app: str, ask: Callable[[], T]) -> T:
+        """Ask the limits' store (Redis, or this worker). Fails closed: when the store errs
+        or times out, 503 with Retry-After, and for that long the store is not asked at all,
+        so an outage costs one timeout per interval, not one per request (a stopped Redis
+        must not pile up every admission behind its socket timeout)."""
+        if time.monotonic() < self._limits_down_until:
+            raise Refused(
+                RefusalKind.UNAVAILABLE,
+                f"{what} cannot be checked right now; retry shortly",
+                "unavailable",
+                app,
+                UNAVAILABLE_RETRY_SECONDS,
+            )
+        try:
+            return ask()
+        except Exception as exc:  # never unlimited: refuse, and say when to retry
+            self._limits_down_until = time.monotonic() + UNAVAILABLE_RETRY_SECONDS
+            log.warning("%s unavailable: %s", what, exc)
+            raise Refused(
+                RefusalKind.UNAVAILABLE,
+                f"{what} cannot be checked right now; retry shortly",
+                "unavailable",
+                app,
+                UNAVAILABLE_RETRY_SECONDS,
+            ) from exc
 
     def settle_tokens(self, reservation: TokenReservation | None, used: int) -> None:
         """Give back what an answered (or cancelled) request did not use. Never blocks the

@@ -131,6 +131,8 @@ def test_a_real_worker_documents_itself_truly_and_every_refusal_names_the_versio
         html = page.decode()
         assert f"<title>conveyor: {DEPLOYMENT} {version}</title>" in html
         assert "googletagmanager" not in html and not re.search(r"(src|href)=\"(https?:)?//", html)
+        for undeclared in ("/v1/docs", "/v1/redoc", "/v1/openapi.json"):  # FastAPI's own pages
+            assert _get(port, undeclared)[0] == 404, undeclared
         status, _, raw = _get(port, "/docs.json")
         document = json.loads(raw)
         assert document["info"] == document["info"] | {"title": f"conveyor: {DEPLOYMENT}"}
