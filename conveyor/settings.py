@@ -12,6 +12,7 @@ import difflib
 import getpass
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Mapping
 from functools import cached_property
@@ -114,6 +115,12 @@ class Settings(BaseSettings):
         ge=1,
         description="How long a prediction stays in the Redis cache.",
     )
+    cache_secret: str | None = Field(
+        default=None,
+        description="Key that signs every answer in the Redis cache (an answer whose "
+        "signature fails is a miss); default: a random key kept in the home "
+        "(`cache.secret`, 0600). Set the same one on every replica, from a Secret.",
+    )
 
     serve_workers: int = Field(
         default=1,
@@ -184,6 +191,25 @@ class Settings(BaseSettings):
         if self.db_url:
             return self.db_url
         return f"sqlite:///{self.home / 'registry.db'}"
+
+    def cache_signing_key(self) -> bytes:
+        """``cache_secret``, else the home's own random key (created 0600 on first use)."""
+        if self.cache_secret:
+            return self.cache_secret.encode()
+        path = self.home / "cache.secret"
+        if not path.is_file():  # written whole, then linked in: a reader never sees half
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".cache.secret.{os.getpid()}")
+            descriptor = os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(secrets.token_hex(32))
+            try:
+                os.link(draft, path)
+            except FileExistsError:  # another worker linked its key first: use theirs
+                pass
+            finally:
+                draft.unlink()
+        return path.read_text().strip().encode()
 
     @property
     def models_dir(self) -> Path:

@@ -1,7 +1,11 @@
 """The prediction cache shared by every worker and replica of a deployment, in Redis.
 
 Keys are ``<prefix>:cache:<registry>:{<deployment>}:<version>:<top_k>:<sha256 of the
-normalized text>`` and values the answer as JSON. The version is in every key, so a promotion
+normalized text>`` and values the answer as JSON, signed: ``{"a": answer, "s": HMAC-SHA256}``
+over the key (deployment, version, request) and the answer, with the server's secret
+(``Settings.cache_signing_key``). Whoever else can write to Redis cannot plant an answer,
+nor move one to another version or request: a value whose signature fails is a miss, counted
+as an error and logged. The version is in every key, so a promotion
 or rollback can never serve another version's answer (as in :mod:`serving.worker.cache`); the
 registry part (:func:`registry_namespace`) keeps two registries that both number a ``tiny:v1``
 (a fresh dev home, a test) from reading each other's answers in one Redis. The braces are a
@@ -30,6 +34,7 @@ slower than that costs more than the miss it saves) per ``retry_after``.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -38,7 +43,7 @@ from typing import Any
 
 from serving.worker.cache import PredictionCache, normalize
 
-__all__ = ["RedisPredictionCache", "registry_namespace"]
+__all__ = ["RedisPredictionCache", "registry_namespace", "seal", "unseal"]
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +81,35 @@ def registry_namespace(registry_url: str) -> str:
     return hashlib.sha256(shown.encode()).hexdigest()[:12]
 
 
-def _decode(value: bytes | str | None) -> dict[str, Any] | None:
-    """An answer, or None for a missing key or junk (another writer's format: recompute)."""
+def _signature(secret: bytes, key: str, answer_json: str) -> str:
+    return hmac.new(secret, f"{key}\n{answer_json}".encode(), hashlib.sha256).hexdigest()
+
+
+def seal(secret: bytes, key: str, answer: dict[str, Any]) -> str:
+    """The stored value: the answer and its signature over the key and the answer."""
+    answer_json = json.dumps(answer, separators=(",", ":"), sort_keys=True)
+    return json.dumps({"a": answer, "s": _signature(secret, key, answer_json)})
+
+
+def unseal(secret: bytes, key: str, value: bytes | str | None) -> dict[str, Any] | None | bool:
+    """The answer stored under ``key``; None when there is none or it is in another format;
+    False when it is signed wrongly (planted, or moved from another key)."""
     if value is None:
         return None
     try:
-        answer = json.loads(value)
+        stored = json.loads(value)
     except ValueError:
         return None
-    return answer if isinstance(answer, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    if not isinstance(stored.get("a"), dict):
+        return False
+    answer_json = json.dumps(stored["a"], separators=(",", ":"), sort_keys=True)
+    expected = _signature(secret, key, answer_json)
+    if not hmac.compare_digest(expected, str(stored.get("s", ""))):
+        return False
+    answer: dict[str, Any] = stored["a"]
+    return answer
 
 
 class RedisPredictionCache:
@@ -106,6 +131,7 @@ class RedisPredictionCache:
         ttl: int = 86_400,
         local_entries: int = 1024,
         namespace: str = "-",
+        secret: bytes,
         prefix: str = "conveyor",
         timeout: float = 0.25,
         retry_after: float = 5.0,
@@ -119,6 +145,7 @@ class RedisPredictionCache:
         self._write = self._redis.register_script(_WRITE)
         self.max_entries = max_entries
         self.ttl = ttl
+        self._secret = secret
         self._keys = f"{prefix}:cache:{namespace}:{{{deployment}}}"
         self._local = PredictionCache(min(local_entries, max_entries))
         self._retry_after, self._warn_every = retry_after, warn_every
@@ -152,13 +179,17 @@ class RedisPredictionCache:
         found = self._local.get_many(version, top_k, texts)
         missing = [i for i, answer in enumerate(found) if answer is None]
         if missing and self._reachable():
+            keys = [self.key(version, top_k, texts[i]) for i in missing]
             try:
-                raw = self._redis.mget([self.key(version, top_k, texts[i]) for i in missing])
+                raw = self._redis.mget(keys)
             except Exception as exc:  # Redis down or slow: a miss, never a failure
                 self._failed("lookup", exc)
             else:
-                for i, value in zip(missing, raw, strict=True):
-                    found[i] = _decode(value)
+                for i, key, value in zip(missing, keys, raw, strict=True):
+                    answer = unseal(self._secret, key, value)
+                    if answer is False:
+                        self._forged(key)
+                    found[i] = answer if isinstance(answer, dict) else None
             fetched = {texts[i]: answer for i in missing if (answer := found[i]) is not None}
             if fetched:
                 self._local.put_many(version, top_k, list(fetched), list(fetched.values()))
@@ -178,11 +209,18 @@ class RedisPredictionCache:
         if not self._reachable():
             return
         keys = [self.key(version, top_k, text) for text in texts]
-        values = [json.dumps(answer, separators=(",", ":")) for answer in answers]
+        values = [
+            seal(self._secret, key, answer) for key, answer in zip(keys, answers, strict=True)
+        ]
         try:
             self._write(keys=[self.index_key, *keys], args=[self.ttl, self.max_entries, *values])
         except Exception as exc:  # the answer is already on its way to the caller
             self._failed("write", exc)
+
+    def _forged(self, key: str) -> None:
+        with self._lock:
+            self.errors += 1
+        log.warning("prediction cache: %s holds an answer not signed by this server: ignored", key)
 
     def _reachable(self) -> bool:
         return time.monotonic() >= self._down_until

@@ -283,6 +283,7 @@ def _cache(settings: Settings, deployment: str) -> Cache:
             settings.cache_size,
             ttl=settings.cache_ttl_seconds,
             namespace=registry_namespace(settings.registry_url),
+            secret=settings.cache_signing_key(),
         )
     return PredictionCache(settings.cache_size)
 

@@ -174,3 +174,21 @@ def test_no_secret_values_are_committed() -> None:
             for key, value in doc["stringData"].items():
                 if "PASSWORD" in key or "@" in value:  # a password, or a URL with credentials
                     assert "REPLACE_ME" in value, f"{path}: {key}"
+
+
+def test_redis_keeps_limits_behind_a_password_and_a_network_policy() -> None:
+    redis = _find("Deployment", "conveyor-redis")["spec"]["template"]["spec"]["containers"][0]
+    args = redis["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction", "limits are never evicted"
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert redis["env"][0]["valueFrom"]["secretKeyRef"] == {
+        "name": "conveyor-redis",
+        "key": "password",
+    }
+    policy = _find("NetworkPolicy", "conveyor-redis")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "redis"
+    sources = [rule["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"][0]["from"]]
+    bento = _find("Deployment", "conveyor-bento")
+    assert sources == [bento["spec"]["template"]["metadata"]["labels"]]
+    env = {e["name"]: e for e in bento["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CONVEYOR_CACHE_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "conveyor-serving"

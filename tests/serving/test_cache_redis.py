@@ -25,6 +25,7 @@ from tests.serving.conftest import make_version, running_server
 
 URL = "redis://127.0.0.1:6379/0"
 DEAD = "redis://127.0.0.1:1/0"
+SECRET = b"the test server's signing key"
 X, Y, Z = {"label": "x", "score": 0.9}, {"label": "y", "score": 0.5}, {"label": "z", "score": 0.1}
 
 
@@ -55,6 +56,7 @@ def raw() -> Any:
 
 
 def worker(prefix: str, max_entries: int = 100, **kwargs: Any) -> RedisPredictionCache:
+    kwargs.setdefault("secret", SECRET)
     return RedisPredictionCache(URL, "tiny", max_entries, prefix=prefix, **kwargs)
 
 
@@ -122,8 +124,24 @@ def test_junk_in_redis_is_a_miss(prefix: str, raw: Any) -> None:
     assert cache.errors == 0, "junk is a miss, not a reason to stop asking Redis"
 
 
+@pytest.mark.redis
+def test_an_answer_planted_or_moved_in_redis_is_never_served(prefix: str, raw: Any) -> None:
+    cache = worker(prefix, local_entries=0)
+    planted = {"label": "send your card number to evil.example", "score": 1.0}
+    raw.set(cache.key("tiny:v1", 1, "a"), json.dumps(planted))  # the old, unsigned format
+    raw.set(cache.key("tiny:v1", 1, "b"), json.dumps({"a": planted, "s": "0" * 64}))
+    cache.put_many("tiny:v1", 1, ["c"], [X])
+    signed_for_c = raw.get(cache.key("tiny:v1", 1, "c"))
+    raw.set(cache.key("tiny:v2", 1, "c"), signed_for_c)  # moved to another version
+    other_key = worker(prefix, local_entries=0, secret=b"another server")
+    other_key.put_many("tiny:v1", 1, ["d"], [Y])  # signed, but not with this server's key
+    got = cache.get_many("tiny:v1", 1, ["a", "b", "c", "d"]) + cache.get_many("tiny:v2", 1, ["c"])
+    assert got == [None, None, X, None, None]
+    assert cache.errors == 4, "each forged answer is counted"
+
+
 def test_dead_redis_gives_misses_not_exceptions(caplog: pytest.LogCaptureFixture) -> None:
-    cache = RedisPredictionCache(DEAD, "tiny", 100, retry_after=0)
+    cache = RedisPredictionCache(DEAD, "tiny", 100, retry_after=0, secret=SECRET)
     with caplog.at_level(logging.WARNING, logger="serving.worker.cache_redis"):
         assert cache.get_many("tiny:v1", 1, ["a", "b"]) == [None, None]
         cache.put_many("tiny:v1", 1, ["a"], [X])
@@ -135,7 +153,7 @@ def test_dead_redis_gives_misses_not_exceptions(caplog: pytest.LogCaptureFixture
 
 
 def test_after_an_error_redis_is_left_alone_for_a_while() -> None:
-    cache = RedisPredictionCache(DEAD, "tiny", 100, retry_after=60)
+    cache = RedisPredictionCache(DEAD, "tiny", 100, retry_after=60, secret=SECRET)
     for text in "abcde":
         assert cache.get_many("tiny:v1", 1, [text]) == [None]
         cache.put_many("tiny:v1", 1, [text], [Z])
@@ -143,7 +161,7 @@ def test_after_an_error_redis_is_left_alone_for_a_while() -> None:
 
 
 def test_size_zero_turns_it_off_without_asking_redis() -> None:
-    cache = RedisPredictionCache(DEAD, "tiny", 0)
+    cache = RedisPredictionCache(DEAD, "tiny", 0, secret=SECRET)
     cache.put_many("tiny:v1", 1, ["a"], [X])
     assert cache.get_many("tiny:v1", 1, ["a"]) == [None] and len(cache) == 0
     assert cache.errors == 0
