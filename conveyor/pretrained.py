@@ -4,7 +4,10 @@ The GGUF (quantized to Q4_1 upstream) is de-quantized to fp32 by transformers on
 as a safetensors model folder under ``<cache_dir>/base-models/``, named by the GGUF's SHA-256.
 The folder appears atomically (built in a temporary folder, then renamed), so two processes
 that convert at once both end with one complete folder. ``ConvertedBase.source_sha256`` is
-the GGUF's hash, for the lineage of every version trained on it.
+the GGUF's hash, for the lineage of every version trained on it. The folder's own content
+(weights, tokenizer) is hashed when it is built and checked again by every process that uses
+it, as for a folder base: a converted base changed on disk is set aside and converted again
+from its GGUF, never loaded. The cache is private (0700).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -118,14 +122,47 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     load_gguf_tokenizer(gguf).save_pretrained(str(target))
 
 
+def _folder_sha256(folder: Path) -> str:
+    from conveyor.model_folder.hashing import content_sha256  # the model folders' own hash
+
+    return content_sha256(folder)
+
+
+@lru_cache(maxsize=8)
+def _content_checked(folder: str, expected: str, stamp: tuple[tuple[str, int, int], ...]) -> bool:
+    """Once per process for the same files (name, size, mtime): a changed file hashes again."""
+    return _folder_sha256(Path(folder)) == expected
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return tuple(
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files
+    )
+
+
 def _complete(folder: Path, sha256: str) -> bool:
+    """The folder was built whole from this source, and its content is what was built."""
     marker = folder / _MARKER
     if not marker.is_file():
         return False
     try:
-        return bool(json.loads(marker.read_text(encoding="utf-8"))["source_sha256"] == sha256)
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        if recorded["source_sha256"] != sha256:
+            return False
+        content = str(recorded["content_sha256"])
     except (ValueError, KeyError):
         return False
+    if _content_checked(str(folder), content, _stamp(folder)):
+        return True
+    log.warning("%s changed on disk since it was converted: converting it again", folder)
+    aside = folder.with_name(f".{folder.name}.changed-{os.getpid()}")
+    try:
+        folder.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    except OSError:  # another process set it aside first
+        pass
+    return False
 
 
 def cached_build(
@@ -141,12 +178,17 @@ def cached_build(
     result = ConvertedBase(name, final, str(source), sha256)
     if _complete(final, sha256):
         return result
-    root.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))  # 0700
     try:
         log.info("converting %s (sha256 %s) into %s", source.name, sha256[:12], final)
         build(building)
-        marker = {"name": name, "source": source.name, "source_sha256": sha256}
+        marker = {
+            "name": name,
+            "source": source.name,
+            "source_sha256": sha256,
+            "content_sha256": _folder_sha256(building),
+        }
         (building / _MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
         try:
             building.rename(final)

@@ -15,7 +15,9 @@ from conveyor.model_folder.manifest import MANIFEST_FILE, read_manifest
 
 __all__ = ["NOT_CONTENT", "content_sha256", "file_hashes", "file_sha256", "verify_content"]
 
-NOT_CONTENT = frozenset({"model.onnx", "onnx.json", "model.yaml"})
+# Derived files (an ONNX export and its report, BentoML's model.yaml) and a converted base's
+# own marker, which records the content hash of the rest.
+NOT_CONTENT = frozenset({"model.onnx", "onnx.json", "model.yaml", "conveyor-base.json"})
 _CHUNK = 1 << 20
 
 

@@ -60,6 +60,32 @@ def test_two_processes_building_at_once_leave_one_whole_folder(tmp_path: Path) -
 
 
 @pytest.mark.unit
+def test_a_converted_base_changed_on_disk_is_converted_again_never_used(tmp_path: Path) -> None:
+    source = tmp_path / "source.gguf"
+    source.write_bytes(b"model bytes")
+    root = tmp_path / "cache"
+
+    def build(folder: Path) -> None:
+        (folder / "model.safetensors").write_bytes(b"w" * 100)
+        (folder / "tokenizer.json").write_text("{}")
+
+    built = cached_build(root, "thing", source, build)
+    assert (root.stat().st_mode & 0o777, built.path.stat().st_mode & 0o777) == (0o700, 0o700)
+    (built.path / "tokenizer.json").write_text('{"planted": true}')  # same size or not: hashed
+    calls: list[Path] = []
+
+    def counted(folder: Path) -> None:
+        calls.append(folder)
+        build(folder)
+
+    again = cached_build(root, "thing", source, counted)
+    assert len(calls) == 1 and again.path == built.path
+    assert (again.path / "tokenizer.json").read_text() == "{}"
+    assert [p.name for p in root.iterdir()] == [again.path.name]  # the changed one is gone
+    assert cached_build(root, "thing", source, counted).path == again.path and len(calls) == 1
+
+
+@pytest.mark.unit
 def test_other_bases_are_not_built_ins(tmp_path: Path) -> None:
     assert resolve_pretrained("minilm", tmp_path) is None
     assert not (tmp_path / "base-models").exists()
