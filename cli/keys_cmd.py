@@ -39,6 +39,14 @@ def create(
         int | None,
         typer.Option("--tokens-per-day", min=1, help="Prompt + completion tokens a UTC day."),
     ] = None,
+    may_pin_versions: Annotated[
+        bool,
+        typer.Option(
+            "--may-pin-versions",
+            help="May name a serving version (deployment:vN) as its model, not only the "
+            "deployment; never a candidate still in its canary.",
+        ),
+    ] = False,
 ) -> None:
     """Make a key; it is printed once (only its SHA-256 is stored) and audited."""
     from serving.worker.limits import parse_quota, parse_rate
@@ -51,10 +59,12 @@ def create(
         quota_per_day=parse_quota(quota) if quota else None,
         tokens_per_minute=tokens_per_minute,
         tokens_per_day=tokens_per_day,
+        may_pin_versions=may_pin_versions,
     )
     typer.echo(plaintext)
     limits = f"rate {_rate(record.rate_per_second)}, quota {_quota(record.quota_per_day)}, "
     limits += f"tokens {_tokens(record.tokens_per_minute, record.tokens_per_day)}"
+    limits += ", may pin versions" if record.may_pin_versions else ""
     typer.echo(
         f"key {record.key_prefix}... for {app} on {', '.join(names)} ({limits}); "
         "store it now, it is not shown again",

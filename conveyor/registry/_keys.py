@@ -39,12 +39,14 @@ def hash_api_key(plaintext: str) -> str:
 
 @dataclass(frozen=True)
 class KeyLimits:
-    """What a key allows: requests per second and per day, tokens per minute and per day."""
+    """What a key allows: requests per second and per day, tokens per minute and per day, and
+    whether it may pin a version rather than take the deployment's canary split."""
 
     rate_per_second: float | None = None
     quota_per_day: int | None = None
     tokens_per_minute: int | None = None
     tokens_per_day: int | None = None
+    may_pin_versions: bool = False
 
 
 def create_api_key(

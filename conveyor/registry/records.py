@@ -92,6 +92,7 @@ class ApiKeyRecord:
     revoked_at: datetime | None
     tokens_per_minute: int | None = None  # prompt + completion tokens, for language models
     tokens_per_day: int | None = None
+    may_pin_versions: bool = False  # may name a version (``deployment:vN``) as its model
 
     @property
     def active(self) -> bool:

@@ -178,9 +178,12 @@ class Registry:
         quota_per_day: int | None = None,
         tokens_per_minute: int | None = None,
         tokens_per_day: int | None = None,
+        may_pin_versions: bool = False,
     ) -> tuple[ApiKeyRecord, str]:
         """Make a key for ``app``; the plaintext is returned once and never stored."""
-        limits = _keys.KeyLimits(rate_per_second, quota_per_day, tokens_per_minute, tokens_per_day)
+        limits = _keys.KeyLimits(
+            rate_per_second, quota_per_day, tokens_per_minute, tokens_per_day, may_pin_versions
+        )
         return _keys.create_api_key(self._store, app, deployments, limits)
 
     def list_api_keys(self, include_revoked: bool = False) -> list[ApiKeyRecord]:

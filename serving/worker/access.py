@@ -90,6 +90,7 @@ class Gate:
         self.failed_auth = failed_auth or FailedAuthLimiter()
         self._token_limits: dict[str, tuple[int | None, int | None]] = {}
         self._limits_down_until = 0.0
+        self._may_pin: dict[str, bool] = {}
         self._settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-tokens")
         self._lock = threading.Lock()
         self._pending: dict[str, list[int]] = {}
@@ -129,6 +130,7 @@ class Gate:
                 record.app,
             )
         self._token_limits[record.app] = (record.tokens_per_minute, record.tokens_per_day)
+        self._may_pin[record.app] = record.may_pin_versions
         refused = self._ask_limits(
             "rate limits",
             record.app,
@@ -146,6 +148,10 @@ class Gate:
                 retry,
             )
         return record.app
+
+    def may_pin(self, app: str) -> bool:
+        """Whether ``app``'s key may name a version as its model rather than the deployment."""
+        return self._may_pin.get(app, False)
 
     def reserve_tokens(self, app: str, tokens: int) -> TokenReservation | None:
         """Reserve a language-model request's most tokens (prompt + max_tokens) from its app's

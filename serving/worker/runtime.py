@@ -30,7 +30,9 @@ from serving.worker.metrics import WorkerMetrics
 from serving.worker.profiler import ProfileRecorder
 from serving.worker.token_limits import LocalTokenLimiter, RedisTokenLimiter
 
-__all__ = ["Runtime", "start_runtime"]
+__all__ = ["PINNED_ROLE", "Runtime", "start_runtime"]
+# A request whose caller named the version: answered and measured, never canary evidence.
+PINNED_ROLE = "pinned"
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +119,12 @@ class Runtime:
         executed: bool = True,
         judged_ms: float | None = None,
     ) -> None:
-        """Count one answered request; only those the model ran are canary evidence.
+        """Count one answered request; only those the model ran, on the version the split
+        chose (not ``pinned`` by the caller), are canary evidence.
         ``judged_ms``: what the canary judge reads instead of the whole latency (a language
         model's time to first token: its whole latency is the length the client asked for)."""
         seconds = time.perf_counter() - start
-        if executed:
+        if executed and role != PINNED_ROLE:
             judged = judged_ms if judged_ms is not None else seconds * 1000
             self.controller.record(version, judged, failed, app)
         series = (self.deployment, version, role, endpoint)
