@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from serving.api.validation import RequestError, status_of
-from serving.engine.decoding import SamplingParams, TokenEvent
+from serving.engine.params import SamplingParams, TokenEvent
 from serving.refusal import Refusal
 
 __all__ = [

@@ -38,8 +38,7 @@ from serving.api.openai_api import (
     sse,
 )
 from serving.api.validation import status_of
-from serving.engine.decoding import SamplingParams, TokenEvent
-from serving.engine.inference import context_length
+from serving.engine.params import SamplingParams, TokenEvent
 from serving.refusal import Refusal
 from serving.worker.access import current_app
 from serving.worker.token_limits import TokenReservation
@@ -283,8 +282,8 @@ async def _answer(request: Request, runtime: Runtime | None, kind: Kind) -> Resp
                 code="model_not_found",
             )
         ids = prompt_ids(served.loaded.tokenizer, llm)
-        context = context_length(served.loaded) or served.max_length
-        budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=context)
+        assert served.context is not None  # a version with an engine has its context
+        budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=served.context)
         app = current_app.get()
         reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
     except ValueError:

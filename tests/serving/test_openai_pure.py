@@ -21,7 +21,7 @@ from serving.api.openai_api import (
 from serving.api.validation import status_of
 from serving.canary.judge import CanaryThresholds, Decision, judge_canary
 from serving.canary.stats import VersionStats
-from serving.engine.decoding import TokenEvent
+from serving.engine.params import TokenEvent
 from serving.refusal import RefusalKind
 from serving.worker.access import Refused
 from serving.worker.token_limits import LocalTokenLimiter, TokenReservation, TokensRefused
