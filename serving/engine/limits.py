@@ -1,7 +1,7 @@
 """The limits a decode request is held to, each defined once and read by every room.
 
 The sampling bounds are read by the engine (:class:`~serving.engine.params.SamplingParams`),
-the OpenAI request models (:mod:`serving.http.openai.protocol`) and so by the OpenAPI document
+the OpenAI request models (:mod:`serving.api.openai.protocol`) and so by the OpenAPI document
 generated from them. The model's context is one rule (:func:`context_length`), applied once
 when a version loads: its decode engine holds the result, and the version carries it.
 """
