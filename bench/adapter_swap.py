@@ -26,7 +26,8 @@ import torch
 from conveyor.offline import apply_offline_environment
 from conveyor.pretrained import SMOLLM2, resolve_pretrained
 from conveyor.settings import load_settings
-from serving.engine.decoding import DecodeEngine, SamplingParams
+from serving.engine.decoding import DecodeEngine
+from serving.engine.params import SamplingParams
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

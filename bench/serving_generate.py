@@ -30,7 +30,8 @@ import torch
 from conveyor.offline import apply_offline_environment
 from conveyor.pretrained import SMOLLM2, resolve_pretrained
 from conveyor.settings import load_settings
-from serving.engine.decoding import DecodeEngine, SamplingParams
+from serving.engine.decoding import DecodeEngine
+from serving.engine.params import SamplingParams
 
 E2E_TEST = Path(__file__).resolve().parents[1] / "data" / "e2e_nlg" / "test.jsonl"
 Request = Callable[[list[int], int], Awaitable[tuple[float, int]]]  # -> (ttft s, tokens)

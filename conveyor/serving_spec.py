@@ -12,7 +12,14 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.recipe.schema import Recipe
+from conveyor.recipe.schema import (
+    BatchingSection,
+    ModelSection,
+    MonitorSection,
+    Recipe,
+    RollbackSection,
+    ServingSection,
+)
 
 __all__ = [
     "SPEC_VERSION",
@@ -26,37 +33,44 @@ __all__ = [
 SPEC_VERSION = 1
 
 
+def _default(section: type[BaseModel], name: str) -> Any:
+    """The recipe schema's default for ``name``: serving defaults are defined there, once."""
+    return section.model_fields[name].get_default(call_default_factory=True)
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class RollbackSpec(_Spec):
-    max_error_rate: float = 0.05
-    max_p99_latency_ms: float = 1000.0
-    min_requests: int = 20
+    max_error_rate: float = _default(RollbackSection, "max_error_rate")
+    max_p99_latency_ms: float = _default(RollbackSection, "max_p99_latency_ms")
+    min_requests: int = _default(RollbackSection, "min_requests")
 
 
 class MonitorSpec(_Spec):
-    min_requests: int = 200
-    max_label_psi: float = 0.2
-    max_length_psi: float = 0.2
-    max_unknown_token_rate: float = 0.05
-    min_mean_confidence: float = 0.4
+    min_requests: int = _default(MonitorSection, "min_requests")
+    max_label_psi: float = _default(MonitorSection, "max_label_psi")
+    max_length_psi: float = _default(MonitorSection, "max_length_psi")
+    max_unknown_token_rate: float = _default(MonitorSection, "max_unknown_token_rate")
+    min_mean_confidence: float = _default(MonitorSection, "min_mean_confidence")
 
 
 class ServingSpec(_Spec):
     """What a serving worker, the canary judge and the drift monitor need of a version."""
 
     spec_version: int = SPEC_VERSION
-    backend: Literal["auto", "torch", "onnx"] = "auto"
-    max_length: int = Field(default=128, ge=1)
-    max_texts_per_request: int = Field(default=64, ge=1)
-    max_text_chars: int = Field(default=2000, ge=1)
-    max_new_tokens: int = Field(default=128, ge=1)
-    batching: bool = True
-    max_batch_size: int = Field(default=32, ge=1)
-    canary_percent: float = Field(default=10.0, ge=0, le=100)
-    bake_seconds: float = Field(default=60.0, ge=0)
+    backend: Literal["auto", "torch", "onnx"] = _default(ServingSection, "backend")
+    max_length: int = Field(default=_default(ModelSection, "max_length"), ge=1)
+    max_texts_per_request: int = Field(
+        default=_default(ServingSection, "max_texts_per_request"), ge=1
+    )
+    max_text_chars: int = Field(default=_default(ServingSection, "max_text_chars"), ge=1)
+    max_new_tokens: int = Field(default=_default(ServingSection, "max_new_tokens"), ge=1)
+    batching: bool = _default(BatchingSection, "enabled")
+    max_batch_size: int = Field(default=_default(BatchingSection, "max_batch_size"), ge=1)
+    canary_percent: float = Field(default=_default(ServingSection, "canary_percent"), ge=0, le=100)
+    bake_seconds: float = Field(default=_default(ServingSection, "bake_seconds"), ge=0)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 

@@ -11,7 +11,7 @@ already holds ``max_in_flight`` model requests (no unbounded queue).
 
 The OpenAI-compatible routes (:data:`OPENAI_PATHS`) pass the same gate (with the key's token
 limits too) and bound, and refuse in OpenAI's shape ``{"error": {"message", "type", "param",
-"code"}}``; their fields are checked by :mod:`serving.api.openai_api` behind the edge.
+"code"}}``; their fields are checked by :mod:`serving.api.openai.protocol` behind the edge.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from serving.api.openai_api import error_body
+from serving.api.openai.responses import error_body
 from serving.api.validation import RequestError, status_of
 from serving.refusal import Refusal, RefusalKind
 from serving.worker.access import Refused, current_app, retry_after_header

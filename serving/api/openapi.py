@@ -18,15 +18,18 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from conveyor.serving_spec import ServingSpec
 from serving.api.edge import MAX_BODY_BYTES
+from serving.api.openai.openapi import openai_paths, openai_schemas
+from serving.api.openapi_parts import RETRY_HEADERS, VERSION_HEADER, operation
+from serving.api.validation import MAX_TOP_K
 
 __all__ = ["DOCS_PATH", "ApiFacts", "OpenApiPages", "index_html", "openapi_document"]
 
 DOCS_PATH = "/docs.json"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ROLE_HEADER = "#/components/headers/X-Model-Role"
-_VERSION_HEADER = {"X-Model-Version": {"$ref": "#/components/headers/X-Model-Version"}}
-_RETRY_HEADERS = {**_VERSION_HEADER, "Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+_SPEC_DEFAULTS = ServingSpec()
 _REFUSALS: dict[int, tuple[str, dict[str, str]]] = {
     400: (
         "The body is not valid JSON, or not a JSON object.",
@@ -52,7 +55,7 @@ _REFUSALS: dict[int, tuple[str, dict[str, str]]] = {
     422: (
         "A field is missing, unknown, of the wrong type, or over the version's limits; "
         "`field` names it.",
-        {"error": "top_k must be between 1 and 100, not 0", "field": "top_k"},
+        {"error": f"top_k must be between 1 and {MAX_TOP_K}, not 0", "field": "top_k"},
     ),
     429: (
         "The API key is over its rate or its daily quota: wait `Retry-After` seconds.",
@@ -68,21 +71,22 @@ _REFUSALS: dict[int, tuple[str, dict[str, str]]] = {
 
 @dataclass(frozen=True)
 class ApiFacts:
-    """What the document says, read from the worker: plain values, no runtime."""
+    """What the document says, read from the worker: plain values, no runtime. The limits
+    left out are the serving spec's defaults (which are the recipe schema's)."""
 
     deployment: str
     version: str | None
     task: str | None
-    max_texts: int = 64
-    max_chars: int = 2000
-    max_new_tokens: int = 128
+    max_texts: int = _SPEC_DEFAULTS.max_texts_per_request
+    max_chars: int = _SPEC_DEFAULTS.max_text_chars
+    max_new_tokens: int = _SPEC_DEFAULTS.max_new_tokens
     keys_required: bool = False
 
 
 def _responses(ok: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {"200": ok}
     for status, (description, example) in _REFUSALS.items():
-        headers = _RETRY_HEADERS if status in (429, 503) else _VERSION_HEADER
+        headers = RETRY_HEADERS if status in (429, 503) else VERSION_HEADER
         found[str(status)] = {
             "description": description,
             "headers": headers,
@@ -118,7 +122,7 @@ def _classify(facts: ApiFacts) -> dict[str, Any]:
             "top_k": {
                 "type": "integer",
                 "minimum": 1,
-                "maximum": 100,
+                "maximum": MAX_TOP_K,
                 "default": 1,
                 "description": "How many of the best labels to return with each result",
             },
@@ -129,188 +133,14 @@ def _classify(facts: ApiFacts) -> dict[str, Any]:
     ok = {
         "description": "A label for each text, in order, from the version named in the body "
         "and in `X-Model-Version`.",
-        "headers": {
-            **_VERSION_HEADER,
-            "X-Model-Role": {"$ref": "#/components/headers/X-Model-Role"},
-        },
+        "headers": {**VERSION_HEADER, "X-Model-Role": {"$ref": _ROLE_HEADER}},
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Classified"}}},
     }
-    return _operation("classify", "Label one text or a list of texts", request, example, ok)
+    summary = "Label one text or a list of texts"
+    return operation("classify", summary, request, example, _responses(ok))
 
 
-_OPENAI_REFUSALS: dict[int, tuple[str, str, str | None, str | None]] = {
-    400: (
-        "A field is unknown, of the wrong type or over the version's limits (`param` names it), "
-        "`n` > 1, or the prompt plus `max_tokens` exceed the model's context (both numbers named).",
-        "invalid_request_error",
-        "max_tokens",
-        None,
-    ),
-    401: ("Missing, malformed, unknown or revoked API key.", "authentication_error", None,
-          "invalid_api_key"),
-    403: ("The API key may not call this deployment.", "permission_error", None,
-          "model_not_allowed"),
-    404: ("`model` is neither this deployment nor a version this worker holds.",
-          "invalid_request_error", "model", "model_not_found"),
-    413: (f"The body is over {MAX_BODY_BYTES:,} bytes.", "invalid_request_error", "body", None),
-    415: ("The body is not sent as application/json.", "invalid_request_error", None, None),
-    429: ("Over the key's requests or tokens per minute or day: wait `Retry-After` seconds.",
-          "rate_limit_error", None, "rate_limit_exceeded"),
-    500: ("The model failed on this input.", "server_error", None, None),
-    503: ("Overloaded or no model loaded yet: retry after `Retry-After` seconds.",
-          "server_error", None, "overloaded"),
-}  # fmt: skip
-
-
-def _openai_responses(ok: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = {"200": ok}
-    for status, (description, kind, param, code) in _OPENAI_REFUSALS.items():
-        example = {"error": {"message": description, "type": kind, "param": param, "code": code}}
-        schema = {"$ref": "#/components/schemas/OpenAIError"}
-        found[str(status)] = {
-            "description": description,
-            "headers": _RETRY_HEADERS if status in (429, 503) else _VERSION_HEADER,
-            "content": {"application/json": {"schema": schema, "example": example}},
-        }
-    return found
-
-
-def _sampling(facts: ApiFacts) -> dict[str, Any]:
-    tokens = {"type": "integer", "minimum": 1, "maximum": facts.max_new_tokens}
-    return {
-        "model": {
-            "type": "string",
-            "description": f"`{facts.deployment}` (the canary split decides the version), or a "
-            "version this worker holds to pin it (GET /v1/models)",
-            "example": facts.deployment,
-        },
-        "max_tokens": {**tokens, "description": "At most the version's serving.max_new_tokens"},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": 1},
-        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1},
-        "stop": {
-            "oneOf": [
-                {"type": "string", "minLength": 1},
-                {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}},
-            ]
-        },
-        "seed": {"type": "integer"},
-        "stream": {"type": "boolean", "default": False},
-        "stream_options": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"include_usage": {"type": "boolean"}},
-        },
-        "n": {"type": "integer", "enum": [1], "description": "One choice per request"},
-        "user": {"type": "string"},
-    }
-
-
-def _openai_ok(schema: str) -> dict[str, Any]:
-    return {
-        "description": "The answer (JSON), or with `stream: true` server-sent events "
-        "`data: {chunk}` ending with `data: [DONE]`; the version in `system_fingerprint`.",
-        "headers": _VERSION_HEADER,
-        "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}},
-            "text/event-stream": {"schema": {"type": "string"}},
-        },
-    }
-
-
-def _chat(facts: ApiFacts) -> dict[str, Any]:
-    message = {
-        "type": "object",
-        "required": ["role", "content"],
-        "properties": {
-            "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-            "content": {"type": "string"},
-        },
-    }
-    request = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["model", "messages"],
-        "properties": {
-            **_sampling(facts),
-            "messages": {"type": "array", "minItems": 1, "items": message},
-            "max_completion_tokens": {
-                "type": "integer", "minimum": 1, "maximum": facts.max_new_tokens,
-            },
-        },
-    }  # fmt: skip
-    example = {
-        "model": facts.deployment,
-        "messages": [{"role": "user", "content": "Describe a cheap restaurant by the river."}],
-        "max_tokens": min(32, facts.max_new_tokens),
-    }
-    operation = _operation(
-        "chat_completions", "Chat completion (OpenAI-compatible)", request, example, {}
-    )
-    operation["post"]["responses"] = _openai_responses(_openai_ok("ChatCompletion"))
-    return operation
-
-
-def _completions(facts: ApiFacts) -> dict[str, Any]:
-    prompt = {
-        "oneOf": [
-            {"type": "string", "minLength": 1},
-            {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string"}},
-        ]
-    }
-    request = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["model", "prompt"],
-        "properties": {**_sampling(facts), "prompt": prompt},
-    }
-    example = {
-        "model": facts.deployment,
-        "prompt": "The capital of France is",
-        "max_tokens": min(16, facts.max_new_tokens),
-    }
-    operation = _operation(
-        "completions", "Text completion (OpenAI-compatible)", request, example, {}
-    )
-    operation["post"]["responses"] = _openai_responses(_openai_ok("Completion"))
-    return operation
-
-
-def _models() -> dict[str, Any]:
-    ok = {
-        "description": "This deployment, then each version this worker holds (OpenAI's list).",
-        "headers": _VERSION_HEADER,
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-    responses = {k: v for k, v in _openai_responses(ok).items() if k in ("200", "401", "403")}
-    return {
-        "get": {
-            "operationId": "models",
-            "summary": "The models this server serves (OpenAI-compatible)",
-            "tags": ["model"],
-            "responses": responses,
-        }
-    }
-
-
-def _operation(
-    name: str, summary: str, request: dict[str, Any], example: dict[str, Any], ok: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "post": {
-            "operationId": name,
-            "summary": summary,
-            "tags": ["model"],
-            "parameters": [{"$ref": "#/components/parameters/X-Canary-Key"}],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": request, "example": example}},
-            },
-            "responses": _responses(ok),
-        }
-    }
-
-
-def _components(facts: ApiFacts) -> dict[str, Any]:
+def _classify_schemas(facts: ApiFacts) -> dict[str, Any]:
     scored = {
         "type": "object",
         "required": ["label", "score"],
@@ -325,43 +155,35 @@ def _components(facts: ApiFacts) -> dict[str, Any]:
             "top_k": {"type": "array", "items": scored, "description": "Best labels first"},
         },
     }
-    components: dict[str, Any] = {
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {"type": "string", "description": "What is wrong, for a person"},
-                    "field": {"type": "string", "description": "The field at fault, if one"},
-                },
-            },
-            "Classified": {
-                "type": "object",
-                "required": ["version", "results"],
-                "properties": {
-                    "version": {"type": "string", "example": facts.version or "demo:v1"},
-                    "results": {"type": "array", "items": result},
-                },
-            },
-            "OpenAIError": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "required": ["message", "type", "param", "code"],
-                        "properties": {
-                            "message": {"type": "string"},
-                            "type": {"type": "string"},
-                            "param": {"nullable": True, "description": "The field at fault"},
-                            "code": {"nullable": True, "description": "e.g. model_not_found"},
-                        },
-                    }
-                },
-            },
-            "ChatCompletion": _answer_schema("chat.completion"),
-            "Completion": _answer_schema("text_completion"),
+    classified = {
+        "type": "object",
+        "required": ["version", "results"],
+        "properties": {
+            "version": {"type": "string", "example": facts.version or "demo:v1"},
+            "results": {"type": "array", "items": result},
         },
+    }
+    return {"Classified": classified}
+
+
+def _components(facts: ApiFacts) -> dict[str, Any]:
+    """Only the shapes of the routes this worker serves: a classifier's page lists no
+    completion schemas, a language model's no classification ones (no version yet: both)."""
+    error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "description": "What is wrong, for a person"},
+            "field": {"type": "string", "description": "The field at fault, if one"},
+        },
+    }
+    schemas: dict[str, Any] = {"Error": error}
+    if facts.task != "causal-lm":
+        schemas |= _classify_schemas(facts)
+    if facts.task != "classification":
+        schemas |= openai_schemas(facts.max_new_tokens)
+    return {
+        "schemas": schemas,
         "headers": {
             "X-Model-Version": {
                 "description": "The version that answered (or serves now, for a refusal)",
@@ -385,52 +207,15 @@ def _components(facts: ApiFacts) -> dict[str, Any]:
         },
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     }
-    # Only the shapes of the routes this worker serves: a classifier's page lists no
-    # completion schemas, a language model's no classification ones.
-    wanted = (
-        {"Error", "Classified"}
-        if facts.task == "classification"
-        else {"Error", "OpenAIError", "ChatCompletion", "Completion"}
-        if facts.task == "causal-lm"
-        else set(components["schemas"])
-    )
-    components["schemas"] = {k: v for k, v in components["schemas"].items() if k in wanted}
-    return components
-
-
-def _answer_schema(kind: str) -> dict[str, Any]:
-    count = {"type": "integer", "minimum": 0}
-    return {
-        "type": "object",
-        "required": ["id", "object", "created", "model", "choices", "usage"],
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"type": "string", "enum": [kind]},
-            "created": {"type": "integer"},
-            "model": {"type": "string", "description": "The version that answered"},
-            "system_fingerprint": {"type": "string", "description": "The same version"},
-            "choices": {"type": "array", "items": {"type": "object"}},
-            "usage": {
-                "type": "object",
-                "properties": {
-                    "prompt_tokens": count,
-                    "completion_tokens": count,
-                    "total_tokens": count,
-                },
-            },
-        },
-    }
 
 
 def openapi_document(facts: ApiFacts) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of what this worker serves now."""
+    """The OpenAPI 3.1 document of what this worker serves now."""
     paths: dict[str, Any] = {}
     if facts.task == "classification":
         paths["/classify"] = _classify(facts)
     elif facts.task == "causal-lm":
-        paths["/v1/chat/completions"] = _chat(facts)
-        paths["/v1/completions"] = _completions(facts)
-        paths["/v1/models"] = _models()
+        paths |= openai_paths(facts.deployment, facts.max_new_tokens)
     serving = f"version {facts.version}" if facts.version else "no version loaded yet"
     keys = (
         "Every model call needs `Authorization: Bearer <key>` (`conveyor keys create`)."
@@ -438,7 +223,7 @@ def openapi_document(facts: ApiFacts) -> dict[str, Any]:
         else "No API key is required here; a key that is sent is checked."
     )
     document: dict[str, Any] = {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": f"conveyor: {facts.deployment}",
             "version": facts.version or "none",

@@ -25,7 +25,7 @@ apply_offline_environment(SETTINGS)  # before any library can reach the network
 
 from serving.api import _timeout  # noqa: E402
 from serving.api.edge import EdgeGuard  # noqa: E402
-from serving.api.openai_routes import openai_router  # noqa: E402
+from serving.api.openai.api_router import openai_router  # noqa: E402
 from serving.api.openapi import ApiFacts, OpenApiPages  # noqa: E402
 from serving.api.validation import RequestError, check_texts, status_of  # noqa: E402
 from serving.refusal import Refusal  # noqa: E402

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from serving.refusal import Refusal, RefusalKind
 
-__all__ = ["RequestError", "check_texts", "status_of"]
+__all__ = ["MAX_TOP_K", "RequestError", "check_texts", "status_of"]
+
+MAX_TOP_K = 100  # the most labels /classify returns per text
 
 _STATUS = {
     RefusalKind.INVALID: 400,
@@ -75,6 +77,8 @@ def check_texts(
                 f"text {index} has {len(item)} characters; at most {max_chars}",
                 field=where(index),
             )
-    if not 1 <= top_k <= 100:
-        raise RequestError(422, f"top_k must be between 1 and 100, not {top_k}", field="top_k")
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise RequestError(
+            422, f"top_k must be between 1 and {MAX_TOP_K}, not {top_k}", field="top_k"
+        )
     return items

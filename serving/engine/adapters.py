@@ -131,10 +131,7 @@ class AdapterPool:
         except Exception as exc:  # peft and transformers raise many types for a bad folder
             raise ArtifactError(f"cannot load the adapter in {folder}: {exc}") from exc
         model.eval()
-        context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-        engine = DecodeEngine(
-            model, tokenizer, max_batch=self.max_batch, context=context, name=ref.sha256[:12]
-        )
+        engine = DecodeEngine(model, tokenizer, max_batch=self.max_batch, name=ref.sha256[:12])
         log.info("base %s (%s) loaded for adapters", ref.name, ref.sha256[:12])
         return SharedBase(ref.sha256, model, engine)
 

@@ -25,119 +25,23 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from conveyor.model_folder import ArtifactError
 from serving.engine._kv_batch import KVBatch, prefill_inputs
+from serving.engine._request import Call, Counts, Request, eos_ids
 from serving.engine._sampling import next_tokens
 from serving.engine._text import TextState
+from serving.engine.limits import context_length
+from serving.engine.params import DecodeError, EngineClosed, SamplingParams, TokenEvent
 from serving.refusal import InvalidRequest
 
-__all__ = [
-    "BASE_ADAPTER",
-    "DecodeEngine",
-    "DecodeError",
-    "EngineClosed",
-    "SamplingParams",
-    "TokenEvent",
-]
+__all__ = ["BASE_ADAPTER", "DecodeEngine"]
 
 log = logging.getLogger(__name__)
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How one request decodes; a value out of range is a 400 naming the field."""
-
-    max_tokens: int
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    seed: int | None = None  # same seed + same request => same text
-    stop: tuple[str, ...] = ()  # output ends before the first match, finish_reason "stop"
-
-    def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise InvalidRequest(
-                f"max_tokens must be at least 1, not {self.max_tokens}", field="max_tokens"
-            )
-        if not 0 <= self.temperature <= 5:
-            raise InvalidRequest(
-                f"temperature must be between 0 and 5, not {self.temperature}",
-                field="temperature",
-            )
-        if not 0 < self.top_p <= 1:
-            raise InvalidRequest(f"top_p must be in (0, 1], not {self.top_p}", field="top_p")
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    text: str  # new text since the previous event ("" while a character or stop is pending)
-    completion_tokens: int  # output tokens so far
-    prompt_tokens: int
-    finish_reason: str | None  # None while running; last event: "stop" | "length"
-    token_ids: tuple[int, ...] = ()  # the output tokens of this event
-
-
-class DecodeError(RuntimeError):
-    """Decoding failed for this request (the cause is chained); the engine goes on."""
-
-
-class EngineClosed(DecodeError):
-    """The engine was closed before this request finished."""
-
-
-@dataclass(eq=False)
-class _Request:
-    prompt_ids: list[int]
-    params: SamplingParams
-    adapter: str | None
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[TokenEvent | BaseException]
-    text: TextState
-    generator: torch.Generator | None
-    cancelled: bool = False
-    done: bool = False
-    generated: int = 0
-
-    def deliver(self, item: TokenEvent | BaseException) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody listens any more
-            self.cancelled = True
-
-
-@dataclass(eq=False)
-class _Call:
-    fn: Callable[[], Any]
-    future: Future[Any]
-    unused: str | None  # run only once no request for this adapter runs or waits
-
-
-@dataclass
-class _Counts:
-    steps: int = 0
-    prefills: int = 0  # requests prefilled
-    prefill_batches: int = 0  # prefill forward passes that succeeded
-    tokens_generated: int = 0
-    rows_stepped: int = 0
-    finished: int = 0
-    cancelled: int = 0
-    errors: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    ids: set[int] = set()
-    config = getattr(model, "generation_config", None)
-    for value in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list | tuple):
-            ids.update(int(v) for v in value)
-    return frozenset(ids)
 
 
 class DecodeEngine:
@@ -149,28 +53,37 @@ class DecodeEngine:
         tokenizer: Any,
         *,
         max_batch: int = 8,
-        context: int,
+        context: int | None = None,
         name: str = "",
         max_prefill_tokens: int = 2048,
     ) -> None:
-        """``max_prefill_tokens`` bounds one prefill's padded size (rows x longest prompt);
+        """``context``: the tokens a request may hold, prompt and completion; left out, as
+        the model says (:func:`~serving.engine.limits.context_length`, computed here once,
+        as the version loads; ArtifactError when the model does not say).
+        ``max_prefill_tokens`` bounds one prefill's padded size (rows x longest prompt);
         a request beyond it waits for the next round (one alone always goes)."""
+        context = context if context is not None else context_length(model, tokenizer)
+        if context is None:
+            raise ArtifactError(
+                "cannot tell how many tokens this model holds: its config has no "
+                "max_position_embeddings or n_positions and its tokenizer no model_max_length"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.max_prefill_tokens = max_prefill_tokens
-        self.context = context
+        self.context: int = context
         self.name = name
-        self._eos = _eos_ids(model, tokenizer)
+        self._eos = eos_ids(model, tokenizer)
         self._device = next(model.parameters()).device
         self._cond = threading.Condition()
-        self._waiting: deque[_Request] = deque()
-        self._running: list[_Request] = []
-        self._calls: list[_Call] = []
+        self._waiting: deque[Request] = deque()
+        self._running: list[Request] = []
+        self._calls: list[Call] = []
         self._batch = KVBatch()
         self._closed = False
         self._retiring = False
-        self._counts = _Counts()
+        self._counts = Counts()
         self._thread = threading.Thread(
             target=self._run, name=f"decode-{name or id(self)}", daemon=True
         )
@@ -198,13 +111,13 @@ class DecodeEngine:
 
     def _submit(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
-    ) -> _Request:
+    ) -> Request:
         self.check(len(prompt_ids), params, adapter)
         generator = None
         if params.temperature > 0:
             seed = params.seed if params.seed is not None else random.randrange(2**63)
             generator = torch.Generator().manual_seed(seed)
-        request = _Request(
+        request = Request(
             prompt_ids, params, adapter, asyncio.get_running_loop(), asyncio.Queue(),
             TextState(self.tokenizer, params.stop), generator,
         )  # fmt: skip
@@ -272,7 +185,7 @@ class DecodeEngine:
     ) -> Future[Any]:
         """Run ``fn`` on the decode thread between two steps (with ``unused``: once no request
         for that adapter runs or waits), so it never changes the model under a forward pass."""
-        call = _Call(fn, Future(), unused)
+        call = Call(fn, Future(), unused)
         with self._cond:
             if self._closed:
                 call.future.set_exception(EngineClosed(f"engine {self.name!r} is closed"))
@@ -341,10 +254,10 @@ class DecodeEngine:
             self._step()
         return True
 
-    def _admit(self, room: int) -> list[_Request]:
+    def _admit(self, room: int) -> list[Request]:
         """The waiting requests to prefill together, in order: up to ``room`` of them while
         rows x longest prompt stays within ``max_prefill_tokens`` (the first always goes)."""
-        admitted: list[_Request] = []
+        admitted: list[Request] = []
         longest = 0
         while self._waiting and len(admitted) < room:
             width = max(longest, len(self._waiting[0].prompt_ids))
@@ -359,7 +272,7 @@ class DecodeEngine:
         return any(r.adapter == adapter and not r.cancelled for r in requests)
 
     @staticmethod
-    def _run_call(call: _Call) -> None:
+    def _run_call(call: Call) -> None:
         try:
             call.future.set_result(call.fn())
         except Exception as exc:  # the caller sees it through its future
@@ -372,12 +285,12 @@ class DecodeEngine:
             self._batch.keep(keep)
             self._running = [self._running[i] for i in keep]
 
-    def _adapter_kwargs(self, requests: Sequence[_Request]) -> dict[str, Any]:
+    def _adapter_kwargs(self, requests: Sequence[Request]) -> dict[str, Any]:
         if not hasattr(self.model, "peft_config"):
             return {}
         return {"adapter_names": [r.adapter or BASE_ADAPTER for r in requests]}
 
-    def _sample(self, logits: torch.Tensor, requests: Sequence[_Request]) -> list[int]:
+    def _sample(self, logits: torch.Tensor, requests: Sequence[Request]) -> list[int]:
         return next_tokens(
             logits,
             [r.params.temperature for r in requests],
@@ -386,7 +299,7 @@ class DecodeEngine:
         )
 
     @torch.inference_mode()
-    def _prefill(self, requests: list[_Request]) -> None:
+    def _prefill(self, requests: list[Request]) -> None:
         """Prefill ``requests`` in one forward pass, hand out their first tokens and join
         those that go on to the batch; if the pass fails, prefill each alone instead."""
         try:
@@ -435,7 +348,7 @@ class DecodeEngine:
         self._batch.keep(keep)
         self._running = [rows[i] for i in keep]
 
-    def _emit(self, request: _Request, token: int) -> bool:
+    def _emit(self, request: Request, token: int) -> bool:
         """Hand out the event for ``token``; whether the request goes on."""
         request.generated += 1
         self._counts.tokens_generated += 1
@@ -455,7 +368,7 @@ class DecodeEngine:
         request.deliver(event)
         return finish is None
 
-    def _fail(self, requests: Sequence[_Request], exc: Exception) -> None:
+    def _fail(self, requests: Sequence[Request], exc: Exception) -> None:
         log.error("decode engine %s: %d requests failed", self.name, len(requests), exc_info=exc)
         self._counts.errors += len(requests)
         for request in requests:

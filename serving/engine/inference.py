@@ -13,7 +13,8 @@ import torch
 
 from conveyor.errors import ConveyorError
 from conveyor.model_folder import ArtifactError, LoadedModel, load_model
-from serving.engine.decoding import DecodeEngine, SamplingParams
+from serving.engine.decoding import DecodeEngine
+from serving.engine.params import SamplingParams
 
 __all__ = [
     "SMOKE_PROMPTS",
@@ -21,7 +22,6 @@ __all__ = [
     "ArtifactError",
     "SmokeError",
     "classify_texts",
-    "context_length",
     "engine_text",
     "generate_text",
     "load_for_serving",
@@ -65,16 +65,6 @@ def load_for_serving(
     it by one bit is refused before any of it is read as a model.
     """
     return load_model(folder, task, expected_sha256=expected_sha256)
-
-
-def context_length(loaded: LoadedModel) -> int | None:
-    """How many positions the model embeds (None when its config does not say)."""
-    config = getattr(loaded.model, "config", None)
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 @torch.inference_mode()

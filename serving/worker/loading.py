@@ -22,7 +22,8 @@ from conveyor.registry import VersionRecord
 from conveyor.serving_spec import serving_spec_of
 from serving.engine.adapters import AdapterPool, is_adapter_folder
 from serving.engine.decoding import DecodeEngine
-from serving.engine.inference import SmokeError, context_length, load_for_serving, smoke_check
+from serving.engine.inference import SmokeError, load_for_serving, smoke_check
+from serving.engine.limits import context_length
 
 __all__ = [
     "ENGINE_MAX_BATCH",
@@ -57,6 +58,12 @@ class Served:
     engine: DecodeEngine | None = None  # a generative version's decode engine
     adapter: str | None = None  # a LoRA version: its adapter's name in the engine's model
     base: str | None = None  # a LoRA version: the SHA-256 of its shared base
+
+    @property
+    def context(self) -> int | None:
+        """A generative version: the tokens one request may hold (prompt and completion),
+        computed once by its engine as the version loaded."""
+        return self.engine.context if self.engine is not None else None
 
 
 def retry_delay(attempts: int) -> float:
@@ -105,7 +112,9 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
         engine, base = shared.engine, shared.key
     else:
         loaded = load_for_serving(folder, record.task, expected_sha256=record.content_sha256)
-    max_length = min(spec.max_length, context_length(loaded) or spec.max_length)
+    max_length = min(
+        spec.max_length, context_length(loaded.model, loaded.tokenizer) or spec.max_length
+    )
     backend = "torch"
     if record.task == "classification" and spec.backend != "torch":
         loaded, backend = _with_onnx(loaded, folder, spec.backend, max_length)
@@ -114,7 +123,6 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
             loaded.model,
             loaded.tokenizer,
             max_batch=ENGINE_MAX_BATCH if spec.batching else 1,
-            context=context_length(loaded) or max_length + spec.max_new_tokens,
             name=record.version,
         )
     served = Served(

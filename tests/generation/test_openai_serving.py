@@ -225,6 +225,46 @@ def test_the_openai_client_calls_chat_and_completions_with_keys_limits_and_error
         assert 'reason="length"' in exported and 'outcome="tokens_limited"' in exported
 
 
+def _post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def _bound(schema: dict[str, Any], name: str, key: str) -> Any:
+    field = schema["properties"][name]
+    return next(b[key] for b in field.get("anyOf", [field]) if key in b)
+
+
+def test_the_served_document_states_the_bounds_the_server_enforces(
+    settings: Settings, llm: str
+) -> None:
+    """Read each bound from the worker's own /docs.json, then send a value at it (answered)
+    and just over it (400 naming that field)."""
+    with running_server(settings) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", "/docs.json")
+        document = json.loads(conn.getresponse().read())
+        for path in ("/v1/chat/completions", "/v1/completions"):
+            body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+            schema, example = body["schema"], body["example"]
+            top = _bound(schema, "max_tokens", "maximum")
+            assert top == MAX_NEW_TOKENS
+            hottest = _bound(schema, "temperature", "maximum")
+            status, answer = _post(server.port, path, example | {"temperature": hottest})
+            assert status == 200, answer
+            over = {
+                "temperature": hottest + 0.01,
+                "top_p": _bound(schema, "top_p", "maximum") + 0.01,
+                "stop": ["x"] * (_bound(schema, "stop", "maxItems") + 1),
+                "max_tokens": top + 1,
+            }
+            for name, value in over.items():
+                status, answer = _post(server.port, path, example | {name: value})
+                assert (status, answer["error"]["param"]) == (400, name), (path, name, answer)
+
+
 def _open_stream(port: int, max_tokens: int) -> socket.socket:
     body = json.dumps(
         {"model": DEPLOYMENT, "prompt": "The", "max_tokens": max_tokens, "stream": True}

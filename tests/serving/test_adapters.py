@@ -14,7 +14,8 @@ import torch
 from conveyor.model_folder import base_ref_for, content_sha256, write_model_folder
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.engine.decoding import DecodeEngine, SamplingParams
+from serving.engine.decoding import DecodeEngine
+from serving.engine.params import SamplingParams
 from serving.worker.controller import RELEASE_GRACE_SECONDS, Controller
 from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 from tests.serving.conftest import zero_in_place

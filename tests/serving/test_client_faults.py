@@ -15,7 +15,8 @@ from typing import Any
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.engine.batcher import Batcher
-from serving.engine.inference import classify_texts, context_length
+from serving.engine.inference import classify_texts
+from serving.engine.limits import context_length
 from serving.worker.loading import Served, load_version
 from tests.clinc_slices import clinc_texts
 from tests.serving.conftest import (
@@ -69,6 +70,9 @@ def test_a_text_longer_than_the_model_embeds_is_truncated_to_fit(
     registry: Registry, settings: Settings, tokenizer: Any
 ) -> None:
     served = _served(registry, settings, tokenizer, positions=16)  # the recipe says 48
-    assert context_length(served.loaded) == 16 and served.max_length == 16
+    assert (
+        context_length(served.loaded.model, served.loaded.tokenizer) == 16
+        and served.max_length == 16
+    )
     (answer,) = classify_texts(served.loaded, [LONG_TEXT * 20], 1, served.max_length)
     assert 0 <= answer["score"] <= 1

@@ -16,13 +16,9 @@ import torch
 from serving.api.validation import status_of
 from serving.engine._kv_batch import KVBatch, prefill_inputs
 from serving.engine._text import TextState
-from serving.engine.decoding import (
-    DecodeEngine,
-    DecodeError,
-    EngineClosed,
-    SamplingParams,
-    TokenEvent,
-)
+from serving.engine.decoding import DecodeEngine
+from serving.engine.limits import MAX_TEMPERATURE
+from serving.engine.params import DecodeError, EngineClosed, SamplingParams, TokenEvent
 from serving.refusal import InvalidRequest
 from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 
@@ -461,3 +457,6 @@ def test_sampling_params_refuse_out_of_range_values() -> None:
         SamplingParams(max_tokens=0)
     with pytest.raises(InvalidRequest, match="top_p"):
         SamplingParams(max_tokens=1, top_p=0)
+    SamplingParams(max_tokens=1, temperature=MAX_TEMPERATURE)  # the bound the API documents
+    with pytest.raises(InvalidRequest, match="temperature"):
+        SamplingParams(max_tokens=1, temperature=MAX_TEMPERATURE + 0.01)

@@ -7,21 +7,13 @@ from typing import Any
 
 import pytest
 
-from serving.api.openai_api import (
-    ApiError,
-    cache_key,
-    check_budget,
-    chunk,
-    completion_body,
-    error_body,
-    models_body,
-    parse_request,
-    sse,
-)
+from serving.api.openai.protocol import ApiError, parse_request
+from serving.api.openai.responses import chunk, completion_body, error_body, models_body, sse
+from serving.api.openai.serving import cache_key, check_budget
 from serving.api.validation import status_of
 from serving.canary.judge import CanaryThresholds, Decision, judge_canary
 from serving.canary.stats import VersionStats
-from serving.engine.decoding import TokenEvent
+from serving.engine.params import TokenEvent
 from serving.refusal import RefusalKind
 from serving.worker.access import Refused
 from serving.worker.token_limits import LocalTokenLimiter, TokenReservation, TokensRefused

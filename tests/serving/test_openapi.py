@@ -50,22 +50,49 @@ def test_only_the_routes_of_the_serving_task_are_documented(task: str, routes: s
             jsonschema.validate(example, _schema(document, {"$ref": error}))
 
 
+def _property(schema: dict[str, Any], name: str, key: str) -> Any:
+    """``key`` of property ``name``, from its non-null branch."""
+    field = schema["properties"][name]
+    return next(b[key] for b in field.get("anyOf", [field]) if key in b)
+
+
 @pytest.mark.unit
-def test_the_openai_request_schema_refuses_what_the_parser_refuses() -> None:
-    from serving.api.openai_api import ApiError, parse_request
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+def test_each_documented_bound_is_the_one_the_server_enforces(kind: Any) -> None:
+    """At a bound the document states, the parser (and the version's budget) accepts; just
+    over it, it refuses naming that field."""
+    from serving.api.openai.protocol import ApiError, parse_request
+    from serving.api.openai.serving import check_budget
 
     document = openapi_document(ApiFacts("chat", "chat:v1", "causal-lm", max_new_tokens=16))
-    path = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]
-    schema = _schema(document, path["content"]["application/json"]["schema"])
-    good = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    route = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+    body = document["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+    schema = _schema(document, body["schema"])
+    good = body["example"]
+    over = {
+        "temperature": _property(schema, "temperature", "maximum") + 0.01,
+        "top_p": _property(schema, "top_p", "maximum") + 0.01,
+        "stop": ["x"] * (_property(schema, "stop", "maxItems") + 1),
+    }
     jsonschema.validate(good, schema)
-    parse_request("chat", good)
-    for bad in ({"model": "chat"}, good | {"n": 2}, good | {"colour": "red"},
-                good | {"stop": ["a", "b", "c", "d", "e"]}, good | {"temperature": 3}):  # fmt: skip
+    for name, value in over.items():
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(good | {name: value}, schema)
+        with pytest.raises(ApiError) as refused:
+            parse_request(kind, good | {name: value})
+        assert refused.value.field == name
+    top = _property(schema, "max_tokens", "maximum")
+    assert top == 16
+    at = parse_request(kind, good | {"max_tokens": top})
+    assert check_budget(at, 5, cap=16, context=512) == top
+    with pytest.raises(ApiError) as capped:
+        check_budget(parse_request(kind, good | {"max_tokens": top + 1}), 5, cap=16, context=512)
+    assert capped.value.field == "max_tokens"
+    for bad in (good | {"n": 2}, good | {"colour": "red"}, {"model": "chat"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
         with pytest.raises(ApiError):
-            parse_request("chat", bad)
+            parse_request(kind, bad)
 
 
 @pytest.mark.unit

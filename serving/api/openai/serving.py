@@ -1,45 +1,40 @@
-"""The OpenAI-compatible routes, mounted under ``/v1``: chat and text completions, models.
+"""The OpenAI-compatible handler: from a parsed request to an answer, counted.
 
-Thin glue: the edge (:mod:`serving.api.edge`) has already admitted the caller (key, request and
-token limits, the in-flight bound) and read the body; here the request is parsed
-(:mod:`serving.api.openai_api`), routed like ``/classify`` (the canary pick, or the version the
-``model`` field pins), decoded by the version's engine, and counted: per-version metrics,
-canary evidence (only when the model ran; its time to first token is what the judge reads)
-and the app's tokens.
+The edge (:mod:`serving.api.edge`) has already admitted the caller (key, request and token
+limits, the in-flight bound) and read the body; here the request is parsed
+(:mod:`serving.api.openai.protocol`), routed like ``/classify`` (the canary pick, or the
+version the ``model`` field pins), held to the version's limits (:func:`check_budget`: its
+``serving.max_new_tokens`` and the context its engine computed at load), decoded by the
+version's engine, and counted: per-version metrics, canary evidence (only when the model ran;
+its time to first token is what the judge reads) and the app's tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from serving.api.openai_api import (
+from serving.api.openai.protocol import ApiError, Kind, LlmRequest, parse_request
+from serving.api.openai.responses import (
     DONE,
-    ApiError,
-    Kind,
-    LlmRequest,
-    cache_key,
-    check_budget,
     chunk,
     completion_body,
     error_body,
-    models_body,
-    parse_request,
+    error_response,
     sse,
 )
-from serving.api.validation import status_of
-from serving.engine.decoding import SamplingParams, TokenEvent
-from serving.engine.inference import context_length
+from serving.engine.params import SamplingParams, TokenEvent
 from serving.refusal import Refusal
 from serving.worker.access import current_app
 from serving.worker.token_limits import TokenReservation
@@ -48,17 +43,52 @@ if TYPE_CHECKING:
     from serving.worker.loading import Served
     from serving.worker.runtime import Runtime
 
-__all__ = ["openai_router", "prompt_ids"]
+__all__ = ["answer", "cache_key", "check_budget", "prompt_ids"]
 
 log = logging.getLogger(__name__)
 CACHE_TOP_K = 0  # the prediction cache's second key part: 0 marks a language-model answer
 
 
-def error_response(exc: Refusal, version: str | None = None) -> JSONResponse:
-    headers = {"X-Model-Version": version} if version else {}
-    if exc.retry_after is not None or status_of(exc) in (429, 503):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
-    return JSONResponse(error_body(exc), status_code=status_of(exc), headers=headers)
+def _bad(message: str, param: str, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def check_budget(request: LlmRequest, prompt_tokens: int, *, cap: int, context: int) -> int:
+    """The completion tokens this request may produce, or ApiError (400) naming the numbers.
+
+    ``cap`` is the version's ``serving.max_new_tokens``; ``context`` the model's positions."""
+    where = "messages" if request.kind == "chat" else "prompt"
+    asked = request.max_tokens
+    if asked is not None and asked > cap:
+        raise _bad(
+            f"max_tokens is {asked}, over this deployment's limit of {cap} "
+            "(serving.max_new_tokens)",
+            "max_tokens",
+        )
+    wanted = asked if asked is not None else min(cap, max(1, context - prompt_tokens))
+    if prompt_tokens + wanted > context:
+        raise _bad(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{prompt_tokens + wanted} tokens ({prompt_tokens} in the {where}, {wanted} for the "
+            "completion). Please reduce the length of the messages or completion.",
+            where,
+            "context_length_exceeded",
+        )
+    return wanted
+
+
+def cache_key(request: LlmRequest, max_tokens: int) -> str:
+    """What identifies a greedy answer (the version is added by the cache): the whole request,
+    normalized, minus what cannot change the text (model name, streaming, user)."""
+    fields = {
+        "kind": request.kind,
+        "messages": request.messages,
+        "prompt": request.prompt,
+        "max_tokens": max_tokens,
+        "stop": request.stop,
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "llm:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def prompt_ids(tokenizer: Any, request: LlmRequest) -> list[int]:
@@ -267,7 +297,7 @@ async def _events(
         tracker.done(failed=failed)
 
 
-async def _answer(request: Request, runtime: Runtime | None, kind: Kind) -> Response:
+async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Response:
     if runtime is None:
         return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
     version: str | None = None
@@ -283,8 +313,8 @@ async def _answer(request: Request, runtime: Runtime | None, kind: Kind) -> Resp
                 code="model_not_found",
             )
         ids = prompt_ids(served.loaded.tokenizer, llm)
-        context = context_length(served.loaded) or served.max_length
-        budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=context)
+        assert served.context is not None  # a version with an engine has its context
+        budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=served.context)
         app = current_app.get()
         reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
     except ValueError:
@@ -297,27 +327,3 @@ async def _answer(request: Request, runtime: Runtime | None, kind: Kind) -> Resp
     headers["Cache-Control"] = "no-cache"
     events = _events(request, runtime, served, role, llm, ids, budget, reservation)
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-
-
-def openai_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
-    """``POST /chat/completions``, ``POST /completions``, ``GET /models`` (under ``/v1``)."""
-    router = APIRouter()
-
-    @router.post("/chat/completions", include_in_schema=False)
-    async def chat_completions(request: Request) -> Response:
-        return await _answer(request, get_runtime(), "chat")
-
-    @router.post("/completions", include_in_schema=False)
-    async def completions(request: Request) -> Response:
-        return await _answer(request, get_runtime(), "completion")
-
-    @router.get("/models", include_in_schema=False)
-    async def models() -> Response:
-        runtime = get_runtime()
-        if runtime is None:
-            return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
-        routing = runtime.controller.routing
-        created = int(routing.since.timestamp())
-        return JSONResponse(models_body(runtime.deployment, list(routing.roles()), created))
-
-    return router

@@ -1,0 +1,42 @@
+"""The OpenAI-compatible routes, mounted under ``/v1``: chat and text completions, models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from serving.api.openai.protocol import ApiError
+from serving.api.openai.responses import error_response, models_body
+from serving.api.openai.serving import answer
+
+if TYPE_CHECKING:
+    from serving.worker.runtime import Runtime
+
+__all__ = ["openai_router"]
+
+
+def openai_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
+    """``POST /chat/completions``, ``POST /completions``, ``GET /models`` (under ``/v1``)."""
+    router = APIRouter()
+
+    @router.post("/chat/completions", include_in_schema=False)
+    async def chat_completions(request: Request) -> Response:
+        return await answer(request, get_runtime(), "chat")
+
+    @router.post("/completions", include_in_schema=False)
+    async def completions(request: Request) -> Response:
+        return await answer(request, get_runtime(), "completion")
+
+    @router.get("/models", include_in_schema=False)
+    async def models() -> Response:
+        runtime = get_runtime()
+        if runtime is None:
+            return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
+        routing = runtime.controller.routing
+        created = int(routing.since.timestamp())
+        return JSONResponse(models_body(runtime.deployment, list(routing.roles()), created))
+
+    return router
