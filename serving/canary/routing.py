@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import random
 
-__all__ = ["canary_bucket", "routes_to_canary"]
+__all__ = ["PINNED_ROLE", "canary_bucket", "routes_to_canary"]
+
+# The role of a request whose caller named the version (a key allowed to pin): answered and
+# measured, never canary evidence, whatever role the version has in the split.
+PINNED_ROLE = "pinned"
 
 
 def canary_bucket(key: str) -> float:

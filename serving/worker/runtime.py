@@ -16,6 +16,7 @@ import torch
 from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import LOOPBACK_HOSTS, Settings, load_settings
+from serving.canary.routing import PINNED_ROLE
 from serving.engine.batcher import Batcher
 from serving.engine.decoding import DecodeEngine
 from serving.engine.inference import classify_texts, preload_model_libraries
@@ -30,9 +31,7 @@ from serving.worker.metrics import WorkerMetrics
 from serving.worker.profiler import ProfileRecorder
 from serving.worker.token_limits import LocalTokenLimiter, RedisTokenLimiter
 
-__all__ = ["PINNED_ROLE", "Runtime", "start_runtime"]
-# A request whose caller named the version: answered and measured, never canary evidence.
-PINNED_ROLE = "pinned"
+__all__ = ["Runtime", "start_runtime"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +101,15 @@ class Runtime:
             return self.controller.pick(key if key != "-" else None)
         except ArtifactError as exc:
             raise Unavailable(str(exc)) from exc
+
+    def pinnable(self, app: str) -> dict[str, Served]:
+        """The versions ``app`` may name as its model: none unless its key may pin; then every
+        version this worker holds (active, canary, standby), answered as ``pinned``."""
+        if not self.gate.may_pin(app):
+            return {}
+        routing = self.controller.routing
+        held = (routing.active, routing.canary, routing.standby)
+        return {served.version: served for served in held if served is not None}
 
     def active_version(self) -> str | None:
         active = self.controller.routing.active

@@ -91,14 +91,21 @@ def test_the_openai_client_calls_chat_and_completions_with_keys_limits_and_error
     import openai
 
     strict = settings.model_copy(update={"require_api_key": True})
-    _, key = registry.create_api_key("shop", [DEPLOYMENT])
-    _, small = registry.create_api_key("small", [DEPLOYMENT], tokens_per_minute=40)
+    _, key = registry.create_api_key("shop", [DEPLOYMENT], may_pin_versions=True)
+    _, small = registry.create_api_key("small", [DEPLOYMENT], tokens_per_minute=60)
+    _, plain = registry.create_api_key("plain", [DEPLOYMENT])  # may not pin a version
     with running_server(strict) as server:
         base = f"http://127.0.0.1:{server.port}/v1"
         client = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
 
         listed = client.models.list()
-        assert [m.id for m in listed.data] == [DEPLOYMENT, llm]
+        assert [m.id for m in listed.data] == [DEPLOYMENT, llm]  # this key may pin
+        ordinary = openai.OpenAI(base_url=base, api_key=plain, max_retries=0)
+        assert [m.id for m in ordinary.models.list().data] == [DEPLOYMENT]
+        with pytest.raises(openai.PermissionDeniedError) as no_pin:
+            ordinary.chat.completions.create(model=llm, messages=CHAT, max_tokens=2)  # type: ignore[arg-type]
+        assert no_pin.value.code == "model_not_allowed"
+        assert no_pin.value.body["param"] == "model"  # type: ignore[index]
 
         raw = client.chat.completions.with_raw_response.create(
             model=DEPLOYMENT,
@@ -116,13 +123,22 @@ def test_the_openai_client_calls_chat_and_completions_with_keys_limits_and_error
         assert usage is not None and usage.prompt_tokens > 5
         assert 1 <= usage.completion_tokens <= 8
         assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-        again = client.chat.completions.create(  # greedy: the same text (the cache answers)
+        again = client.chat.completions.with_raw_response.create(  # greedy: the same text
             model=llm,
             messages=CHAT,
             max_tokens=8,
             temperature=0,  # type: ignore[arg-type]
         )
-        assert again.choices[0].message.content == answer.choices[0].message.content
+        assert again.headers["x-model-role"] == "pinned"
+        assert again.parse().choices[0].message.content == answer.choices[0].message.content
+        judged = server.status()["figures"][llm]["requests"]
+        client.chat.completions.create(  # pinned and run by the model: still no evidence
+            model=llm,
+            messages=CHAT,
+            max_tokens=3,
+            temperature=0.7,  # type: ignore[arg-type]
+        )
+        assert server.status()["figures"][llm]["requests"] == judged
 
         text = client.completions.create(model=DEPLOYMENT, prompt="The", max_tokens=6, seed=1)
         assert text.object == "text_completion" and text.usage is not None
@@ -212,11 +228,15 @@ def test_the_openai_client_calls_chat_and_completions_with_keys_limits_and_error
         assert refused.value.body["type"] == "authentication_error"  # type: ignore[index]
 
         limited = openai.OpenAI(base_url=base, api_key=small, max_retries=0)
+        with pytest.raises(openai.BadRequestError) as never:  # prompt + 40 > 60: can never fit
+            limited.chat.completions.create(model=DEPLOYMENT, messages=CHAT, max_tokens=40)  # type: ignore[arg-type]
+        assert never.value.body["param"] == "max_tokens"  # type: ignore[index]
+        assert never.value.code == "tokens_over_limit"
         limited.chat.completions.create(model=DEPLOYMENT, messages=CHAT, max_tokens=8)  # type: ignore[arg-type]
-        with pytest.raises(openai.RateLimitError) as tpm:
+        with pytest.raises(openai.RateLimitError) as tpm:  # reserved before it decodes
             limited.chat.completions.create(model=DEPLOYMENT, messages=CHAT, max_tokens=8)  # type: ignore[arg-type]
         assert 1 <= int(tpm.value.response.headers["retry-after"]) <= 60
-        assert "40 tokens per minute" in str(tpm.value.body["message"])  # type: ignore[index]
+        assert "60 tokens per minute" in str(tpm.value.body["message"])  # type: ignore[index]
         figures = server.status()["figures"][llm]
         assert figures["errors"] == 0  # refusals are never the version's errors
         exported = _metrics(server.port)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from serving.api.openai.protocol import ApiError
 from serving.api.openai.responses import error_response, models_body
 from serving.api.openai.serving import answer
+from serving.worker.access import current_app
 
 if TYPE_CHECKING:
     from serving.worker.runtime import Runtime
@@ -35,8 +36,8 @@ def openai_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
         runtime = get_runtime()
         if runtime is None:
             return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
-        routing = runtime.controller.routing
-        created = int(routing.since.timestamp())
-        return JSONResponse(models_body(runtime.deployment, list(routing.roles()), created))
+        created = int(runtime.controller.routing.since.timestamp())
+        pinnable = list(runtime.pinnable(current_app.get()))
+        return JSONResponse(models_body(runtime.deployment, pinnable, created))
 
     return router

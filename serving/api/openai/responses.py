@@ -143,8 +143,8 @@ def sse(data: dict[str, Any]) -> bytes:
 
 
 def models_body(deployment: str, versions: list[str], created: int) -> dict[str, Any]:
-    """``GET /v1/models``: the deployment (what ``model`` usually names), then each version
-    this worker holds (a version id pins that version)."""
+    """``GET /v1/models``: the deployment (what ``model`` names), then each version the
+    caller's key may pin (none for an ordinary key)."""
     entry = {"object": "model", "created": created, "owned_by": "conveyor"}
     data = [{"id": deployment, **entry}] + [{"id": v, **entry} for v in versions]
     return {"object": "list", "data": data}

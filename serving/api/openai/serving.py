@@ -34,9 +34,10 @@ from serving.api.openai.responses import (
     error_response,
     sse,
 )
+from serving.canary.routing import PINNED_ROLE
 from serving.engine.params import SamplingParams, TokenEvent
 from serving.refusal import Refusal
-from serving.worker.access import current_app
+from serving.worker.access import Refused, current_app
 from serving.worker.token_limits import TokenReservation
 
 if TYPE_CHECKING:
@@ -125,22 +126,27 @@ async def _decoding(
 
 
 def _resolve(runtime: Runtime, model: str, canary_key: str | None) -> tuple[Served, str]:
-    """The deployment name takes the canary pick; a version this worker holds pins it."""
+    """The deployment name takes the canary pick. A version this worker holds pins it, for a
+    key that may pin (its answers are never canary evidence); any other key is told to call
+    the deployment."""
     if model == runtime.deployment:
         return runtime.pick(canary_key)
+    app = current_app.get()
+    pinnable = runtime.pinnable(app)
+    if model in pinnable:
+        return pinnable[model], PINNED_ROLE
     routing = runtime.controller.routing
-    for role, served in (
-        ("active", routing.active),
-        ("canary", routing.canary),
-        ("standby", routing.standby),
-    ):
-        if served is not None and served.version == model:
-            return served, role
-    held = ", ".join(routing.roles()) or "none yet"
+    if model in routing.roles():
+        raise ApiError(
+            403,
+            f"app '{app}' may not pin a version: call the deployment '{runtime.deployment}' "
+            "(pinning needs a key made with --may-pin-versions)",
+            param="model",
+            code="model_not_allowed",
+        )
     raise ApiError(
         404,
-        f"The model '{model}' does not exist here: this server serves '{runtime.deployment}' "
-        f"(versions loaded: {held})",
+        f"The model '{model}' does not exist here: this server serves '{runtime.deployment}'",
         param="model",
         code="model_not_found",
     )
@@ -320,6 +326,8 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
     except ValueError:
         return error_response(ApiError(400, "the body is not valid JSON", param="body"))
     except Refusal as exc:  # the request's fault: never counted against the version
+        if isinstance(exc, Refused):  # a limit: counted with the edge's refusals
+            runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
         return error_response(exc, version)
     if not llm.stream:
         return await _complete(runtime, served, role, llm, ids, budget, reservation)
