@@ -1,11 +1,15 @@
-"""The next token of each row: greedy at temperature 0, else temperature and top-p sampling
-with the request's own ``torch.Generator`` (so a seeded request repeats its text)."""
+"""The next token of each row: greedy at temperature 0 (or below ``GREEDY_BELOW``), else
+temperature and top-p sampling with the request's own ``torch.Generator`` (so a seeded
+request repeats its text). Each row is sampled on its own: a row whose sampling fails (its
+probabilities not finite) fails alone, and the others get their tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+
+from serving.engine.limits import GREEDY_BELOW
 
 __all__ = ["next_tokens"]
 
@@ -25,15 +29,21 @@ def next_tokens(
     temperatures: Sequence[float],
     top_ps: Sequence[float],
     generators: Sequence[torch.Generator | None],
-) -> list[int]:
-    """``logits`` [rows, vocab]: one token per row."""
+) -> tuple[list[int], dict[int, Exception]]:
+    """``logits`` [rows, vocab]: one token per row, and the rows whose sampling failed (their
+    token is a placeholder 0, never to be used)."""
     greedy = logits.argmax(dim=-1).tolist()
-    tokens = []
+    tokens: list[int] = []
+    failed: dict[int, Exception] = {}
     for i, (temperature, top_p, gen) in enumerate(
         zip(temperatures, top_ps, generators, strict=True)
     ):
-        if temperature <= 0 or gen is None:
+        if temperature < GREEDY_BELOW or gen is None:
             tokens.append(int(greedy[i]))
-        else:
+            continue
+        try:
             tokens.append(_sample(logits[i], temperature, top_p, gen))
-    return tokens
+        except Exception as exc:  # this row's numbers, not the batch's
+            failed[i] = exc
+            tokens.append(0)
+    return tokens, failed

@@ -34,7 +34,7 @@ from serving.engine._kv_batch import KVBatch, prefill_inputs
 from serving.engine._request import Call, Counts, Request, eos_ids
 from serving.engine._sampling import next_tokens
 from serving.engine._text import TextState
-from serving.engine.limits import context_length
+from serving.engine.limits import GREEDY_BELOW, context_length
 from serving.engine.params import DecodeError, EngineClosed, SamplingParams, TokenEvent
 from serving.refusal import InvalidRequest
 
@@ -114,7 +114,7 @@ class DecodeEngine:
     ) -> Request:
         self.check(len(prompt_ids), params, adapter)
         generator = None
-        if params.temperature > 0:
+        if params.temperature >= GREEDY_BELOW:
             seed = params.seed if params.seed is not None else random.randrange(2**63)
             generator = torch.Generator().manual_seed(seed)
         request = Request(
@@ -290,13 +290,18 @@ class DecodeEngine:
             return {}
         return {"adapter_names": [r.adapter or BASE_ADAPTER for r in requests]}
 
-    def _sample(self, logits: torch.Tensor, requests: Sequence[Request]) -> list[int]:
-        return next_tokens(
+    def _sample(self, logits: torch.Tensor, requests: Sequence[Request]) -> list[int | None]:
+        """One token per request; None for a request whose sampling failed, which fails
+        alone (the others in the batch go on)."""
+        tokens, failed = next_tokens(
             logits,
             [r.params.temperature for r in requests],
             [r.params.top_p for r in requests],
             [r.generator for r in requests],
         )
+        for index, exc in failed.items():
+            self._fail([requests[index]], exc)
+        return [None if i in failed else token for i, token in enumerate(tokens)]
 
     @torch.inference_mode()
     def _prefill(self, requests: list[Request]) -> None:
@@ -320,12 +325,15 @@ class DecodeEngine:
         self._counts.prefills += len(requests)
         self._counts.prefill_batches += 1
         going = [
-            i for i, (r, t) in enumerate(zip(requests, tokens, strict=True)) if self._emit(r, t)
+            i
+            for i, (r, t) in enumerate(zip(requests, tokens, strict=True))
+            if t is not None and self._emit(r, t)
         ]
         if not going:
             return
         first = len(self._batch)
-        self._batch.join(out.past_key_values, inputs["attention_mask"], tokens)
+        placed = [0 if t is None else t for t in tokens]
+        self._batch.join(out.past_key_values, inputs["attention_mask"], placed)
         self._batch.keep([*range(first), *(first + i for i in going)])
         self._running.extend(requests[i] for i in going)
 
@@ -343,8 +351,13 @@ class DecodeEngine:
             return
         self._counts.steps += 1
         self._counts.rows_stepped += len(rows)
-        keep = [i for i, (r, t) in enumerate(zip(rows, tokens, strict=True)) if self._emit(r, t)]
-        self._batch.set_next(torch.tensor(tokens, dtype=torch.long))
+        keep = [
+            i
+            for i, (r, t) in enumerate(zip(rows, tokens, strict=True))
+            if t is not None and self._emit(r, t)
+        ]
+        placed = [0 if t is None else t for t in tokens]  # a failed row is dropped below
+        self._batch.set_next(torch.tensor(placed, dtype=torch.long))
         self._batch.keep(keep)
         self._running = [rows[i] for i in keep]
 

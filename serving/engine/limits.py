@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "GREEDY_BELOW",
+    "MAX_SEED",
     "MAX_TEMPERATURE",
     "MAX_TOP_P",
     "MIN_MAX_TOKENS",
+    "MIN_SEED",
     "MIN_TEMPERATURE",
     "TOP_P_ABOVE",
     "context_length",
@@ -21,6 +24,11 @@ __all__ = [
 
 MIN_TEMPERATURE = 0.0  # greedy
 MAX_TEMPERATURE = 2.0  # OpenAI's bound, as README "Calling a language model" says
+# A temperature above 0 but below this decodes greedily: dividing logits by 1e-38 overflows
+# to inf, and at 1e-3 the most likely token already takes all the probability.
+GREEDY_BELOW = 1e-3
+MIN_SEED = -(2**63)  # what torch.Generator.manual_seed takes
+MAX_SEED = 2**64 - 1
 TOP_P_ABOVE = 0.0  # top_p must be above this (0 would keep no token)
 MAX_TOP_P = 1.0
 MIN_MAX_TOKENS = 1

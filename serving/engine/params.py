@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from serving.engine.limits import (
+    MAX_SEED,
     MAX_TEMPERATURE,
     MAX_TOP_P,
     MIN_MAX_TOKENS,
+    MIN_SEED,
     MIN_TEMPERATURE,
     TOP_P_ABOVE,
 )
@@ -23,7 +25,7 @@ class SamplingParams:
     (InvalidRequest naming the field)."""
 
     max_tokens: int
-    temperature: float = 0.0  # 0 = greedy
+    temperature: float = 0.0  # 0 (or below GREEDY_BELOW) = greedy
     top_p: float = 1.0
     seed: int | None = None  # same seed + same request => same text
     stop: tuple[str, ...] = ()  # output ends before the first match, finish_reason "stop"
@@ -39,6 +41,11 @@ class SamplingParams:
                 f"temperature must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, "
                 f"not {self.temperature}",
                 field="temperature",
+            )
+        if self.seed is not None and not MIN_SEED <= self.seed <= MAX_SEED:
+            raise InvalidRequest(
+                f"seed must be an integer from {MIN_SEED} to {MAX_SEED}, not {self.seed}",
+                field="seed",
             )
         if not TOP_P_ABOVE < self.top_p <= MAX_TOP_P:
             raise InvalidRequest(

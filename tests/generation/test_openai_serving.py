@@ -219,6 +219,15 @@ def test_the_openai_client_calls_chat_and_completions_with_keys_limits_and_error
         with pytest.raises(openai.BadRequestError) as unknown:
             client.completions.create(model=DEPLOYMENT, prompt="a", extra_body={"colour": "red"})
         assert unknown.value.body["param"] == "colour"  # type: ignore[index]
+        errors_before = server.status()["figures"][llm]["errors"]
+        with pytest.raises(openai.BadRequestError) as seed:  # torch would raise a ValueError
+            client.completions.create(model=DEPLOYMENT, prompt="a", max_tokens=2, seed=2**64)
+        assert seed.value.body["param"] == "seed"  # type: ignore[index]
+        tiny = client.completions.create(  # the audit's overflow: now greedy, and answered
+            model=DEPLOYMENT, prompt="The", max_tokens=3, temperature=1e-45
+        )
+        assert tiny.choices[0].text is not None
+        assert server.status()["figures"][llm]["errors"] == errors_before
         with pytest.raises(openai.NotFoundError) as missing:
             client.completions.create(model=f"{DEPLOYMENT}:v99", prompt="a", max_tokens=2)
         assert missing.value.code == "model_not_found"

@@ -460,3 +460,48 @@ def test_sampling_params_refuse_out_of_range_values() -> None:
     SamplingParams(max_tokens=1, temperature=MAX_TEMPERATURE)  # the bound the API documents
     with pytest.raises(InvalidRequest, match="temperature"):
         SamplingParams(max_tokens=1, temperature=MAX_TEMPERATURE + 0.01)
+    for seed in (2**64, -(2**63) - 1):
+        with pytest.raises(InvalidRequest, match="seed"):
+            SamplingParams(max_tokens=1, temperature=1.0, seed=seed)
+    SamplingParams(max_tokens=1, temperature=1.0, seed=2**64 - 1)  # torch takes it
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidRequest, match="temperature"):
+            SamplingParams(max_tokens=1, temperature=bad)
+
+
+def test_a_row_whose_sampling_fails_fails_alone() -> None:
+    from serving.engine._sampling import next_tokens
+
+    logits = torch.tensor([[0.0, 3.0, 1.0], [float("nan"), 1.0, 0.0], [2.0, 0.0, 0.0]])
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    tokens, failed = next_tokens(logits, [1.0, 1.0, 0.0], [1.0, 1.0, 1.0], generators)
+    assert set(failed) == {1} and tokens[2] == 0  # row 2 greedy; row 0 sampled
+    assert 0 <= tokens[0] < 3
+    tiny, failed = next_tokens(logits[[0]] * 50, [1.5e-38], [1.0], generators[:1])
+    assert (tiny, failed) == ([1], {}), "a tiny temperature decodes greedily, never overflows"
+
+
+@pytest.mark.integration
+def test_a_poisoning_temperature_beside_ordinary_requests_fails_no_one(
+    engine: DecodeEngine,
+    model: Any,
+    smollm2_tokenizer: Any,  # noqa: F811
+) -> None:
+    """The audit's request: ``temperature`` 1.5e-38 passed validation, overflowed at a later
+    step and failed every request in the decode batch."""
+    prompts = [_ids(smollm2_tokenizer, p) for p in PROMPTS[:3]]
+
+    async def run() -> list[Any]:
+        poison = SamplingParams(max_tokens=8, temperature=1.5406077321390436e-38)
+        ordinary = [
+            engine.complete(ids, SamplingParams(max_tokens=8, temperature=0.8, seed=i))
+            for i, ids in enumerate(prompts)
+        ]
+        poisoned = [engine.complete(prompts[0], poison) for _ in range(3)]
+        return await asyncio.gather(*ordinary, *poisoned, return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    greedy = smollm2_tokenizer.decode(_greedy_alone(model, prompts[0], 8), skip_special_tokens=True)
+    assert [r[0] for r in results[3:]] == [greedy] * 3  # the tiny temperature decoded greedily
+    assert engine.stats()["errors"] == 0

@@ -16,9 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.api.validation import RequestError
 from serving.engine.limits import (
+    GREEDY_BELOW,
+    MAX_SEED,
     MAX_TEMPERATURE,
     MAX_TOP_P,
     MIN_MAX_TOKENS,
+    MIN_SEED,
     MIN_TEMPERATURE,
     TOP_P_ABOVE,
 )
@@ -94,11 +97,19 @@ class _Sampling(_Body):
     )
     max_tokens: Tokens | None = Field(None, description="At most the version's limit")
     temperature: float | None = Field(
-        None, ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE, description="0 is greedy; 1 if left out"
+        None,
+        ge=MIN_TEMPERATURE,
+        le=MAX_TEMPERATURE,
+        allow_inf_nan=False,
+        description=f"0 (or below {GREEDY_BELOW:g}) is greedy; 1 if left out",
     )
-    top_p: float | None = Field(None, gt=TOP_P_ABOVE, le=MAX_TOP_P, description="1 if left out")
+    top_p: float | None = Field(
+        None, gt=TOP_P_ABOVE, le=MAX_TOP_P, allow_inf_nan=False, description="1 if left out"
+    )
     stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP)] | None = None
-    seed: int | None = Field(None, description="The same seed, the same sample")
+    seed: int | None = Field(
+        None, ge=MIN_SEED, le=MAX_SEED, description="The same seed, the same sample"
+    )
     stream: bool | None = None
     stream_options: StreamOptions | None = Field(None, description="Only with `stream: true`")
     n: Literal[1] | None = Field(None, description="One choice per request")
