@@ -43,6 +43,8 @@ OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models
 MODEL_PATHS = frozenset({"/classify"}) | OPENAI_PATHS
 VIEW_PATHS = frozenset({"/v1/status", "/metrics"})
 MAX_BODY_BYTES = 1_000_000
+MAX_JSON_DEPTH = 32  # a chat request nests 4 deep (body, messages, a message, its parts)
+BODY_STATE = "conveyor_body"  # where the edge leaves the parsed body for the routes
 _TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "/classify": {"text": (str,), "texts": (list,), "top_k": (int,)},
 }
@@ -54,20 +56,38 @@ def _type_name(types: tuple[type, ...]) -> str:
     return {str: "a string", list: "a list of strings", int: "an integer"}.get(types[0], "a number")
 
 
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and objects (iteratively: no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def parse_json(content_type: str, body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or RequestError (415, 400) saying why not."""
+    """The body as a JSON object, or RequestError (415, 400) saying why not. Parsed here
+    once: the routes read this object (``BODY_STATE``), never the bytes again."""
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise RequestError(415, "send the body as JSON with 'Content-Type: application/json'")
     try:
         data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise RequestError(400, f"the body is not valid JSON ({where})", field="body") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}", field="body") from exc
+        raise RequestError(400, "the body is not valid UTF-8 JSON", field="body") from exc
     except RecursionError as exc:  # nested past the parser's depth: never a request of ours
         raise RequestError(
             400, "the body is nested too deeply to be a request", field="body"
         ) from exc
     if not isinstance(data, dict):
         raise RequestError(400, "the body must be a JSON object", field="body")
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise RequestError(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", field="body")
     return data
 
 
@@ -197,7 +217,8 @@ class EdgeGuard:
                 app = runtime.gate.admit(None)
             body = await _read_body(receive)
             if openai and method == "POST":
-                parse_json(headers.get("content-type", ""), body)
+                parsed = parse_json(headers.get("content-type", ""), body)
+                scope.setdefault("state", {})[BODY_STATE] = parsed
             elif not openai:
                 check_body(path, headers.get("content-type", ""), body)
             if runtime.in_flight >= runtime.max_in_flight:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import torch
 
@@ -34,6 +39,7 @@ from serving.worker.token_limits import LocalTokenLimiter, RedisTokenLimiter
 __all__ = ["Runtime", "start_runtime"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _forward(served: Served, texts: list[str], top_k: int) -> list[dict[str, Any]]:
@@ -53,6 +59,18 @@ class Runtime:
     in_flight: int = 0
     views_need_key: bool = False  # /v1/status and /metrics, beyond loopback
     _stop_usage: Any = None
+    # Prompts are tokenized here, one at a time, never on the event loop: a huge prompt
+    # costs its own request time, not every other request's.
+    _tokenizing: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="conveyor-tokenize")
+    )
+
+    async def tokenize(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args)`` (tokenizing a prompt) off the event loop, on this worker's one
+        tokenizing thread (a tokenizer is not safe to call from two threads at once)."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._tokenizing, partial(context.run, work, *args))
 
     @property
     def deployment(self) -> str:
@@ -189,6 +207,7 @@ class Runtime:
         }
 
     def stop(self) -> None:
+        self._tokenizing.shutdown(wait=False, cancel_futures=True)
         self.profiler.stop()
         if self._stop_usage is not None:
             self._stop_usage()

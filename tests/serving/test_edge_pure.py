@@ -126,7 +126,8 @@ def test_cache_is_bounded_lru_and_keyed_by_version() -> None:
         (b'{"top_k": 1.5, "text": "a"}', "application/json", 422, "top_k"),
         (b'{"text": ' + b"[" * 1000 + b"]" * 1000 + b"}", "application/json", 400, "body"),
         (b"{" * 5000, "application/json", 400, "body"),
-        (b'{"texts": ' + b"[" * 900 + b"]" * 900 + b"}", "application/json", 422, "texts[0]"),
+        (b'{"texts": ' + b"[" * 900 + b"]" * 900 + b"}", "application/json", 400, "body"),
+        (b'{"texts": ' + b"[" * 3 + b"]" * 3 + b"}", "application/json", 422, "texts[0]"),
     ],
 )
 def test_body_checks_name_the_field(

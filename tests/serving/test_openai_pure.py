@@ -234,3 +234,40 @@ def test_a_burst_of_reservations_never_overshoots_the_limit() -> None:
         results = list(pool.map(lambda _: limiter.reserve("shop", 50, 200, None), range(30)))
     granted = [r for r in results if isinstance(r, TokenReservation)]
     assert len(granted) == 4 and sum(r.tokens for r in granted) == 200
+
+
+def test_hostile_bodies_are_400s_naming_the_field_without_echoing_them() -> None:
+    import json
+
+    from serving.api.edge import parse_json
+    from serving.api.openai.serving import check_prompt_chars
+    from serving.api.validation import RequestError
+
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    cases = [
+        ({"model": "chat", "prompt": "a\ud800b"}, "completion", "prompt"),
+        (chat | {"messages": [{"role": "user", "content": "\udfff"}]}, "chat", "messages"),
+        (chat | {"stop": ["ok", "\ud800"]}, "chat", "stop"),
+        (chat | {"max_tokens": "lots", "max_completion_tokens": 4}, "chat", "max_tokens"),
+        (chat | {"messages": [{"role": "user", "content": "x"}] * 5000}, "chat", "messages"),
+        (chat | {"stop": ["s"] * 500}, "chat", "stop"),
+        (chat | {"temperature": "x" * 100_000}, "chat", "temperature"),
+    ]
+    for body, kind, field in cases:
+        with pytest.raises(ApiError) as refused:
+            parse_request(kind, body)  # type: ignore[arg-type]
+        assert status_of(refused.value) == 400 and refused.value.field == field, body.keys()
+        assert len(refused.value.reason) < 300, "a refusal never echoes the body back"
+    for levels, says in ((960, "too deeply"), (100, "deeper than 32")):
+        nested = ("[" * levels + "]" * levels).encode()
+        with pytest.raises(RequestError) as deep:
+            parse_json("application/json", b'{"model": "chat", "messages": ' + nested + b"}")
+        assert status_of(deep.value) == 400 and says in deep.value.reason
+    with pytest.raises(RequestError) as bad:
+        parse_json("application/json", b'{"model": }')
+    assert "line 1 column 11" in bad.value.reason and "Expecting" not in bad.value.reason
+    huge = parse_request("completion", {"model": "chat", "prompt": "word " * 190_000})
+    with pytest.raises(ApiError) as too_long:  # refused before any tokenizing
+        check_prompt_chars(huge, context=512)
+    assert too_long.value.code == "context_length_exceeded" and "950000" in too_long.value.reason
+    check_prompt_chars(parse_request("chat", json.loads(json.dumps(chat))), context=512)

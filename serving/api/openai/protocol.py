@@ -43,6 +43,7 @@ MAX_STOP = 4
 COMPONENTS = "#/components/schemas/"
 ROLES = ("system", "developer", "user", "assistant")
 Text = Annotated[str, Field(min_length=1)]
+MAX_MESSAGES = 1024  # turns in one chat request
 Tokens = Annotated[int, Field(ge=MIN_MAX_TOKENS)]
 
 
@@ -136,7 +137,7 @@ class _Sampling(_Body):
 class ChatCompletionRequest(_Sampling):
     """The body of POST /v1/chat/completions."""
 
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
     max_completion_tokens: Tokens | None = Field(None, description="max_tokens, by its new name")
     logprobs: Literal[False] | None = Field(None, description="Not supported: false only")
 
@@ -237,7 +238,9 @@ def _refusal(error: ValidationError) -> ApiError:
         at = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:3])
         where = f" (at {name}{at})" if name == "messages" and at else ""
         return _bad(_SAYS[name] + where, name)
-    return _bad(f"'{name}': {first['msg']}, not {first.get('input')!r}", name)
+    shown = repr(first.get("input"))
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return _bad(f"'{name}': {first['msg']}, not {shown}", name)
 
 
 def parse_request(kind: Kind, data: Any) -> LlmRequest:
@@ -248,7 +251,21 @@ def parse_request(kind: Kind, data: Any) -> LlmRequest:
         body = MODELS[kind].model_validate(data)
     except ValidationError as exc:
         raise _refusal(exc) from None
-    return body.request()
+    request = body.request()
+    _check_unicode(request)
+    return request
+
+
+def _check_unicode(request: LlmRequest) -> None:
+    """Every text encodes as UTF-8: a lone surrogate (valid JSON, ``"\\ud800"``) is refused
+    here, not found by the tokenizer or the response writer."""
+    texts = [("messages", text) for _role, text in request.messages]
+    texts += [("prompt", request.prompt)] + [("stop", stop) for stop in request.stop]
+    for name, text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad(f"'{name}' is not valid Unicode text (a lone surrogate)", name) from None
 
 
 def request_schema(kind: Kind, max_new_tokens: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from jinja2 import TemplateError
 
+from serving.api.edge import BODY_STATE, parse_json
 from serving.api.openai.protocol import ApiError, Kind, LlmRequest, parse_request
 from serving.api.openai.responses import (
     DONE,
@@ -48,6 +50,7 @@ __all__ = ["answer", "cache_key", "check_budget", "prompt_ids"]
 
 log = logging.getLogger(__name__)
 CACHE_TOP_K = 0  # the prediction cache's second key part: 0 marks a language-model answer
+MAX_CHARS_PER_TOKEN = 32  # far above what a token spells (BPE pieces are a few characters)
 
 
 def _bad(message: str, param: str, code: str | None = None) -> ApiError:
@@ -92,6 +95,22 @@ def cache_key(request: LlmRequest, max_tokens: int) -> str:
     return "llm:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def check_prompt_chars(request: LlmRequest, context: int) -> None:
+    """Refuse, before tokenizing it, a prompt too long for any tokenization to fit the
+    model's context (no token of ours spells more than ``MAX_CHARS_PER_TOKEN`` characters)."""
+    field = "messages" if request.kind == "chat" else "prompt"
+    chars = sum(len(text) for _role, text in request.messages) + len(request.prompt)
+    limit = context * MAX_CHARS_PER_TOKEN
+    if chars > limit:
+        raise ApiError(
+            400,
+            f"the prompt has {chars} characters; this model's context of {context} tokens "
+            f"takes at most {limit}",
+            param=field,
+            code="context_length_exceeded",
+        )
+
+
 def prompt_ids(tokenizer: Any, request: LlmRequest) -> list[int]:
     """The prompt's tokens: messages through the chat template (ready for the assistant's
     turn), a completion prompt as it is."""
@@ -100,8 +119,9 @@ def prompt_ids(tokenizer: Any, request: LlmRequest) -> list[int]:
         try:
             ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         except Exception as exc:  # a template that refuses this conversation (roles, order)
+            said = str(exc) if isinstance(exc, TemplateError) else type(exc).__name__
             raise ApiError(
-                400, f"the chat template refused the messages: {exc}", param="messages"
+                400, f"the chat template refused the messages: {said}", param="messages"
             ) from exc
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # newer transformers
             ids = ids["input_ids"]
@@ -308,7 +328,10 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
     version: str | None = None
     try:
-        llm = parse_request(kind, json.loads(await request.body()))
+        body = getattr(request.state, BODY_STATE, None)  # parsed once, by the edge
+        if body is None:
+            body = parse_json("application/json", await request.body())
+        llm = parse_request(kind, body)
         served, role = _resolve(runtime, llm.model, request.headers.get("x-canary-key"))
         version = served.version
         if served.engine is None:
@@ -318,8 +341,9 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
                 param="model",
                 code="model_not_found",
             )
-        ids = prompt_ids(served.loaded.tokenizer, llm)
         assert served.context is not None  # a version with an engine has its context
+        check_prompt_chars(llm, served.context)  # before any tokenizing: a cheap bound
+        ids = await runtime.tokenize(prompt_ids, served.loaded.tokenizer, llm)
         budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=served.context)
         app = current_app.get()
         reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
