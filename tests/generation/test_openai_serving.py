@@ -294,9 +294,9 @@ def test_the_served_document_states_the_bounds_the_server_enforces(
                 assert (status, answer["error"]["param"]) == (400, name), (path, name, answer)
 
 
-def _open_stream(port: int, max_tokens: int) -> socket.socket:
+def _open_stream(port: int, max_tokens: int, stream: bool = True) -> socket.socket:
     body = json.dumps(
-        {"model": DEPLOYMENT, "prompt": "The", "max_tokens": max_tokens, "stream": True}
+        {"model": DEPLOYMENT, "prompt": "The", "max_tokens": max_tokens, "stream": stream}
     ).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     head = (
@@ -349,3 +349,18 @@ def test_a_client_that_leaves_mid_stream_stops_its_decoding(settings: Settings, 
         assert used < MAX_NEW_TOKENS, used  # it stopped well before its 400 tokens
         assert later["cancelled"] >= 1 and later["running"] == 0
         assert 'reason="cancelled"' in _metrics(server.port)
+
+        # the same for an answer that is not streamed: its client leaves while it decodes
+        before, cancelled = later["tokens_generated"], later["cancelled"]
+        sock = _open_stream(server.port, MAX_NEW_TOKENS, stream=False)
+        deadline = time.monotonic() + 30
+        while _engine(server, llm)["running"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sock.close()
+        time.sleep(1.0)
+        settled = _engine(server, llm)
+        time.sleep(1.0)
+        later = _engine(server, llm)
+        assert later["tokens_generated"] == settled["tokens_generated"]  # nothing decodes now
+        assert later["tokens_generated"] - before < MAX_NEW_TOKENS
+        assert later["cancelled"] == cancelled + 1 and later["running"] == 0

@@ -235,6 +235,7 @@ def _cached(runtime: Runtime, served: Served, key: str) -> dict[str, Any] | None
 
 
 async def _complete(
+    request: Request,
     runtime: Runtime,
     served: Served,
     role: str,
@@ -264,6 +265,8 @@ async def _complete(
             async for event in run:
                 tracker.event(event)
                 pieces.append(event.text)
+                if await request.is_disconnected():  # as a stream: the engine stops it
+                    break
     except Exception as exc:
         tracker.done(failed=True)
         log.error("%s on %s failed: %s", llm.kind, served.version, exc)
@@ -272,7 +275,7 @@ async def _complete(
     tracker.done()
     last = tracker.last or TokenEvent("", 0, len(ids), "stop")
     text = "".join(pieces)
-    if key:
+    if key and last.finish_reason is not None:  # a whole answer, not one cut short
         answer: dict[str, Any] = {"text": text, "finish_reason": last.finish_reason}
         answer |= {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens}
         runtime.cache.put_many(served.version, CACHE_TOP_K, [key], [answer])
@@ -354,7 +357,7 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
             runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
         return error_response(exc, version)
     if not llm.stream:
-        return await _complete(runtime, served, role, llm, ids, budget, reservation)
+        return await _complete(request, runtime, served, role, llm, ids, budget, reservation)
     headers = {"X-Model-Version": served.version, "X-Model-Role": role}
     headers["Cache-Control"] = "no-cache"
     events = _events(request, runtime, served, role, llm, ids, budget, reservation)
