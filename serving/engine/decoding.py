@@ -17,11 +17,13 @@ pass through peft's mixed-batch ``adapter_names`` (``"__base__"`` for the bare b
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
@@ -41,6 +43,16 @@ from serving.refusal import InvalidRequest
 __all__ = ["BASE_ADAPTER", "DecodeEngine"]
 
 log = logging.getLogger(__name__)
+_LIVE: weakref.WeakSet[DecodeEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_engines() -> None:
+    """Stop every decode thread before the interpreter exits: a thread still inside a torch
+    step while the process finalizes aborts it ("terminate called without an active
+    exception", SIGABRT), so a command that finished its work was read as failed."""
+    for engine in list(_LIVE):
+        engine.close()
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
@@ -88,6 +100,7 @@ class DecodeEngine:
             target=self._run, name=f"decode-{name or id(self)}", daemon=True
         )
         self._thread.start()
+        _LIVE.add(self)
 
     # -- the asyncio side --------------------------------------------------------------------
 
