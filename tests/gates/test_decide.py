@@ -6,7 +6,7 @@ import pytest
 
 from conveyor.recipe.schema import GatesSection
 from gates.bootstrap import Interval
-from gates.decide import Evaluation, decide
+from gates.text.decide import Evaluation, decide
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gates.facts import check_facts, fact_rates, parse_mr
+from gates.plugins.e2e_facts import check_facts, fact_rates, parse_mr
 from tests.generation.conftest import E2E_DIR
 
 pytestmark = pytest.mark.unit

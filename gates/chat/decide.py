@@ -1,6 +1,6 @@
 """``decide_generation``: a generative candidate (and its champion) against the recipe's gates.
 
-Pure, like :func:`gates.decide.decide`, and with the same :class:`Verdict`: floors and
+Pure, like :func:`gates.text.decide.decide`, and with the same :class:`Verdict`: floors and
 ceilings on what the candidate wrote (BLEU, ROUGE-L, fact omission and hallucination rates,
 task accuracy, perplexity), the golden suite passing whole, and against the champion (the
 base model itself, zero-shot, for the first version of a deployment) the headline metric's
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from conveyor.recipe.schema import GatesSection
 from gates.bootstrap import Interval
-from gates.decide import GateCheck, Verdict, at_least, at_most, significance
+from gates.text.decide import GateCheck, Verdict, at_least, at_most, significance
 
 __all__ = ["GenerationEvaluation", "decide_generation"]
 

@@ -15,17 +15,17 @@ from typing import Any
 from conveyor.model_folder import ArtifactError, load_model
 from conveyor.pretrained import BaseModelUnavailable, resolve_pretrained
 from conveyor.recipe import Recipe
-from gates.chat_test_set import PromptGroup, read_prompt_groups
-from gates.decide import Evaluation, Verdict
-from gates.decide_generation import GenerationEvaluation
-from gates.generation_eval import (
+from gates.chat.decide import GenerationEvaluation
+from gates.chat.evaluate import (
     GenerationJudgement,
     GenerationRun,
     judge_generation,
     run_generation,
 )
-from gates.generation_report import generation_markdown, generation_payload
-from gates.golden import GoldenCase, load_golden
+from gates.chat.golden import GoldenCase, load_golden
+from gates.chat.report import generation_markdown, generation_payload
+from gates.chat.test_set import PromptGroup, read_prompt_groups
+from gates.text.decide import Evaluation, Verdict
 
 __all__ = ["GenerationOutcome", "ModelSource", "base_source", "judge_generation_version"]
 

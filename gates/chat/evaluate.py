@@ -21,14 +21,14 @@ import numpy.typing as npt
 from conveyor.chat import Conversation, Message
 from conveyor.recipe.schema import GatesSection, GenerationGates, GenerationTaskCheck
 from gates.bootstrap import Interval, bootstrap_interval, paired_difference_interval
-from gates.chat_test_set import PromptGroup
-from gates.decide import Verdict
-from gates.decide_generation import GenerationEvaluation, decide_generation
-from gates.facts import FactCheck, check_facts, fact_rates, parse_mr
-from gates.generation import generate_answers, reference_losses
-from gates.golden import GoldenCase, GoldenResult, check_golden
-from gates.side_by_side import SideBySide, most_different
-from gates.text_metrics import TextScores, score_texts
+from gates.chat.decide import GenerationEvaluation, decide_generation
+from gates.chat.golden import GoldenCase, GoldenResult, check_golden
+from gates.chat.metrics import TextScores, score_texts
+from gates.chat.model_io import generate_answers, reference_losses
+from gates.chat.side_by_side import SideBySide, most_different
+from gates.chat.test_set import PromptGroup
+from gates.plugins.e2e_facts import FactCheck, check_facts, fact_rates, parse_mr
+from gates.text.decide import Verdict
 
 __all__ = [
     "GenerationJudgement",

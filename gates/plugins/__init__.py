@@ -1,0 +1,1 @@
+"""Task plug-ins: checks that belong to one dataset, not to the gates."""
