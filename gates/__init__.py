@@ -6,8 +6,9 @@ loads both models, scores them, decides, writes the report and records the verdi
 
 from gates.bootstrap import Interval, bootstrap_interval, paired_difference_interval
 from gates.run import GateOutcome, evaluate_version, find_champion
-from gates.text.decide import Evaluation, GateCheck, Verdict, decide
+from gates.text.decide import decide
 from gates.text.scoring import ClassificationScores, score_classification
+from gates.verdict import Evaluation, GateCheck, Verdict
 
 __all__ = [
     "ClassificationScores",

@@ -18,9 +18,10 @@ from conveyor.recipe.schema import DataFormat
 from conveyor.registry import Registry, VersionRecord, VersionStatus
 from conveyor.settings import Settings
 from gates.chat.run import ModelSource, base_source, judge_generation_version
-from gates.text.decide import Evaluation, Verdict, decide
+from gates.text.decide import decide
 from gates.text.evaluate import read_test_set, run_model, score_pair
 from gates.text.report import markdown_report, top_confusions, write_plot
+from gates.verdict import Evaluation, Verdict
 
 __all__ = ["GateOutcome", "evaluate_version", "find_champion"]
 

@@ -28,7 +28,7 @@ from gates.chat.model_io import generate_answers, reference_losses
 from gates.chat.side_by_side import SideBySide, most_different
 from gates.chat.test_set import PromptGroup
 from gates.plugins.e2e_facts import FactCheck, check_facts, fact_rates, parse_mr
-from gates.text.decide import Verdict
+from gates.verdict import Verdict
 
 __all__ = [
     "GenerationJudgement",

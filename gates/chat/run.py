@@ -25,7 +25,7 @@ from gates.chat.evaluate import (
 from gates.chat.golden import GoldenCase, load_golden
 from gates.chat.report import generation_markdown, generation_payload
 from gates.chat.test_set import PromptGroup, read_prompt_groups
-from gates.text.decide import Evaluation, Verdict
+from gates.verdict import Evaluation, Verdict
 
 __all__ = ["GenerationOutcome", "ModelSource", "base_source", "judge_generation_version"]
 

@@ -1,74 +1,24 @@
-"""``decide``: a candidate's evaluation (and the champion's) against the recipe's gates.
+"""``decide``: a text recipe's candidate (and its champion) against the recipe's gates.
 
-A pure function of plain values: no model, no registry, no Prefect. Every check is
-listed with its value, threshold and outcome; the verdict's reason names what
-failed, or why it passed.
+A pure function of plain values: no model, no registry, no Prefect. Classifiers are held to
+floors on accuracy and macro-F1 and to the drop of macro-F1 and of the worst class against
+the champion; causal language models to a perplexity ceiling and its relative rise. The
+checks every gate shares, and the reason, are :func:`gates.verdict.GateKind`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 from conveyor.recipe.schema import GatesSection
-from gates.bootstrap import Interval
+from gates.verdict import (
+    Evaluation,
+    GateCheck,
+    GateKind,
+    at_least,
+    at_most,
+    perplexity_rise,
+)
 
-__all__ = ["Evaluation", "GateCheck", "Verdict", "at_least", "at_most", "decide", "significance"]
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One model scored on one test split. ``error`` set means it could not be evaluated."""
-
-    version: str
-    task: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    per_class_f1: dict[str, float] = field(default_factory=dict)
-    unknown_labels: dict[str, int] = field(default_factory=dict)
-    interval: Interval | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    name: str
-    value: float | None
-    threshold: float | None
-    comparison: str  # ">=", "<=", ">" or "" for a check that only informs
-    outcome: str  # "pass", "fail" or "warn"
-    detail: str
-
-    @property
-    def failed(self) -> bool:
-        return self.outcome == "fail"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    candidate: str
-    champion: str | None
-    passed: bool
-    reason: str
-    checks: list[GateCheck]
-    headline_metric: str
-    gain: Interval | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["gain"] = self.gain.as_dict() if self.gain else None
-        return data
-
-
-def at_least(name: str, value: float, floor: float, what: str) -> GateCheck:
-    ok = value >= floor
-    detail = f"{what} {value:.4f} {'>=' if ok else '<'} {floor:.4f}"
-    return GateCheck(name, value, floor, ">=", "pass" if ok else "fail", detail)
-
-
-def at_most(name: str, value: float, ceiling: float, what: str) -> GateCheck:
-    ok = value <= ceiling
-    detail = f"{what} {value:.4g} {'<=' if ok else '>'} {ceiling:.4g}"
-    return GateCheck(name, value, ceiling, "<=", "pass" if ok else "fail", detail)
+__all__ = ["decide"]
 
 
 def _threshold_checks(candidate: Evaluation, gates: GatesSection) -> list[GateCheck]:
@@ -137,75 +87,22 @@ def _classification_regressions(
 def _lm_regressions(
     candidate: Evaluation, champion: Evaluation, gates: GatesSection
 ) -> list[GateCheck]:
-    rise = candidate.metrics["perplexity"] / champion.metrics["perplexity"] - 1
-    what = f"perplexity rise vs {champion.version} (relative)"
-    return [at_most("max_perplexity_increase", rise, gates.max_perplexity_increase, what)]
+    ours, theirs = candidate.metrics["perplexity"], champion.metrics["perplexity"]
+    return [perplexity_rise(ours, theirs, gates.max_perplexity_increase, champion.version)]
 
 
-def significance(gain: Interval | None, metric: str, champion: str) -> GateCheck:
-    if gain is None:
-        return GateCheck("significant_gain", None, 0.0, ">", "fail", "no paired interval computed")
-    ok = gain.low > 0
-    detail = (
-        f"{metric} gain over {champion}: {gain.estimate:+.4f}, "
-        f"{gain.confidence:.0%} CI [{gain.low:+.4f}, {gain.high:+.4f}] "
-        f"{'lies above 0' if ok else 'includes 0: not better beyond noise'}"
-    )
-    return GateCheck("significant_gain", gain.low, 0.0, ">", "pass" if ok else "fail", detail)
+def _regressions(
+    candidate: Evaluation, champion: Evaluation, gates: GatesSection
+) -> list[GateCheck]:
+    if candidate.task == "causal-lm":
+        return _lm_regressions(candidate, champion, gates)
+    return _classification_regressions(candidate, champion, gates)
 
 
-def _reason(checks: list[GateCheck], champion: Evaluation | None, compared: bool) -> str:
-    failed = [c for c in checks if c.failed]
-    if failed:
-        return "fail: " + "; ".join(c.detail for c in failed)
-    if champion is None:
-        return f"pass: all {len(checks)} checks passed (first model: judged on thresholds alone)"
-    if not compared:
-        return (
-            f"pass: all {len(checks)} checks passed; "
-            f"champion {champion.version} could not be evaluated"
-        )
-    return f"pass: all {len(checks)} checks passed against champion {champion.version}"
+def _headline(candidate: Evaluation, gates: GatesSection) -> str:
+    return "perplexity" if candidate.task == "causal-lm" else gates.headline_metric
 
 
-def decide(
-    candidate: Evaluation,
-    champion: Evaluation | None,
-    gates: GatesSection,
-    gain: Interval | None = None,
-) -> Verdict:
-    """Judge ``candidate``; ``gain`` is the paired interval of candidate minus champion."""
-    headline = "perplexity" if candidate.task == "causal-lm" else gates.headline_metric
-    champ_name = champion.version if champion else None
-    if candidate.error is not None:
-        check = GateCheck("artifact_loads", None, None, "", "fail", candidate.error)
-        return Verdict(
-            candidate.version,
-            champ_name,
-            False,
-            f"fail: artifact unloadable: {candidate.error}",
-            [check],
-            headline,
-        )
-    checks = _threshold_checks(candidate, gates)
-    compared = champion is not None and champion.error is None
-    if champion is not None and champion.error is not None:
-        detail = f"champion {champion.version} could not be evaluated: {champion.error}"
-        checks.append(GateCheck("champion_evaluated", None, None, "", "warn", detail))
-    if compared and champion is not None:
-        if candidate.task == "causal-lm":
-            checks += _lm_regressions(candidate, champion, gates)
-        else:
-            checks += _classification_regressions(candidate, champion, gates)
-        if gates.require_significant_gain:
-            checks.append(significance(gain, headline, champion.version))
-    passed = not any(c.failed for c in checks)
-    return Verdict(
-        candidate.version,
-        champ_name,
-        passed,
-        _reason(checks, champion, compared),
-        checks,
-        headline,
-        gain if compared else None,
-    )
+decide = GateKind(_threshold_checks, _regressions, _headline, alone="first model")
+"""``decide(candidate, champion, gates, gain=None) -> Verdict``: ``gain`` is the paired
+interval of candidate minus champion."""

@@ -19,7 +19,6 @@ from conveyor.recipe import Recipe, Task
 from conveyor.recipe.schema import GatesSection
 from conveyor.splits import read_split
 from gates.bootstrap import Interval, bootstrap_interval, paired_difference_interval
-from gates.text.decide import Evaluation
 from gates.text.model_io import (
     ArtifactError,
     Predictions,
@@ -31,6 +30,7 @@ from gates.text.model_io import (
     token_losses,
 )
 from gates.text.scoring import ClassificationScores, confusion, macro_f1, score_classification
+from gates.verdict import Evaluation
 
 __all__ = ["ModelRun", "TestSet", "read_test_set", "run_model", "score_pair"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gates.bootstrap import Interval
-from gates.text.decide import Evaluation, GateCheck, Verdict
 from gates.text.report import PLOT_ALT, markdown_report, top_confusions, write_plot
+from gates.verdict import Evaluation, GateCheck, Verdict
 from tests.markdown_check import assert_renders_literally
 
 pytestmark = pytest.mark.unit
