@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from conveyor.recipe.schema import GatesSection
@@ -22,6 +23,7 @@ __all__ = [
     "GateCheck",
     "GateKind",
     "Judged",
+    "Judgement",
     "Verdict",
     "at_least",
     "at_most",
@@ -71,6 +73,21 @@ class Verdict:
         data = asdict(self)
         data["gain"] = self.gain.as_dict() if self.gain else None
         return data
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A gate kind's answer on one candidate: the verdict, both evaluations, the report.
+
+    ``payload`` is what is stored with the version (the verdict and the figures behind it).
+    """
+
+    verdict: Verdict
+    candidate: Evaluation
+    champion: Evaluation | None
+    report: str
+    payload: dict[str, Any]
+    plot_path: Path | None = None
 
 
 class Judged(Protocol):
