@@ -1,4 +1,8 @@
-"""``validate``: read the splits, run the GE suite and the pandas checks, return a Report."""
+"""``validate``: the data checks of a text recipe (``data.format: text``), as a Report.
+
+Reads the splits, runs the GE suite of the task and the pandas checks (duplicates, train
+leakage, truncation, class sizes and imbalance), and profiles train for drift.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from conveyor.recipe.schema import ChecksSection, DataFormat, Recipe, Task
+from conveyor.recipe.schema import ChecksSection, Task
 from conveyor.splits import DataError, fingerprint_splits, read_split
 from data_checks import checks as data_gates
 from data_checks.drift_report import attach_drift
@@ -26,11 +30,10 @@ from data_checks.stats import (
     length_summary,
     normalize_texts,
 )
-from data_checks.suites import suite_for
-from data_checks.tokens import MAX_TOKENIZED_ROWS, TokenCounter, token_counter
-from data_checks.validate_chat import chat_token_counter, validate_chat
+from data_checks.text.suites import suite_for
+from data_checks.text.tokens import MAX_TOKENIZED_ROWS, TokenCounter
 
-__all__ = ["validate", "validate_recipe"]
+__all__ = ["validate"]
 
 Progress = Callable[[str], None]
 
@@ -172,33 +175,3 @@ def validate(
     report.timings["total_s"] = round(sum(report.timings.values()), 3)
     report.great_expectations = ge_version()
     return report
-
-
-def validate_recipe(
-    recipe: Recipe, reference: Reference | None = None, progress: Progress | None = None
-) -> Report:
-    """:func:`validate` with the recipe flattened into its plain arguments."""
-    if recipe.data.format is DataFormat.CHAT:
-        tokens, method = chat_token_counter(recipe.model.base)
-        return validate_chat(
-            recipe.data.splits(),
-            deployment=recipe.name,
-            checks=recipe.checks,
-            max_length=recipe.model.max_length,
-            tokens=tokens,
-            method=method,
-            reference=reference,
-            progress=progress,
-        )
-    return validate(
-        recipe.data.splits(),
-        deployment=recipe.name,
-        task=recipe.task,
-        text_field=recipe.data.text_field,
-        label_field=recipe.data.label_field,
-        checks=recipe.checks,
-        max_length=recipe.model.max_length,
-        counter=token_counter(recipe.model.base),
-        reference=reference,
-        progress=progress,
-    )
