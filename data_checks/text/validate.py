@@ -71,6 +71,34 @@ def _token_sample(texts: pd.Series) -> pd.Series:
     return texts.sample(n=MAX_TOKENIZED_ROWS, random_state=0)
 
 
+def _suite_checks(
+    frames: Mapping[str, pd.DataFrame],
+    task: Task,
+    text_field: str,
+    label: str | None,
+    checks: ChecksSection,
+    progress: Progress,
+) -> list[Check]:
+    """The task's GE suite on each split; outside train, labels must be train's."""
+    train_labels = None
+    if label and label in frames["train"].columns:
+        train_labels = sorted(frames["train"][label].dropna().unique().tolist(), key=str)
+    found: list[Check] = []
+    for name, frame in frames.items():
+        progress(f"great expectations: {name} ({len(frame):,} rows)")
+        wanted = [c for c in (text_field, label) if c and c in frame.columns]
+        suite = suite_for(
+            task,
+            columns=frame.columns,
+            text_field=text_field,
+            label_field=label,
+            checks=checks,
+            train_labels=None if name == "train" else (train_labels or []),
+        )
+        found += run_suite(name, frame[wanted], suite)
+    return found
+
+
 def _text_checks(
     frames: Mapping[str, pd.DataFrame],
     text_field: str,
@@ -136,22 +164,8 @@ def validate(
     label = label_field if task is Task.CLASSIFICATION else None
 
     started = time.perf_counter()
-    train_labels = None
-    if label and label in frames["train"].columns:
-        train_labels = sorted(frames["train"][label].dropna().unique().tolist(), key=str)
-    for name, frame in frames.items():
-        say(f"great expectations: {name} ({len(frame):,} rows)")
-        wanted = [c for c in (text_field, label) if c and c in frame.columns]
-        suite = suite_for(
-            task,
-            columns=frame.columns,
-            text_field=text_field,
-            label_field=label,
-            checks=checks,
-            train_labels=None if name == "train" else (train_labels or []),
-        )
-        for check in run_suite(name, frame[wanted], suite):
-            report.add(check)
+    for check in _suite_checks(frames, task, text_field, label, checks, say):
+        report.add(check)
     report.timings["great_expectations_s"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
