@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from gates.chat_test_set import PromptGroup, read_prompt_groups
-from gates.facts import check_facts, fact_rates, parse_mr
-from gates.text_metrics import score_texts
+from gates.chat.metrics import score_texts
+from gates.chat.test_set import PromptGroup, read_prompt_groups
+from gates.plugins.e2e_facts import check_facts, fact_rates, parse_mr
 
 TEST = Path(__file__).resolve().parent.parent / "data" / "e2e_nlg" / "test.jsonl"
 

@@ -32,8 +32,8 @@ from conveyor.pretrained import SMOLLM2, resolve_pretrained
 from conveyor.recipe import Recipe, load_recipe
 from conveyor.settings import Settings, load_settings
 from gates.bootstrap import bootstrap_interval
-from gates.chat_test_set import PromptGroup, read_prompt_groups
-from gates.generation_eval import GenerationRun
+from gates.chat.evaluate import GenerationRun
+from gates.chat.test_set import PromptGroup, read_prompt_groups
 from training import fine_tune
 
 AIMS = {"bleu": 0.55, "rouge_l": 0.60, "fact_error_rate": 0.10}

@@ -31,9 +31,9 @@ from conveyor.recipe import load_recipe
 from conveyor.registry import open_registry
 from conveyor.settings import load_settings
 from gates.bootstrap import bootstrap_interval, paired_difference_interval
-from gates.chat_test_set import read_prompt_groups
-from gates.facts import fact_rates
-from gates.generation_eval import GenerationRun, run_generation
+from gates.chat.evaluate import GenerationRun, run_generation
+from gates.chat.test_set import read_prompt_groups
+from gates.plugins.e2e_facts import fact_rates
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "e2e-smollm2.yaml"
 Indices = npt.NDArray[np.int64]

@@ -355,7 +355,7 @@ def _smollm2_shapes(sizes: Sizes, config_dir: Path | None) -> tuple[Any, Any]:
 def row_lora(sizes: Sizes, config_dir: Path | None) -> list[dict[str, Any]]:
     from bench import lora_throughput as lt
     from conveyor.chat import read_chat_split
-    from training.chat_data import encode_chat
+    from training.data.chat import encode_chat
     from training.lora import wrap_with_lora
 
     base, tokenizer = _smollm2_shapes(sizes, config_dir)

@@ -29,9 +29,9 @@ from conveyor.offline import apply_offline_environment
 from conveyor.pretrained import SMOLLM2, resolve_pretrained
 from conveyor.settings import load_settings
 from training import engine as ds
-from training.chat_data import encode_chat
 from training.checkpoints import TrainState
 from training.data import Encoded, collate, epoch_batches
+from training.data.chat import encode_chat
 from training.loop import LoopSettings, fit
 from training.lora import LoraSettings, trainable, wrap_with_lora
 

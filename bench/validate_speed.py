@@ -114,7 +114,7 @@ def suite_ge(frame: pd.DataFrame, labels: list[str]) -> float:
     """The whole GE suite ``data_checks`` runs on an eval split (8 expectations)."""
     from conveyor.recipe.schema import ChecksSection, Task
     from data_checks.expectations import run_suite
-    from data_checks.suites import suite_for
+    from data_checks.text.suites import suite_for
 
     suite = suite_for(
         Task.CLASSIFICATION,

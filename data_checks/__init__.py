@@ -7,11 +7,12 @@ class sizes, truncation, drift), and returns a :class:`Report` whose ``exit_code
 first validation, not with this package.
 """
 
+from data_checks.recipe import validate_recipe
 from data_checks.reference import Reference, find_reference, profile_of_version
 from data_checks.report import Check, Outcome, Report, Status, write_reports
 from data_checks.stats import PROFILE_KEY, data_profile
-from data_checks.tokens import TokenCounter, token_counter
-from data_checks.validate import validate, validate_recipe
+from data_checks.text.tokens import TokenCounter, token_counter
+from data_checks.text.validate import validate
 
 __all__ = [
     "PROFILE_KEY",

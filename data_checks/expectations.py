@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from data_checks.report import Check, Outcome
+from data_checks.stats import WHITESPACE
 
 if TYPE_CHECKING:
     from great_expectations.core.batch_definition import BatchDefinition
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     )
     from great_expectations.expectations.expectation import Expectation
 
-__all__ = ["ge_version", "run_suite", "shared_context"]
+__all__ = ["BLANK_TEXT", "ge_version", "run_suite", "shared_context"]
+
+# Same meaning in pyarrow's RE2 (string columns) and Python's re (object columns); 2.6x
+# faster in RE2 than ``^\s*$``.
+BLANK_TEXT = f"^[{WHITESPACE}]*$"
 
 _RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
 _names = itertools.count(1)

@@ -14,7 +14,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from conveyor.markdown import figure
-from gates.report import PLOT_ALT
+from gates.text.report import PLOT_ALT
 
 __all__ = [
     "gate_check_rows",

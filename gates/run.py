@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,9 @@ from conveyor.recipe import Recipe, recipe_from_dict
 from conveyor.recipe.schema import DataFormat
 from conveyor.registry import Registry, VersionRecord, VersionStatus
 from conveyor.settings import Settings
-from gates.decide import Evaluation, Verdict, decide
-from gates.evaluate import read_test_set, run_model, score_pair
-from gates.report import markdown_report, top_confusions, write_plot
-from gates.run_generation import ModelSource, base_source, judge_generation_version
+from gates.chat.run import ModelSource, base_source, judge_generation_version
+from gates.text.run import judge_text_version
+from gates.verdict import Evaluation, Judgement, Verdict
 
 __all__ = ["GateOutcome", "evaluate_version", "find_champion"]
 
@@ -86,6 +85,25 @@ def _record(
     )
 
 
+def _write(folder: Path, judged: Judgement) -> tuple[Path, Path, dict[str, Any]]:
+    report_path = folder / "evaluation.md"
+    report_path.write_text(judged.report, encoding="utf-8")
+    payload = {**judged.payload, "report": judged.report, "report_path": str(report_path)}
+    json_path = folder / "evaluation.json"
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    return report_path, json_path, payload
+
+
+def _chat_sources(
+    settings: Settings, recipe: Recipe, record: VersionRecord, champion: VersionRecord | None
+) -> tuple[ModelSource, ModelSource]:
+    """The candidate's folder, and the champion's: the base model, zero-shot, when none serves."""
+    candidate = ModelSource(record.version, record.artifact_uri, record.content_sha256)
+    if champion is None:
+        return candidate, base_source(recipe.model.base, settings.cache_dir)
+    return candidate, ModelSource(champion.version, champion.artifact_uri, champion.content_sha256)
+
+
 def evaluate_version(
     registry: Registry,
     settings: Settings,
@@ -100,86 +118,21 @@ def evaluate_version(
     recipe = recipe_from_dict(record.recipe, overrides, source=f"recipe of {record.version}")
     champion_record = find_champion(registry, record, against)
     if recipe.data.format is DataFormat.CHAT:
-        return _evaluate_generation(registry, settings, record, recipe, champion_record, out_dir)
-    test = read_test_set(recipe)
-    log.info("evaluating %s on %s (%d examples)", record.version, test.path, len(test.texts))
-    max_length = recipe.model.max_length
-    candidate_run = run_model(record.version, record.artifact_uri, recipe.task, test, max_length)
-    champion_run = None
-    if champion_record is not None:
-        log.info("evaluating champion %s on the same split", champion_record.version)
-        champion_run = run_model(
-            champion_record.version, champion_record.artifact_uri, recipe.task, test, max_length
-        )
-    candidate, champion, gain = score_pair(test, candidate_run, champion_run, recipe.gates)
-    verdict = decide(candidate, champion, recipe.gates, gain)
-
-    folder = _output_dir(settings, record, out_dir)
-    scores = candidate_run.scores
-    confusions = top_confusions(scores.labels, scores.confusion) if scores else []
-    plot = write_plot(folder / "per_class_f1.png", candidate, champion, confusions)
-    report = markdown_report(
-        verdict,
-        candidate,
-        champion,
-        test_path=str(test.path),
-        test_size=len(test.texts),
-        samples=candidate_run.samples,
-        plot_name=plot.name if plot else None,
-        confusions=confusions,
-    )
-    report_path = folder / "evaluation.md"
-    report_path.write_text(report, encoding="utf-8")
-    payload = {
-        **verdict.as_dict(),
-        "report": report,
-        "report_path": str(report_path),
-        "plot_path": str(plot) if plot else None,
-        "candidate_metrics": candidate.metrics,
-        "champion_metrics": champion.metrics if champion else None,
-        "candidate_interval": candidate.interval.as_dict() if candidate.interval else None,
-        "test_split": str(test.path),
-        "test_size": len(test.texts),
-        "confusion_labels": scores.labels if scores else None,
-        "top_confusions": [asdict(c) for c in confusions],
-    }
-    json_path = folder / "evaluation.json"
-    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    _record(registry, record, verdict, candidate, payload)
-    return GateOutcome(verdict, candidate, champion, report, report_path, plot, json_path)
-
-
-def _evaluate_generation(
-    registry: Registry,
-    settings: Settings,
-    record: VersionRecord,
-    recipe: Recipe,
-    champion_record: VersionRecord | None,
-    out_dir: Path | None,
-) -> GateOutcome:
-    """Chat recipes: generated answers judged; the base model, zero-shot, when none serves."""
-    candidate = ModelSource(record.version, record.artifact_uri, record.content_sha256)
-    if champion_record is None:
-        champion = base_source(recipe.model.base, settings.cache_dir)
+        candidate, champion = _chat_sources(settings, recipe, record, champion_record)
+        log.info("evaluating %s against %s on generated answers", record.version, champion.name)
+        judged = judge_generation_version(recipe, candidate, champion, settings.cache_dir)
+        folder = _output_dir(settings, record, out_dir)
     else:
-        champion = ModelSource(
-            champion_record.version, champion_record.artifact_uri, champion_record.content_sha256
-        )
-    log.info("evaluating %s against %s on generated answers", record.version, champion.name)
-    outcome = judge_generation_version(recipe, candidate, champion, settings.cache_dir)
-    folder = _output_dir(settings, record, out_dir)
-    report_path = folder / "evaluation.md"
-    report_path.write_text(outcome.report, encoding="utf-8")
-    payload = {**outcome.payload, "report": outcome.report, "report_path": str(report_path)}
-    json_path = folder / "evaluation.json"
-    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    _record(registry, record, outcome.verdict, outcome.candidate, payload)
+        folder = _output_dir(settings, record, out_dir)
+        judged = judge_text_version(recipe, record, champion_record, folder)
+    report_path, json_path, payload = _write(folder, judged)
+    _record(registry, record, judged.verdict, judged.candidate, payload)
     return GateOutcome(
-        outcome.verdict,
-        outcome.candidate,
-        outcome.champion,
-        outcome.report,
+        judged.verdict,
+        judged.candidate,
+        judged.champion,
+        judged.report,
         report_path,
-        None,
+        judged.plot_path,
         json_path,
     )

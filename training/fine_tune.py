@@ -28,7 +28,6 @@ from conveyor.registry import Registry, VersionStatus, open_registry
 from conveyor.settings import Settings
 from conveyor.splits import fingerprint_splits
 from training import engine as ds
-from training.chat_data import encode_chat, read_chat
 from training.checkpoints import TrainState, load_checkpoint, resume_problem, write_run_meta
 from training.data import (
     Encoded,
@@ -37,6 +36,7 @@ from training.data import (
     encode_classification,
     read_texts,
 )
+from training.data.chat import encode_chat, read_chat
 from training.errors import ResumeError
 from training.loop import FitResult, LoopSettings, fit
 from training.lora import LoraSettings, wrap_with_lora

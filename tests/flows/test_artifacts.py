@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.artifacts import gate_check_rows, inline_plot, validation_rows
-from gates.report import PLOT_ALT
+from gates.text.report import PLOT_ALT
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ import pytest
 
 from conveyor.recipe.schema import GatesSection
 from gates.bootstrap import Interval
-from gates.decide import Evaluation, decide
+from gates.text.decide import decide
+from gates.verdict import Evaluation
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gates.bootstrap import Interval
-from gates.decide import Evaluation, GateCheck, Verdict
-from gates.report import PLOT_ALT, markdown_report, top_confusions, write_plot
+from gates.text.report import PLOT_ALT, markdown_report, top_confusions, write_plot
+from gates.verdict import Evaluation, GateCheck, Verdict
 from tests.markdown_check import assert_renders_literally
 
 pytestmark = pytest.mark.unit
@@ -79,7 +79,7 @@ def test_the_plot_names_the_weakest_classes_and_the_top_confusions(tmp_path: Pat
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from gates.report import _confusion_panel, _weakest_panel
+    from gates.text.report import _confusion_panel, _weakest_panel
 
     candidate = _evaluation("demo:v2", [0.5, 0.9, 0.2, 0.7, 0.95])
     champion = _evaluation("demo:v1", [0.6, 0.8, 0.3, 0.7, 0.9])

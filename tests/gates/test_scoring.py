@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gates.bootstrap import bootstrap_interval, paired_difference_interval
-from gates.scoring import (
+from gates.text.scoring import (
     confusion,
     expected_calibration_error,
     f1_per_class,

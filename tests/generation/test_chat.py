@@ -157,8 +157,8 @@ def test_prompt_ends_with_the_assistant_header_and_truncation_is_reported(
 def test_training_batches_pad_without_labels_and_drop_answers_past_the_cut(
     smollm2_tokenizer: Any,
 ) -> None:
-    from training.chat_data import encode_chat
     from training.data import collate
+    from training.data.chat import encode_chat
 
     short = _conversation(("user", "Hi"), ("assistant", "Hello."))
     longer = _conversation(("user", "Tell me more please"), ("assistant", "Sure, here it is."))

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from conveyor.recipe.schema import ChecksSection
-from data_checks.chat import APPROXIMATE_CHAT, approximate_chat_tokens, template_chat_tokens
+from data_checks.chat.tokens import APPROXIMATE_CHAT, approximate_chat_tokens, template_chat_tokens
+from data_checks.chat.validate import validate_chat
 from data_checks.report import Outcome, Status
-from data_checks.validate_chat import validate_chat
 from tests.generation.conftest import E2E_DIR
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from gates.facts import check_facts, fact_rates, parse_mr
+from gates.plugins import checker_for
+from gates.plugins.e2e_facts import check_facts, fact_rates, parse_mr
 from tests.generation.conftest import E2E_DIR
 
 pytestmark = pytest.mark.unit
@@ -116,6 +117,20 @@ def test_rates_over_outputs() -> None:
     assert (rates.omission_rate, rates.hallucination_rate, rates.error_rate) == (0.25, 0.25, 0.5)
     assert rates.by_slot == {"area": 2, "near": 1}
     assert rates.slot_error_rate == pytest.approx(3 / 8)
+
+
+def test_the_recipe_name_selects_the_plugin_which_reads_the_mr_from_the_prompt() -> None:
+    checker = checker_for("e2e-facts")
+    assert checker is not None and checker_for("exact-match") is None
+    prompt = "Describe it: name[Aromi], area[riverside]"
+    found = [checker.check(prompt, "Aromi is by the river."), checker.check(prompt, "Aromi.")]
+    assert found == [check_facts(parse_mr(prompt), a) for a in ("Aromi is by the river.", "Aromi.")]
+    assert checker.rates(found) == {
+        "omission_rate": 0.5,
+        "hallucination_rate": 0.0,
+        "fact_error_rate": 0.5,
+        "slot_error_rate": 0.25,
+    }
 
 
 def test_on_the_human_references_of_the_test_set_errors_are_rare() -> None:

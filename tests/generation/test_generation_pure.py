@@ -10,11 +10,11 @@ import pytest
 from conveyor.chat import Conversation, Message
 from conveyor.recipe.schema import GatesSection
 from gates.bootstrap import Interval
-from gates.chat_test_set import group_by_prompt, sample_prompts
-from gates.decide_generation import GenerationEvaluation, decide_generation
-from gates.golden import GoldenError, check_golden, load_golden
-from gates.side_by_side import most_different, side_by_side_markdown
-from gates.text_metrics import score_texts
+from gates.chat.decide import GenerationEvaluation, decide_generation
+from gates.chat.golden import GoldenError, check_golden, load_golden
+from gates.chat.metrics import score_texts
+from gates.chat.side_by_side import most_different, side_by_side_markdown
+from gates.chat.test_set import group_by_prompt, sample_prompts
 
 pytestmark = pytest.mark.unit
 
@@ -214,10 +214,10 @@ def test_the_shipped_generative_recipe_and_its_golden_suite_load() -> None:
 
 
 def test_the_report_shows_checks_metrics_golden_and_side_by_side() -> None:
-    from gates.generation_eval import GenerationJudgement
-    from gates.generation_report import generation_markdown, generation_payload
-    from gates.golden import GoldenResult
-    from gates.side_by_side import SideBySide
+    from gates.chat.evaluate import GenerationJudgement
+    from gates.chat.golden import GoldenResult
+    from gates.chat.report import generation_markdown, generation_payload
+    from gates.chat.side_by_side import SideBySide
 
     gain = Interval(0.3, 0.25, 0.35, 0.95, 1000)
     verdict = decide_generation(CANDIDATE, BASE, GatesSection(require_significant_gain=True), gain)

@@ -10,9 +10,9 @@ import torch
 
 from conveyor.chat import read_chat_split
 from conveyor.recipe.schema import GatesSection
-from gates.chat_test_set import group_by_prompt, sample_prompts
-from gates.generation_eval import judge_generation, run_generation
-from gates.golden import GoldenCase, Message
+from gates.chat.evaluate import judge_generation, run_generation
+from gates.chat.golden import GoldenCase, Message
+from gates.chat.test_set import group_by_prompt, sample_prompts
 from tests.generation.conftest import E2E_DIR, write_tiny_llama
 from training.errors import BaseModelError
 from training.lora import (

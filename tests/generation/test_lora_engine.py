@@ -12,9 +12,9 @@ import torch
 from conveyor.chat import read_chat_split
 from tests.generation.conftest import E2E_DIR
 from training import engine as ds
-from training.chat_data import encode_chat
 from training.checkpoints import TrainState, load_checkpoint
 from training.data import Encoded
+from training.data.chat import encode_chat
 from training.loop import FitResult, LoopSettings, fit
 from training.lora import LoraSettings, trainable, wrap_with_lora
 

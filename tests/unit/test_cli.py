@@ -176,7 +176,7 @@ def test_status_of_an_unknown_deployment_is_not_found(conveyor_home: Path) -> No
 
 
 def test_models_show_prints_metrics_and_the_verdict_as_tables(conveyor_home: Path) -> None:
-    from gates.decide import GateCheck, Verdict
+    from gates.verdict import GateCheck, Verdict
 
     registry = _registry(conveyor_home)
     metrics = {"test_accuracy": 0.9413333333333334, "test_p99_ms_batch1": 12.345678, "steps": 400}

@@ -1,4 +1,8 @@
-"""``validate``: read the splits, run the GE suite and the pandas checks, return a Report."""
+"""``validate``: the data checks of a text recipe (``data.format: text``), as a Report.
+
+Reads the splits, runs the GE suite of the task and the pandas checks (duplicates, train
+leakage, truncation, class sizes and imbalance), and profiles train for drift.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from conveyor.recipe.schema import ChecksSection, DataFormat, Recipe, Task
+from conveyor.recipe.schema import ChecksSection, Task
 from conveyor.splits import DataError, fingerprint_splits, read_split
 from data_checks import checks as data_gates
 from data_checks.drift_report import attach_drift
@@ -26,11 +30,10 @@ from data_checks.stats import (
     length_summary,
     normalize_texts,
 )
-from data_checks.suites import suite_for
-from data_checks.tokens import MAX_TOKENIZED_ROWS, TokenCounter, token_counter
-from data_checks.validate_chat import chat_token_counter, validate_chat
+from data_checks.text.suites import suite_for
+from data_checks.text.tokens import MAX_TOKENIZED_ROWS, TokenCounter
 
-__all__ = ["validate", "validate_recipe"]
+__all__ = ["validate"]
 
 Progress = Callable[[str], None]
 
@@ -66,6 +69,34 @@ def _token_sample(texts: pd.Series) -> pd.Series:
     if len(texts) <= MAX_TOKENIZED_ROWS:
         return texts
     return texts.sample(n=MAX_TOKENIZED_ROWS, random_state=0)
+
+
+def _suite_checks(
+    frames: Mapping[str, pd.DataFrame],
+    task: Task,
+    text_field: str,
+    label: str | None,
+    checks: ChecksSection,
+    progress: Progress,
+) -> list[Check]:
+    """The task's GE suite on each split; outside train, labels must be train's."""
+    train_labels = None
+    if label and label in frames["train"].columns:
+        train_labels = sorted(frames["train"][label].dropna().unique().tolist(), key=str)
+    found: list[Check] = []
+    for name, frame in frames.items():
+        progress(f"great expectations: {name} ({len(frame):,} rows)")
+        wanted = [c for c in (text_field, label) if c and c in frame.columns]
+        suite = suite_for(
+            task,
+            columns=frame.columns,
+            text_field=text_field,
+            label_field=label,
+            checks=checks,
+            train_labels=None if name == "train" else (train_labels or []),
+        )
+        found += run_suite(name, frame[wanted], suite)
+    return found
 
 
 def _text_checks(
@@ -133,22 +164,8 @@ def validate(
     label = label_field if task is Task.CLASSIFICATION else None
 
     started = time.perf_counter()
-    train_labels = None
-    if label and label in frames["train"].columns:
-        train_labels = sorted(frames["train"][label].dropna().unique().tolist(), key=str)
-    for name, frame in frames.items():
-        say(f"great expectations: {name} ({len(frame):,} rows)")
-        wanted = [c for c in (text_field, label) if c and c in frame.columns]
-        suite = suite_for(
-            task,
-            columns=frame.columns,
-            text_field=text_field,
-            label_field=label,
-            checks=checks,
-            train_labels=None if name == "train" else (train_labels or []),
-        )
-        for check in run_suite(name, frame[wanted], suite):
-            report.add(check)
+    for check in _suite_checks(frames, task, text_field, label, checks, say):
+        report.add(check)
     report.timings["great_expectations_s"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()
@@ -172,33 +189,3 @@ def validate(
     report.timings["total_s"] = round(sum(report.timings.values()), 3)
     report.great_expectations = ge_version()
     return report
-
-
-def validate_recipe(
-    recipe: Recipe, reference: Reference | None = None, progress: Progress | None = None
-) -> Report:
-    """:func:`validate` with the recipe flattened into its plain arguments."""
-    if recipe.data.format is DataFormat.CHAT:
-        tokens, method = chat_token_counter(recipe.model.base)
-        return validate_chat(
-            recipe.data.splits(),
-            deployment=recipe.name,
-            checks=recipe.checks,
-            max_length=recipe.model.max_length,
-            tokens=tokens,
-            method=method,
-            reference=reference,
-            progress=progress,
-        )
-    return validate(
-        recipe.data.splits(),
-        deployment=recipe.name,
-        task=recipe.task,
-        text_field=recipe.data.text_field,
-        label_field=recipe.data.label_field,
-        checks=recipe.checks,
-        max_length=recipe.model.max_length,
-        counter=token_counter(recipe.model.base),
-        reference=reference,
-        progress=progress,
-    )

@@ -14,6 +14,9 @@ An MR is ``name[The Mill], eatType[pub], food[English], ...`` over 8 slots. For 
 The checker is deliberately lenient where wording is ambiguous (a text matching both its own
 class and another counts as stated): its errors are meant to be errors. Its rates on the human
 references of the cleaned test set are measured in its tests.
+
+:data:`E2E_FACTS` is the checker as a task plug-in (``gates.generation.task_check:
+e2e-facts``): the MR is read from the prompt.
 """
 
 from __future__ import annotations
@@ -23,7 +26,18 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["SLOTS", "FactCheck", "FactRates", "check_facts", "fact_rates", "parse_mr"]
+from conveyor.recipe.schema import GenerationTaskCheck
+
+__all__ = [
+    "E2E_FACTS",
+    "SLOTS",
+    "E2EFacts",
+    "FactCheck",
+    "FactRates",
+    "check_facts",
+    "fact_rates",
+    "parse_mr",
+]
 
 SLOTS = (
     "name",
@@ -288,3 +302,24 @@ def fact_rates(found: Sequence[FactCheck]) -> FactRates:
         slot_error_rate=sum(c.errors for c in found) / max(slots, 1),
         by_slot=dict(sorted(by_slot.items())),
     )
+
+
+class E2EFacts:
+    """The fact checker as a :class:`gates.plugins.TaskChecker` of E2E prompts."""
+
+    name = GenerationTaskCheck.E2E_FACTS.value
+
+    def check(self, prompt_text: str, answer: str) -> FactCheck:
+        return check_facts(parse_mr(prompt_text), answer)
+
+    def rates(self, results: Sequence[FactCheck]) -> dict[str, float]:
+        found = fact_rates(results)
+        return {
+            "omission_rate": found.omission_rate,
+            "hallucination_rate": found.hallucination_rate,
+            "fact_error_rate": found.error_rate,
+            "slot_error_rate": found.slot_error_rate,
+        }
+
+
+E2E_FACTS = E2EFacts()

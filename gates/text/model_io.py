@@ -48,6 +48,13 @@ def _batches(texts: Sequence[str], size: int) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
+def _encode(loaded: LoadedModel, texts: list[str], max_length: int) -> Any:
+    """A padded, truncated batch of tensors."""
+    return loaded.tokenizer(
+        texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+
+
 @torch.inference_mode()
 def predict_classes(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> Predictions:
     """Label and confidence for each text (length-sorted batches, dynamic padding)."""
@@ -55,13 +62,7 @@ def predict_classes(loaded: LoadedModel, texts: Sequence[str], max_length: int) 
     labels = [""] * len(texts)
     confidence = np.zeros(len(texts), dtype=np.float64)
     for indices in _batches(texts, EVAL_BATCH):
-        batch = loaded.tokenizer(
-            [texts[i] for i in indices],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
+        batch = _encode(loaded, [texts[i] for i in indices], max_length)
         probs = torch.softmax(loaded.model(**batch).logits.float(), dim=-1)
         best, ids = probs.max(dim=-1)
         for slot, row in enumerate(indices):
@@ -78,13 +79,7 @@ def token_losses(
     nll = np.zeros(len(texts), dtype=np.float64)
     counts = np.zeros(len(texts), dtype=np.int64)
     for indices in _batches(texts, 16):
-        batch = loaded.tokenizer(
-            [texts[i] for i in indices],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
+        batch = _encode(loaded, [texts[i] for i in indices], max_length)
         logits = loaded.model(**batch).logits.float()[:, :-1]
         targets = batch["input_ids"][:, 1:]
         mask = batch["attention_mask"][:, 1:].bool()
@@ -125,9 +120,7 @@ def generate_samples(
 
 @torch.inference_mode()
 def _forward_ms(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> float:
-    batch = loaded.tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-    )
+    batch = _encode(loaded, list(texts), max_length)
     start = time.perf_counter()
     loaded.model(**batch)
     return (time.perf_counter() - start) * 1000

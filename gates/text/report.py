@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.markdown import code, escape, figure, table
-from gates.decide import Evaluation, GateCheck, Verdict
+from gates.verdict import Evaluation, GateCheck, Verdict
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -19,8 +19,7 @@ from conveyor.recipe import Recipe, Task
 from conveyor.recipe.schema import GatesSection
 from conveyor.splits import read_split
 from gates.bootstrap import Interval, bootstrap_interval, paired_difference_interval
-from gates.decide import Evaluation
-from gates.model_io import (
+from gates.text.model_io import (
     ArtifactError,
     Predictions,
     generate_samples,
@@ -30,7 +29,8 @@ from gates.model_io import (
     predict_classes,
     token_losses,
 )
-from gates.scoring import ClassificationScores, confusion, macro_f1, score_classification
+from gates.text.scoring import ClassificationScores, confusion, macro_f1, score_classification
+from gates.verdict import Evaluation
 
 __all__ = ["ModelRun", "TestSet", "read_test_set", "run_model", "score_pair"]
 

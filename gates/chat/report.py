@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gates.bootstrap import Interval
-from gates.generation_eval import GenerationJudgement
-from gates.golden import GoldenResult
-from gates.side_by_side import side_by_side_markdown
+from gates.chat.evaluate import GenerationJudgement
+from gates.chat.golden import GoldenResult
+from gates.chat.side_by_side import side_by_side_markdown
 
 __all__ = ["generation_markdown", "generation_payload"]
 

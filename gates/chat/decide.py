@@ -1,6 +1,7 @@
 """``decide_generation``: a generative candidate (and its champion) against the recipe's gates.
 
-Pure, like :func:`gates.decide.decide`, and with the same :class:`Verdict`: floors and
+Pure, like :func:`gates.text.decide.decide`, and assembled the same way
+(:func:`gates.verdict.GateKind`) into the same :class:`Verdict`: floors and
 ceilings on what the candidate wrote (BLEU, ROUGE-L, fact omission and hallucination rates,
 task accuracy, perplexity), the golden suite passing whole, and against the champion (the
 base model itself, zero-shot, for the first version of a deployment) the headline metric's
@@ -12,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from conveyor.recipe.schema import GatesSection
-from gates.bootstrap import Interval
-from gates.decide import GateCheck, Verdict, at_least, at_most, significance
+from gates.verdict import GateCheck, GateKind, at_least, at_most, perplexity_rise
 
 __all__ = ["GenerationEvaluation", "decide_generation"]
 
@@ -75,55 +75,16 @@ def _regressions(
         what = f"{headline} drop vs {champion.version}"
         found.append(at_most("max_headline_drop", drop, gates.generation.max_headline_drop, what))
     if "perplexity" in candidate.metrics and "perplexity" in champion.metrics:
-        rise = candidate.metrics["perplexity"] / champion.metrics["perplexity"] - 1
-        what = f"perplexity rise vs {champion.version} (relative)"
-        found.append(at_most("max_perplexity_increase", rise, gates.max_perplexity_increase, what))
+        ours, theirs = candidate.metrics["perplexity"], champion.metrics["perplexity"]
+        ceiling = gates.max_perplexity_increase
+        found.append(perplexity_rise(ours, theirs, ceiling, champion.version))
     return found
 
 
-def _reason(checks: list[GateCheck], champion: GenerationEvaluation | None, compared: bool) -> str:
-    failed = [c for c in checks if c.failed]
-    if failed:
-        return "fail: " + "; ".join(c.detail for c in failed)
-    if champion is None:
-        return f"pass: all {len(checks)} checks passed (no champion: judged on thresholds alone)"
-    if not compared:
-        return (
-            f"pass: all {len(checks)} checks passed; "
-            f"champion {champion.version} could not be evaluated"
-        )
-    return f"pass: all {len(checks)} checks passed against champion {champion.version}"
+def _headline(_: GenerationEvaluation, gates: GatesSection) -> str:
+    return gates.generation.headline_metric
 
 
-def decide_generation(
-    candidate: GenerationEvaluation,
-    champion: GenerationEvaluation | None,
-    gates: GatesSection,
-    gain: Interval | None = None,
-) -> Verdict:
-    """Judge ``candidate``; ``gain``: paired interval of the headline, candidate - champion."""
-    headline = gates.generation.headline_metric
-    champ_name = champion.version if champion else None
-    if candidate.error is not None:
-        check = GateCheck("artifact_loads", None, None, "", "fail", candidate.error)
-        reason = f"fail: artifact unloadable: {candidate.error}"
-        return Verdict(candidate.version, champ_name, False, reason, [check], headline)
-    checks = _threshold_checks(candidate, gates)
-    compared = champion is not None and champion.error is None
-    if champion is not None and champion.error is not None:
-        detail = f"champion {champion.version} could not be evaluated: {champion.error}"
-        checks.append(GateCheck("champion_evaluated", None, None, "", "warn", detail))
-    if compared and champion is not None:
-        checks += _regressions(candidate, champion, gates)
-        if gates.require_significant_gain:
-            checks.append(significance(gain, headline, champion.version))
-    passed = not any(c.failed for c in checks)
-    return Verdict(
-        candidate.version,
-        champ_name,
-        passed,
-        _reason(checks, champion, compared),
-        checks,
-        headline,
-        gain if compared else None,
-    )
+decide_generation = GateKind(_threshold_checks, _regressions, _headline, alone="no champion")
+"""``decide_generation(candidate, champion, gates, gain=None) -> Verdict``: ``gain`` is the
+paired interval of the headline, candidate minus champion."""

@@ -15,19 +15,19 @@ from typing import Any
 from conveyor.model_folder import ArtifactError, load_model
 from conveyor.pretrained import BaseModelUnavailable, resolve_pretrained
 from conveyor.recipe import Recipe
-from gates.chat_test_set import PromptGroup, read_prompt_groups
-from gates.decide import Evaluation, Verdict
-from gates.decide_generation import GenerationEvaluation
-from gates.generation_eval import (
+from gates.chat.decide import GenerationEvaluation
+from gates.chat.evaluate import (
     GenerationJudgement,
     GenerationRun,
     judge_generation,
     run_generation,
 )
-from gates.generation_report import generation_markdown, generation_payload
-from gates.golden import GoldenCase, load_golden
+from gates.chat.golden import GoldenCase, load_golden
+from gates.chat.report import generation_markdown, generation_payload
+from gates.chat.test_set import PromptGroup, read_prompt_groups
+from gates.verdict import Evaluation, Judgement
 
-__all__ = ["GenerationOutcome", "ModelSource", "base_source", "judge_generation_version"]
+__all__ = ["ModelSource", "base_source", "judge_generation_version"]
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,6 @@ class ModelSource:
     sha256: str | None = None
     zero_shot_base: bool = False
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class GenerationOutcome:
-    verdict: Verdict
-    candidate: Evaluation
-    champion: Evaluation | None
-    report: str
-    payload: dict[str, Any]
 
 
 def base_source(base: str, cache_dir: Path) -> ModelSource:
@@ -113,7 +104,7 @@ def judge_generation_version(
     candidate: ModelSource,
     champion: ModelSource,
     cache_dir: Path,
-) -> GenerationOutcome:
+) -> Judgement:
     """Both models on the same sampled test prompts (and golden suite); verdict and report."""
     generation = recipe.gates.generation
     test_path = recipe.data.test or recipe.data.validation
@@ -136,6 +127,6 @@ def judge_generation_version(
         "seconds": {"candidate": candidate_run.seconds, "champion": champion_run.seconds},
     }
     champion_eval = _as_evaluation(judged.champion, judged) if judged.champion else None
-    return GenerationOutcome(
+    return Judgement(
         judged.verdict, _as_evaluation(judged.candidate, judged), champion_eval, report, payload
     )

@@ -3,7 +3,7 @@
 Each conversation is rendered with the tokenizer's chat template
 (:func:`conveyor.chat.render_for_training`) and cut at ``max_length``; a conversation whose
 answer lies wholly past the cut has nothing to learn and is dropped (and counted).
-Batches come from :func:`training.data.collate`: padded to their longest row, and padding
+Batches come from :func:`training.data.batches.collate`: padded to their longest row, and padding
 is never a label.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.chat import IGNORE_INDEX, Conversation, read_chat_split, render_for_training
-from training.data import Encoded
+from training.data.batches import Encoded
 
 __all__ = ["ChatEncoded", "encode_chat", "read_chat"]
 

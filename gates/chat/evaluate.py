@@ -21,14 +21,14 @@ import numpy.typing as npt
 from conveyor.chat import Conversation, Message
 from conveyor.recipe.schema import GatesSection, GenerationGates, GenerationTaskCheck
 from gates.bootstrap import Interval, bootstrap_interval, paired_difference_interval
-from gates.chat_test_set import PromptGroup
-from gates.decide import Verdict
-from gates.decide_generation import GenerationEvaluation, decide_generation
-from gates.facts import FactCheck, check_facts, fact_rates, parse_mr
-from gates.generation import generate_answers, reference_losses
-from gates.golden import GoldenCase, GoldenResult, check_golden
-from gates.side_by_side import SideBySide, most_different
-from gates.text_metrics import TextScores, score_texts
+from gates.chat.decide import GenerationEvaluation, decide_generation
+from gates.chat.golden import GoldenCase, GoldenResult, check_golden
+from gates.chat.metrics import TextScores, score_texts
+from gates.chat.model_io import generate_answers, reference_losses
+from gates.chat.side_by_side import SideBySide, most_different
+from gates.chat.test_set import PromptGroup
+from gates.plugins import checker_for
+from gates.verdict import Verdict
 
 __all__ = [
     "GenerationJudgement",
@@ -49,7 +49,8 @@ class GenerationRun:
     version: str
     answers: list[str] = field(default_factory=list)
     scores: TextScores | None = None
-    facts: list[FactCheck] | None = None
+    facts: list[Any] | None = None  # the task plug-in's result per answer
+    fact_rates: dict[str, float] = field(default_factory=dict)
     hits: npt.NDArray[np.bool_] | None = None
     nll: float = 0.0
     tokens: int = 0
@@ -112,11 +113,12 @@ def run_generation(
     run.answers = generate_answers(model, tokenizer, prompts, **asked)
     run.seconds["generate_s"] = round(time.perf_counter() - started, 2)
     run.scores = score_texts(run.answers, [g.references for g in groups])
-    if generation.task_check is GenerationTaskCheck.E2E_FACTS:
+    checker = checker_for(generation.task_check)
+    if checker is not None:
         run.facts = [
-            check_facts(parse_mr(g.last_user_text), a)
-            for g, a in zip(groups, run.answers, strict=True)
+            checker.check(g.last_user_text, a) for g, a in zip(groups, run.answers, strict=True)
         ]
+        run.fact_rates = checker.rates(run.facts)
     run.hits = task_hits(generation.task_check, groups, run.answers, generation.pattern)
     if golden:
         answers = generate_answers(model, tokenizer, [c.messages for c in golden], **asked)
@@ -145,14 +147,7 @@ def evaluation_of(run: GenerationRun) -> GenerationEvaluation:
         "rouge_l": run.scores.mean_rouge_l(),
         "prompts": float(len(run.scores)),
     }
-    if run.facts is not None:
-        rates = fact_rates(run.facts)
-        metrics |= {
-            "omission_rate": rates.omission_rate,
-            "hallucination_rate": rates.hallucination_rate,
-            "fact_error_rate": rates.error_rate,
-            "slot_error_rate": rates.slot_error_rate,
-        }
+    metrics |= run.fact_rates
     if run.hits is not None:
         metrics["task_accuracy"] = float(run.hits.mean()) if len(run.hits) else 0.0
     if run.tokens:

@@ -1,0 +1,1 @@
+"""Data checks of chat recipes (``data.format: chat``): conversations of turns."""

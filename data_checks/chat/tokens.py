@@ -1,0 +1,61 @@
+"""Token lengths of conversations for the truncation check: the base's chat template if any.
+
+The template renders each conversation as the model will see it; without one (a base with
+no chat template, or none at hand) the count is an approximation that the report names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conveyor.chat import Conversation
+from conveyor.pretrained import SMOLLM2, load_gguf_tokenizer, smollm2_gguf
+
+__all__ = [
+    "APPROXIMATE_CHAT",
+    "ChatTokens",
+    "approximate_chat_tokens",
+    "chat_token_counter",
+    "template_chat_tokens",
+]
+
+APPROXIMATE_CHAT = "approximation: ceil(characters / 4) + 4 template tokens per turn"
+ChatTokens = Callable[[Sequence[Conversation]], np.ndarray]
+
+
+def approximate_chat_tokens(conversations: Sequence[Conversation]) -> np.ndarray:
+    """Tokens per conversation without a tokenizer: characters / 4 plus 4 per turn."""
+    return np.asarray(
+        [sum(-(-len(m.content) // 4) + 4 for m in c.messages) for c in conversations],
+        dtype=np.int64,
+    )
+
+
+def template_chat_tokens(tokenizer: Any) -> ChatTokens:
+    """Tokens per conversation as the tokenizer's chat template renders it."""
+
+    def count(conversations: Sequence[Conversation]) -> np.ndarray:
+        texts = [tokenizer.apply_chat_template(c.as_dicts(), tokenize=False) for c in conversations]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return np.asarray([len(row) for row in ids], dtype=np.int64)
+
+    return count
+
+
+def chat_token_counter(base: str) -> tuple[ChatTokens, str]:
+    """Count with the base's own chat template where it has one, else approximate."""
+    from transformers import AutoTokenizer
+
+    tokenizer: Any = None
+    if base == SMOLLM2:  # the tokenizer is in the GGUF: no need to convert the weights
+        gguf = smollm2_gguf()
+        tokenizer, source = load_gguf_tokenizer(gguf), str(gguf)
+    elif Path(base).is_absolute() and (Path(base) / "tokenizer_config.json").is_file():
+        tokenizer, source = AutoTokenizer.from_pretrained(base), base
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return template_chat_tokens(tokenizer), f"chat template of {source}"
+    return approximate_chat_tokens, APPROXIMATE_CHAT
