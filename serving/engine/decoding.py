@@ -53,6 +53,8 @@ def _close_live_engines() -> None:
     exception", SIGABRT), so a command that finished its work was read as failed."""
     for engine in list(_LIVE):
         engine.close()
+
+
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
