@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from bench.harness import compare, print_comparison
 from conveyor.chat import read_chat_split
 from conveyor.offline import apply_offline_environment
 from conveyor.pretrained import SMOLLM2, resolve_pretrained
 from conveyor.settings import load_settings
+from testbed.harness import compare, print_comparison
 from training import engine as ds
 from training.chat_data import encode_chat
 from training.checkpoints import TrainState

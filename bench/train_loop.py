@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import compare, print_comparison
 from conveyor.offline import apply_offline_environment
 from conveyor.settings import load_settings
+from testbed.harness import compare, print_comparison
 from training import engine as ds
 from training.checkpoints import TrainState
 from training.data import (

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.harness import compare, print_comparison
+from testbed.harness import compare, print_comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 CLINC_TRAIN = ROOT / "data" / "clinc150" / "train.jsonl"

@@ -18,9 +18,10 @@ import pytest
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from tests.faults.conftest import FaultTable
-from tests.faults.traffic import Traffic, count
-from tests.serving.conftest import make_version, running_server
+from testbed.fault_table import FaultTable
+from testbed.live_server import running_server
+from testbed.traffic import Traffic, count
+from testbed.versions import make_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

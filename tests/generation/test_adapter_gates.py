@@ -24,7 +24,7 @@ from conveyor.recipe import load_recipe
 from conveyor.registry import Registry, VersionStatus
 from conveyor.settings import Settings
 from gates import evaluate_version
-from tests.generation.conftest import E2E_DIR
+from testbed.paths import E2E_DIR
 from training.lora import LoraSettings, wrap_with_lora
 
 pytestmark = pytest.mark.integration

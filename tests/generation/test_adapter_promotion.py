@@ -19,8 +19,7 @@ from conveyor.registry import Registry, RolloutState
 from conveyor.settings import Settings
 from serving.control.rollout import promote, rollback
 from serving.worker.controller import RELEASE_GRACE_SECONDS
-from tests.faults.traffic import Traffic
-from tests.generation.adapter_traffic import (
+from testbed.adapter_traffic import (
     alias_to_full,
     answered_version,
     failed,
@@ -29,8 +28,10 @@ from tests.generation.adapter_traffic import (
     register_adapter,
     varied_chat,
 )
-from tests.generation.conftest import write_tiny_llama
-from tests.serving.conftest import DEPLOYMENT, running_server
+from testbed.live_server import running_server
+from testbed.tiny_models import write_tiny_llama
+from testbed.traffic import Traffic
+from testbed.versions import DEPLOYMENT
 
 pytestmark = pytest.mark.integration
 MOVE_BOUND_S = 3.0  # generous on 2 shared cores; bench/adapter_promotion.py reports the figure

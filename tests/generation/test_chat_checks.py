@@ -13,7 +13,7 @@ from conveyor.recipe.schema import ChecksSection
 from data_checks.chat import APPROXIMATE_CHAT, approximate_chat_tokens, template_chat_tokens
 from data_checks.report import Outcome, Status
 from data_checks.validate_chat import validate_chat
-from tests.generation.conftest import E2E_DIR
+from testbed.paths import E2E_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gates.facts import check_facts, fact_rates, parse_mr
-from tests.generation.conftest import E2E_DIR
+from testbed.paths import E2E_DIR
 
 pytestmark = pytest.mark.unit
 

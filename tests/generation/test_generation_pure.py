@@ -203,7 +203,7 @@ def test_unloadable_candidate_and_champion() -> None:
 
 def test_the_shipped_generative_recipe_and_its_golden_suite_load() -> None:
     from conveyor.recipe import load_recipe
-    from tests.conftest import RECIPES_DIR
+    from testbed.paths import RECIPES_DIR
 
     recipe = load_recipe(RECIPES_DIR / "e2e-smollm2.yaml")
     assert recipe.data.format == "chat" and recipe.training.lora.enabled

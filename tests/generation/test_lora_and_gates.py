@@ -13,7 +13,8 @@ from conveyor.recipe.schema import GatesSection
 from gates.chat_test_set import group_by_prompt, sample_prompts
 from gates.generation_eval import judge_generation, run_generation
 from gates.golden import GoldenCase, Message
-from tests.generation.conftest import E2E_DIR, write_tiny_llama
+from testbed.paths import E2E_DIR
+from testbed.tiny_models import write_tiny_llama
 from training.errors import BaseModelError
 from training.lora import (
     ADAPTER_CONFIG,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conveyor.chat import read_chat_split
-from tests.generation.conftest import E2E_DIR
+from testbed.paths import E2E_DIR
 from training import engine as ds
 from training.chat_data import encode_chat
 from training.checkpoints import TrainState, load_checkpoint

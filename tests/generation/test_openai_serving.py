@@ -21,8 +21,9 @@ from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from tests.generation.conftest import write_tiny_llama
-from tests.serving.conftest import DEPLOYMENT, Server, running_server
+from testbed.live_server import Server, running_server
+from testbed.tiny_models import write_tiny_llama
+from testbed.versions import DEPLOYMENT
 
 pytestmark = pytest.mark.integration
 MAX_NEW_TOKENS = 400  # the version's cap; the tiny Llama's context is 512

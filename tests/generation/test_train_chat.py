@@ -16,7 +16,7 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from gates import evaluate_version
 from serving.control.packaging import package_version
-from tests.generation.conftest import E2E_DIR
+from testbed.paths import E2E_DIR
 from training import checkpoint_dir
 from training.dispatch import run
 

@@ -16,8 +16,7 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.engine.decoding import DecodeEngine, SamplingParams
 from serving.worker.controller import RELEASE_GRACE_SECONDS, Controller
-from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
-from tests.serving.conftest import zero_in_place
+from testbed.versions import zero_in_place
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "tiny-lora"
@@ -39,7 +38,7 @@ def _lora(base: Path, seed: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:  # noqa: F811
+def adapters(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folders = []
     for seed in (1, 2):
         folder = tmp_path_factory.mktemp(f"lora-{seed}")
@@ -56,9 +55,9 @@ async def _tokens(engine: DecodeEngine, ids: list[int], adapter: str | None, n: 
 
 
 def test_two_adapters_and_the_base_in_one_batch_match_each_alone(
-    tiny_llama: Path,  # noqa: F811
+    tiny_llama: Path,
     adapters: list[Path],
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -120,9 +119,9 @@ def _params(model: Any) -> int:
 
 
 def test_controller_keeps_one_base_and_moves_adapters(
-    tiny_llama: Path,  # noqa: F811
+    tiny_llama: Path,
     adapters: list[Path],
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
     settings: Settings,
     registry: Registry,
 ) -> None:
@@ -175,8 +174,8 @@ def test_controller_keeps_one_base_and_moves_adapters(
 
 
 def test_a_full_model_version_gets_its_own_engine_and_releases_it(
-    tiny_llama: Path,  # noqa: F811
-    smollm2_tokenizer: Any,  # noqa: F811
+    tiny_llama: Path,
+    smollm2_tokenizer: Any,
     settings: Settings,
     registry: Registry,
 ) -> None:
@@ -201,9 +200,9 @@ def test_a_full_model_version_gets_its_own_engine_and_releases_it(
 
 
 def test_a_served_adapter_and_its_base_do_not_change_when_their_files_do(
-    tiny_llama: Path,  # noqa: F811
+    tiny_llama: Path,
     adapters: list[Path],
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
     settings: Settings,
     registry: Registry,
     tmp_path: Path,

@@ -26,7 +26,8 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.bento_pin import PIN_PATH
 from serving.control.packaging import package_version
-from tests.serving.conftest import make_version, wait_ready
+from testbed.live_server import wait_ready
+from testbed.versions import make_version
 
 pytestmark = pytest.mark.integration
 

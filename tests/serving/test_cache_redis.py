@@ -20,8 +20,8 @@ from conveyor.settings import Settings
 from serving.control.rollout import promote
 from serving.worker.cache import PredictionCache
 from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
-from tests.conftest import port_open
-from tests.serving.conftest import make_version, running_server
+from testbed.live_server import port_open, running_server
+from testbed.versions import make_version
 
 URL = "redis://127.0.0.1:6379/0"
 DEAD = "redis://127.0.0.1:1/0"

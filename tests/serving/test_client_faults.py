@@ -17,13 +17,8 @@ from conveyor.settings import Settings
 from serving.engine.batcher import Batcher
 from serving.engine.inference import classify_texts, context_length
 from serving.worker.loading import Served, load_version
-from tests.clinc_slices import clinc_texts
-from tests.serving.conftest import (
-    LONG_TEXT,
-    SMOKE_SAFE_VOCAB,
-    make_version,
-    texts_beyond,
-)
+from testbed.clinc import clinc_texts
+from testbed.versions import LONG_TEXT, SMOKE_SAFE_VOCAB, make_version, texts_beyond
 
 
 def _served(registry: Registry, settings: Settings, tokenizer: Any, **kwargs: Any) -> Served:

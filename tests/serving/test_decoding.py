@@ -24,7 +24,6 @@ from serving.engine.decoding import (
     TokenEvent,
 )
 from serving.refusal import InvalidRequest
-from tests.generation.conftest import smollm2_tokenizer, smollm2_tokenizer_dir, tiny_llama  # noqa: F401
 
 PROMPTS = (
     "name[The Eagle], eatType[coffee shop], food[French], priceRange[moderate]",
@@ -36,14 +35,14 @@ PROMPTS = (
 
 
 @pytest.fixture(scope="module")
-def model(tiny_llama: Path) -> Any:  # noqa: F811
+def model(tiny_llama: Path) -> Any:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(str(tiny_llama)).eval()
 
 
 @pytest.fixture
-def engine(model: Any, smollm2_tokenizer: Any) -> Iterator[DecodeEngine]:  # noqa: F811
+def engine(model: Any, smollm2_tokenizer: Any) -> Iterator[DecodeEngine]:
     engine = DecodeEngine(model, smollm2_tokenizer, max_batch=4, context=512, name="test")
     yield engine
     engine.close()
@@ -85,7 +84,7 @@ async def _tokens(
 def test_batched_greedy_equals_generate_alone_with_joins_mid_flight(
     engine: DecodeEngine,
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     prompts = [_ids(smollm2_tokenizer, p) for p in PROMPTS]
     lengths = [24, 9, 30, 17, 40]
@@ -139,7 +138,7 @@ class _Hold:
 def test_requests_admitted_together_prefill_in_one_pass_and_equal_generate_alone(
     engine: DecodeEngine,
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     first = _ids(smollm2_tokenizer, PROMPTS[2])
     rest = [_ids(smollm2_tokenizer, p) for p in (PROMPTS[0], PROMPTS[1], PROMPTS[3])]
@@ -173,7 +172,7 @@ def test_requests_admitted_together_prefill_in_one_pass_and_equal_generate_alone
 @pytest.mark.integration
 def test_max_prefill_tokens_splits_the_admitted_requests_across_rounds(
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     ids = _ids(smollm2_tokenizer, PROMPTS[0])
     engine = DecodeEngine(
@@ -220,7 +219,7 @@ def _step_matches_each_row_alone(model: Any, batch: KVBatch, rows: list[list[int
 @pytest.mark.integration
 def test_a_left_padded_prefill_joins_a_running_batch_as_if_each_row_ran_alone(
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     medium, short, long, shorter = (_ids(smollm2_tokenizer, PROMPTS[i]) for i in (2, 1, 0, 3))
     batch = KVBatch()
@@ -244,7 +243,7 @@ def test_a_left_padded_prefill_joins_a_running_batch_as_if_each_row_ran_alone(
 @pytest.mark.integration
 def test_max_tokens_ends_with_length_and_text_matches_decode(
     engine: DecodeEngine,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     ids = _ids(smollm2_tokenizer, PROMPTS[0])
     text, last = asyncio.run(engine.complete(ids, SamplingParams(max_tokens=12)))
@@ -256,7 +255,7 @@ def test_max_tokens_ends_with_length_and_text_matches_decode(
 @pytest.mark.integration
 def test_stop_string_ends_output_before_it(
     engine: DecodeEngine,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     ids = _ids(smollm2_tokenizer, PROMPTS[2])
     full, _ = asyncio.run(engine.complete(ids, SamplingParams(max_tokens=30)))
@@ -271,7 +270,7 @@ def test_stop_string_ends_output_before_it(
 @pytest.mark.integration
 def test_seeded_sampling_repeats_and_seeds_differ(
     engine: DecodeEngine,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     ids = _ids(smollm2_tokenizer, PROMPTS[1])
 
@@ -287,7 +286,7 @@ def test_seeded_sampling_repeats_and_seeds_differ(
 @pytest.mark.integration
 def test_closing_the_stream_stops_decoding_within_a_token_or_two(
     engine: DecodeEngine,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     ids = _ids(smollm2_tokenizer, PROMPTS[0])
 
@@ -308,7 +307,7 @@ def test_closing_the_stream_stops_decoding_within_a_token_or_two(
 @pytest.mark.integration
 def test_bounded_batch_queues_the_rest_in_order(
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     engine = DecodeEngine(model, smollm2_tokenizer, max_batch=2, context=512)
     ids = _ids(smollm2_tokenizer, PROMPTS[3])
@@ -332,7 +331,7 @@ def test_bounded_batch_queues_the_rest_in_order(
 @pytest.mark.integration
 def test_prompt_beyond_context_is_a_400_naming_both_numbers(
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     engine = DecodeEngine(model, smollm2_tokenizer, context=32)
     try:
@@ -363,7 +362,7 @@ class _Exploding(torch.nn.Module):
 @pytest.mark.integration
 def test_a_failing_request_fails_alone_and_the_engine_goes_on(
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     engine = DecodeEngine(_Exploding(model), smollm2_tokenizer, context=512)
     good = _ids(smollm2_tokenizer, PROMPTS[1])
@@ -379,7 +378,7 @@ def test_a_failing_request_fails_alone_and_the_engine_goes_on(
 @pytest.mark.integration
 def test_a_failing_request_in_a_batched_prefill_fails_alone(
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     engine = DecodeEngine(_Exploding(model), smollm2_tokenizer, context=512)
     good = [_ids(smollm2_tokenizer, p) for p in (PROMPTS[1], PROMPTS[3])]
@@ -412,7 +411,7 @@ def test_a_failing_request_in_a_batched_prefill_fails_alone(
 @pytest.mark.integration
 def test_close_ends_pending_requests_with_an_error(
     model: Any,
-    smollm2_tokenizer: Any,  # noqa: F811
+    smollm2_tokenizer: Any,
 ) -> None:
     engine = DecodeEngine(model, smollm2_tokenizer, context=512)
     ids = _ids(smollm2_tokenizer, PROMPTS[0])

@@ -17,7 +17,8 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
 from serving.worker.limits import today
-from tests.serving.conftest import DEPLOYMENT, make_version, running_server
+from testbed.live_server import running_server
+from testbed.versions import DEPLOYMENT, make_version
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from serving.api.validation import RequestError, status_of
 from serving.worker.access import Gate, Refused
 from serving.worker.cache import PredictionCache
 from serving.worker.limits import LocalLimiter, RedisLimiter, parse_quota, parse_rate
-from tests.conftest import port_open
+from testbed.live_server import port_open
 
 
 def test_rates_and_quotas_parse_or_say_how() -> None:

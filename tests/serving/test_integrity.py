@@ -18,7 +18,7 @@ from conveyor.settings import Settings
 from serving.control.packaging import package_version
 from serving.engine.onnx_backend import ONNX_FILE
 from serving.worker.loading import load_version, model_folder
-from tests.serving.conftest import make_version, zero_in_place
+from testbed.versions import make_version, zero_in_place
 
 pytestmark = pytest.mark.integration
 

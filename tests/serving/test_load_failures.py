@@ -19,7 +19,7 @@ from serving.control.rollout import promote
 from serving.engine.inference import SmokeError
 from serving.worker.controller import Controller
 from serving.worker.loading import load_failure, model_folder, retry_delay
-from tests.serving.conftest import DEPLOYMENT, make_version
+from testbed.versions import DEPLOYMENT, make_version
 
 
 def test_retry_delay_backs_off_to_a_ceiling() -> None:

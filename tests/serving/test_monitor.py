@@ -23,8 +23,9 @@ from data_checks import PROFILE_KEY, data_profile
 from data_checks.stats import length_histogram
 from serving.control.monitor import MonitorThresholds, check_drift, recent_profile
 from serving.worker.profile import InputProfile, RollingProfile, merge_profiles, profile_of
-from tests.conftest import REPO_ROOT
-from tests.serving.conftest import DEPLOYMENT, LABELS, LONG_TEXT, classify, make_version
+from testbed.live_server import classify
+from testbed.paths import REPO_ROOT
+from testbed.versions import DEPLOYMENT, LABELS, LONG_TEXT, make_version
 
 SHORT = ("set a timer", "send money to bob", "translate hello", "define apple")
 THRESHOLDS = MonitorThresholds(min_requests=40)
@@ -195,7 +196,7 @@ def test_shifted_live_traffic_emits_the_drift_event(
     from prefect.testing.utilities import prefect_test_harness
 
     from serving.control.rollout import promote
-    from tests.serving.conftest import running_server
+    from testbed.live_server import running_server
 
     monitor = {"min_requests": 20, "min_mean_confidence": 0.0}  # an untrained model's scores
     version = make_version(registry, settings, tokenizer, 0, serving={"monitor": monitor})

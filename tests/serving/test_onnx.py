@@ -14,7 +14,7 @@ from serving.control.packaging import package_version
 from serving.engine.inference import classify_texts
 from serving.engine.onnx_backend import ONNX_FILE, PARITY_TEXTS
 from serving.worker.loading import load_version, model_folder
-from tests.serving.conftest import make_version
+from testbed.versions import make_version
 
 pytestmark = pytest.mark.integration
 

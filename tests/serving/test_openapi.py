@@ -13,7 +13,8 @@ import pytest
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.api.openapi import ApiFacts, index_html, openapi_document
-from tests.serving.conftest import DEPLOYMENT, make_version, running_server
+from testbed.live_server import running_server
+from testbed.versions import DEPLOYMENT, make_version
 
 OPENAI_ROUTES = {"/v1/chat/completions", "/v1/completions"}
 MODEL_ROUTES = {"/classify", "/v1/models"} | OPENAI_ROUTES

@@ -25,8 +25,8 @@ from serving.engine.inference import classify_texts
 from serving.worker.loading import Served, load_version
 from serving.worker.profile import InputProfile
 from serving.worker.profiler import ProfileRecorder
-from tests.clinc_slices import clinc_texts
-from tests.serving.conftest import make_version
+from testbed.clinc import clinc_texts
+from testbed.versions import make_version
 
 Profile = Callable[[Served, list[str], list[dict[str, Any]]], None]
 

@@ -20,8 +20,8 @@ from conveyor.errors import ExitCode
 from conveyor.registry import Registry, WorkerRecord, open_registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from tests.conftest import REPO_ROOT
-from tests.serving.conftest import DEPLOYMENT, make_version
+from testbed.paths import REPO_ROOT
+from testbed.versions import DEPLOYMENT, make_version
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,9 @@ import pytest
 
 from conveyor.ports import free_port
 from conveyor.registry import Registry
-from tests.conftest import REPO_ROOT, port_open
-from tests.serving.conftest import DEPLOYMENT, wait_listening
+from testbed.live_server import port_open, wait_listening
+from testbed.paths import REPO_ROOT
+from testbed.versions import DEPLOYMENT
 
 pytestmark = pytest.mark.integration
 

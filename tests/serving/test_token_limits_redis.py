@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from serving.worker.token_limits import RedisTokenLimiter, TokenReservation, TokensRefused
-from tests.conftest import port_open
+from testbed.live_server import port_open
 from tests.serving.test_cache_redis import URL, delete_matching
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""Small, real slices of CLINC150 for tests that train tiny models."""
+"""Small, real slices of CLINC150 for tiny training runs, and its texts as varied traffic."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import DATA_DIR
+from testbed.paths import DATA_DIR
 
 INTENTS = ("timer", "transfer", "translate", "definition")
 

@@ -2,7 +2,9 @@
 
 Each client sends its next request when the last one answered (or failed), so a stall shows
 as fewer requests, never as a pile-up. Every request is recorded: status 0 means no answer
-at all (refused connection, reset, or no response within ``timeout``).
+at all (refused connection, reset, or no response within ``timeout``). ``Traffic`` sends any
+request and keeps whole answers (the fault suite); ``Load`` sends /classify and keeps status,
+version and latency (load tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tests.clinc_slices import clinc_texts
+from testbed.clinc import clinc_texts
 
-__all__ = ["Answer", "Counts", "Request", "Traffic", "count", "varied_classify"]
+__all__ = ["Answer", "Counts", "Load", "Request", "Traffic", "count", "varied_classify"]
 
 # (path, body, headers) for the i-th request of client c
 Request = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
@@ -158,3 +160,60 @@ class Traffic:
             return [
                 a for a in self.answers if a.sent_at >= start and (end is None or a.sent_at < end)
             ]
+
+
+@dataclass
+class Load:
+    """Closed-loop clients: each sends the next request when the last one answered.
+
+    By default each client walks the CLINC150 test texts from its own offset, so batches mix
+    lengths and most requests reach the model; ``text`` sends that one text instead."""
+
+    port: int
+    clients: int = 4
+    text: str | None = None
+    max_seconds: float = 120.0
+    texts: Sequence[str] = ()
+    results: list[tuple[float, str, int, str | None, float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _client(self, key: str, offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        texts = [self.text] if self.text else list(self.texts or clinc_texts())
+        headers = {"content-type": "application/json", "x-canary-key": key}
+        deadline = time.monotonic() + self.max_seconds
+        sent = offset
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            body = json.dumps({"text": texts[sent % len(texts)]})
+            sent += 1
+            start = time.perf_counter()
+            try:
+                conn.request("POST", "/classify", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status, version = response.status, response.getheader("x-model-version")
+            except (OSError, http.client.HTTPException):
+                status, version = 0, None
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            self.results.append(
+                (time.monotonic(), key, status, version, time.perf_counter() - start)
+            )
+
+    def __enter__(self) -> Load:
+        stride = 997  # clients start far apart in the texts
+        for index in range(self.clients):
+            thread = threading.Thread(
+                target=self._client, args=(f"client-{index}", index * stride), daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def failures(self) -> list[tuple[float, str, int, str | None, float]]:
+        return [r for r in self.results if r[2] != 200]

@@ -1,5 +1,5 @@
 """LoRA versions on one base, registered for the served deployment, and chat traffic that
-checks every answer: shared by tests/generation/test_adapter_promotion.py and
+checks every answer: shared by tests/serving/control/test_adapter_promotion.py and
 bench/adapter_promotion.py.
 
 A chat answer counts as failed when it is not 2xx, has no answer at all, or (streamed) its
@@ -20,8 +20,8 @@ import torch
 from conveyor.model_folder import base_ref_for, content_sha256, write_model_folder
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from tests.faults.traffic import Answer, Request
-from tests.serving.conftest import DEPLOYMENT
+from testbed.traffic import Answer, Request
+from testbed.versions import DEPLOYMENT
 
 __all__ = [
     "alias_to_full",
