@@ -14,7 +14,7 @@ from serving.api.validation import status_of
 from serving.worker.access import Gate, Refused
 from serving.worker.limits import LocalLimiter, RedisLimiter, rate_window
 from testbed.live_server import port_open
-from tests.serving.test_cache_redis import URL, delete_matching
+from tests.serving.worker.test_cache_redis import URL, delete_matching
 
 DOWN = "postgresql+psycopg://postgres@127.0.0.1:1/conveyor"
 

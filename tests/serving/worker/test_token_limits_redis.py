@@ -14,7 +14,7 @@ import pytest
 
 from serving.worker.token_limits import RedisTokenLimiter, TokenReservation, TokensRefused
 from testbed.live_server import port_open
-from tests.serving.test_cache_redis import URL, delete_matching
+from tests.serving.worker.test_cache_redis import URL, delete_matching
 
 pytestmark = [
     pytest.mark.redis,

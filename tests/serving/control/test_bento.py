@@ -27,6 +27,7 @@ from conveyor.settings import Settings
 from serving.bento_pin import PIN_PATH
 from serving.control.packaging import package_version
 from testbed.live_server import wait_ready
+from testbed.paths import REPO_ROOT
 from testbed.versions import make_version
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,7 @@ def test_a_built_bento_serves_its_pin_with_no_conveyor_variable_and_no_checkout(
     assert pin == {"model": packaged.model_tag}
     hide = tmp_path / "hide"
     hide.mkdir()
-    checkout = str(Path(__file__).resolve().parents[2])
+    checkout = str(REPO_ROOT)
     assert not (Path(checkout) / PIN_PATH).exists(), "packaging wrote into the checkout"
     (hide / "sitecustomize.py").write_text(HIDE_CHECKOUT.format(checkout=checkout))
     env = {  # what a new user's shell has: no CONVEYOR_* variable, no checkout on the path
