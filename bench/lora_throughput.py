@@ -4,7 +4,7 @@
 
 Both arms train LoRA adapters (peft, r=16 on every projection, as recipes/e2e-smollm2.yaml)
 on the same base weights, on the same batches of E2E chat rows (labels on assistant tokens
-only), with the same AdamW, schedule and clipping, alternating runs (bench.harness). The
+only), with the same AdamW, schedule and clipping, alternating runs (testbed.harness). The
 baseline is the loop people write by hand around peft: collate, forward, backward, clip,
 step. Reported: training tokens per second (every non-padding token of a batch) and the
 ratio conveyor / plain.

@@ -1,6 +1,6 @@
 """Data checks speed: the GE suite on 1M rows of text+label against the same checks in pandas.
 
-Two comparisons, each interleaved in one process (``bench.harness.compare``):
+Two comparisons, each interleaved in one process (``testbed.harness.compare``):
 
 * core: the four core expectations (text not null, label not null, label in the train label
   set, text length within bounds) run by Great Expectations vs the same four in raw pandas;
