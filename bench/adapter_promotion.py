@@ -30,8 +30,7 @@ from conveyor.settings import Settings
 from serving.control.rollout import Outcome, promote, rollback
 from serving.engine.adapters import AdapterPool
 from serving.worker.loading import load_version, release_version
-from tests.faults.traffic import Traffic
-from tests.generation.adapter_traffic import (
+from testbed.adapter_traffic import (
     alias_to_full,
     failed,
     monotonic_of,
@@ -39,7 +38,9 @@ from tests.generation.adapter_traffic import (
     register_adapter,
     varied_chat,
 )
-from tests.serving.conftest import DEPLOYMENT, running_server
+from testbed.live_server import running_server
+from testbed.traffic import Traffic
+from testbed.versions import DEPLOYMENT
 
 
 def _move(traffic: Traffic, label: str, run: Any) -> dict[str, Any]:

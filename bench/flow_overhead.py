@@ -24,13 +24,13 @@ from pathlib import Path
 
 import yaml
 
-from bench.harness import compare, print_comparison
 from conveyor.offline import apply_offline_environment
 from conveyor.recipe import load_recipe
 from conveyor.registry import open_registry
 from conveyor.settings import Settings, load_settings
-from tests.clinc_slices import write_slice
-from tests.tiny_bert import write_tiny_bert
+from testbed.clinc import write_slice
+from testbed.harness import compare, print_comparison
+from testbed.tiny_models import write_tiny_bert
 
 
 def _recipe(root: Path, epochs: int) -> Path:

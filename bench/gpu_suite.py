@@ -2,7 +2,7 @@
 
     python -m bench.gpu_suite [--rows 1 2 3 4] [--minilm DIR] [--quick] [--out DIR]
 
-Rows (each arm against its baseline interleaved in one run, bench.harness):
+Rows (each arm against its baseline interleaved in one run, testbed.harness):
 1. BERT-base (from its config, random init), seq 128, batch 256, bf16: conveyor's DeepSpeed
    engine and step loop (ZeRO 0) against a plain loop with torch.compile, fused AdamW and
    autocast, on the same batches; samples/s and model FLOPs utilisation of both.
@@ -40,17 +40,16 @@ from typing import Any
 
 import torch
 
-from bench.harness import compare
 from conveyor.offline import apply_offline_environment
 from conveyor.settings import load_settings
+from testbed.flops import bert_flops_per_sample, model_flops_utilisation, peak_flops
+from testbed.harness import compare
 from training import engine as ds
 from training.checkpoints import TrainState
 from training.data import Encoded, collate, epoch_batches
 from training.loop import LoopSettings, fit
 
 ROOT = Path(__file__).resolve().parents[1]
-# Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, by a part of the device name.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
 
 
 @dataclass(frozen=True)
@@ -115,26 +114,6 @@ QUICK = Sizes(
 
 def device() -> torch.device:
     return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-
-
-def peak_flops(override: float | None) -> float | None:
-    """The device's dense bf16 peak in FLOP/s (``override`` in TFLOP/s wins), if known."""
-    if override:
-        return override * 1e12
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name(0)
-    found = [tflops for part, tflops in PEAK_BF16_TFLOPS.items() if part in name]
-    return found[0] * 1e12 if found else None
-
-
-def bert_flops_per_sample(config: Any, seq: int) -> float:
-    """Training FLOPs of one sample: 6 per non-embedding parameter per token, plus attention
-    (12 x layers x hidden x seq per token; PaLM's accounting, appendix B)."""
-    d, layers = config.hidden_size, config.num_hidden_layers
-    per_layer = 4 * d * d + 2 * d * config.intermediate_size  # attention and MLP matrices
-    non_embedding = layers * per_layer + d * d  # + pooler
-    return float(seq * (6 * non_embedding + 12 * layers * d * seq))
 
 
 def _sync() -> None:
@@ -287,8 +266,10 @@ def row_bert(sizes: Sizes, peak: float | None, results: dict[str, Any]) -> list[
                 result.arm.median_throughput,
                 result.baseline.median_throughput,
                 "samples/s",
-                mfu=_mfu(result.arm.median_throughput, flops, peak),
-                baseline_mfu=_mfu(result.baseline.median_throughput, flops, peak),
+                mfu=model_flops_utilisation(result.arm.median_throughput, flops, peak),
+                baseline_mfu=model_flops_utilisation(
+                    result.baseline.median_throughput, flops, peak
+                ),
                 target=">= 1.0x, >= 35% MFU",
             )
         )
@@ -324,7 +305,7 @@ def row_zero(sizes: Sizes, peak: float | None, results: dict[str, Any]) -> list[
                 ours,
                 plain,
                 "samples/s",
-                mfu=_mfu(ours, flops, peak),
+                mfu=model_flops_utilisation(ours, flops, peak),
                 target="reported",
             )
         )
@@ -467,10 +448,6 @@ def row_clinc(sizes: Sizes, minilm: Path | None) -> list[dict[str, Any]]:
             "target": "reference: 0.954 in-scope in 33 s (plain loop, H100)",
         }
     ]
-
-
-def _mfu(samples_s: float | None, flops: float, peak: float | None) -> float | None:
-    return samples_s * flops / peak if samples_s and peak else None
 
 
 def _row(

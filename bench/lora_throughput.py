@@ -4,7 +4,7 @@
 
 Both arms train LoRA adapters (peft, r=16 on every projection, as recipes/e2e-smollm2.yaml)
 on the same base weights, on the same batches of E2E chat rows (labels on assistant tokens
-only), with the same AdamW, schedule and clipping, alternating runs (bench.harness). The
+only), with the same AdamW, schedule and clipping, alternating runs (testbed.harness). The
 baseline is the loop people write by hand around peft: collate, forward, backward, clip,
 step. Reported: training tokens per second (every non-padding token of a batch) and the
 ratio conveyor / plain.
@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from bench.harness import compare, print_comparison
 from conveyor.chat import read_chat_split
 from conveyor.offline import apply_offline_environment
 from conveyor.pretrained import SMOLLM2, resolve_pretrained
 from conveyor.settings import load_settings
+from testbed.harness import compare, print_comparison
 from training import engine as ds
 from training.checkpoints import TrainState
 from training.data import Encoded, collate, epoch_batches

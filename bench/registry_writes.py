@@ -15,8 +15,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.harness import compare, print_comparison
 from conveyor.registry import Registry
+from testbed.harness import compare, print_comparison
 
 
 def _conveyor_arm(registry: Registry, versions: list[str], moves: int) -> float:

@@ -28,16 +28,10 @@ from conveyor.ports import free_port
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from tests.clinc_slices import clinc_texts
-from tests.serving.conftest import (
-    DEPLOYMENT,
-    SMOKE_SAFE_VOCAB,
-    Load,
-    make_version,
-    running_server,
-    texts_beyond,
-    wait_ready,
-)
+from testbed.clinc import clinc_texts
+from testbed.live_server import running_server, wait_ready
+from testbed.traffic import Load
+from testbed.versions import DEPLOYMENT, SMOKE_SAFE_VOCAB, make_version, texts_beyond
 
 
 def _p99(latencies: list[float]) -> float:

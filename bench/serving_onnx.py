@@ -23,7 +23,8 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.packaging import package_version
 from serving.control.rollout import promote
-from tests.serving.conftest import LABELS, make_version, register_classifier, running_server
+from testbed.live_server import running_server
+from testbed.versions import LABELS, make_version, register_classifier
 
 THREADS = 2  # both arms: the machine's cores, one worker
 

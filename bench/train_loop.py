@@ -4,7 +4,7 @@
 
 Both arms train the same randomly initialised BERT (2 layers, hidden 64, MiniLM tokenizer)
 on the same CLINC150 rows with the same AdamW, warm-up schedule, clipping and batch size,
-alternating runs (bench.harness). The baseline is the loop people write by hand: shuffled
+alternating runs (testbed.harness). The baseline is the loop people write by hand: shuffled
 batches padded to their own longest row. Reported: conveyor as shipped (length bucketing
 on), and conveyor with bucketing off (the same batches as the baseline: engine overhead only).
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import compare, print_comparison
 from conveyor.offline import apply_offline_environment
 from conveyor.settings import load_settings
+from testbed.harness import compare, print_comparison
 from training import engine as ds
 from training.checkpoints import TrainState
 from training.data import (

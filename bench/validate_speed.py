@@ -1,6 +1,6 @@
 """Data checks speed: the GE suite on 1M rows of text+label against the same checks in pandas.
 
-Two comparisons, each interleaved in one process (``bench.harness.compare``):
+Two comparisons, each interleaved in one process (``testbed.harness.compare``):
 
 * core: the four core expectations (text not null, label not null, label in the train label
   set, text length within bounds) run by Great Expectations vs the same four in raw pandas;
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.harness import compare, print_comparison
+from testbed.harness import compare, print_comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 CLINC_TRAIN = ROOT / "data" / "clinc150" / "train.jsonl"

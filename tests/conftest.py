@@ -1,23 +1,25 @@
-"""Shared fixtures: every test gets its own CONVEYOR_HOME and the offline environment."""
+"""Shared fixtures: every test gets its own CONVEYOR_HOME and the offline environment; tiny
+models and tokenizers (built by ``testbed.tiny_models``) for the folders that need them."""
 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conveyor.offline import apply_offline_environment
 from conveyor.registry import Registry, open_registry
 from conveyor.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPES_DIR = REPO_ROOT / "recipes"
-DATA_DIR = REPO_ROOT / "data"
-SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+from testbed.tiny_models import (
+    minilm_tokenizer,
+    write_smollm2_tokenizer,
+    write_tiny_bert,
+    write_tiny_llama,
+)
 
 # Shared JIT cache for DeepSpeed/torch extensions: kept across test sessions and CI steps.
 os.environ.setdefault(
@@ -27,12 +29,6 @@ _SESSION_HOME = Path(tempfile.gettempdir()) / "conveyor-test-session-home"
 apply_offline_environment(Settings(home=_SESSION_HOME), os.environ)
 for _tool_home in ("PREFECT_HOME", "BENTOML_HOME"):
     os.environ.pop(_tool_home, None)  # set per test by the conveyor_home fixture
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 @pytest.fixture
@@ -57,6 +53,37 @@ def registry(settings: Settings) -> Iterator[Registry]:
     reg = open_registry(settings)
     yield reg
     reg.close()
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    """The shipped MiniLM tokenizer (the tiny classifiers' and the tiny BERT's)."""
+    return minilm_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, hidden-32 BERT (random weights) with the MiniLM tokenizer, as a model folder."""
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tokenizer and chat template of SmolLM2-135M-Instruct, saved as a folder."""
+    return write_smollm2_tokenizer(tmp_path_factory.mktemp("smollm2-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_tokenizer_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: Path) -> Path:
+    """A 2-layer, hidden-32 Llama (random weights) with SmolLM2's tokenizer, as a model folder."""
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_tokenizer_dir)
 
 
 _KINDS = ("unit", "integration", "e2e")

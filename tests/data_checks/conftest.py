@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conveyor.recipe import Recipe, load_recipe
-from tests.conftest import DATA_DIR, RECIPES_DIR, SHARED_DATA_DIR
+from testbed.paths import DATA_DIR, RECIPES_DIR, SHARED_DATA_DIR
 
 CLINC = (
     SHARED_DATA_DIR / "clinc150"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cli import app
 from conveyor.errors import ExitCode
 from conveyor.recipe import Recipe
-from tests.conftest import RECIPES_DIR, REPO_ROOT
+from testbed.paths import RECIPES_DIR, REPO_ROOT
 from tests.data_checks.conftest import MakeRecipe
 
 pytestmark = pytest.mark.unit

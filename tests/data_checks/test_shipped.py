@@ -7,7 +7,7 @@ import pytest
 from conveyor.recipe import load_recipe
 from data_checks import validate_recipe
 from data_checks.text.tokens import APPROXIMATION
-from tests.conftest import RECIPES_DIR
+from testbed.paths import RECIPES_DIR
 
 pytestmark = pytest.mark.unit
 

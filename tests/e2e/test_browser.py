@@ -25,9 +25,8 @@ from conveyor.ports import free_port
 from conveyor.settings import Settings
 from flows.server import ensure_prefect_server, stop_prefect_server
 from serving.control.daemon import ensure_model_server, stop_model_server
-from tests.clinc_slices import write_slice
-from tests.conftest import REPO_ROOT
-from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)
+from testbed.clinc import write_slice
+from testbed.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +61,7 @@ def screenshots(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def retrained(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[dict[str, Any]]:  # noqa: F811
+def retrained(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[dict[str, Any]]:
     """A real Prefect server and one retrain of a tiny deployment, promoted and served."""
     write_slice("train", 100, tmp_path / "train.jsonl")
     write_slice("validation", 20, tmp_path / "validation.jsonl")

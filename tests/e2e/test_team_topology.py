@@ -37,8 +37,9 @@ from flows.pool import (
     silent_after,
 )
 from serving.canary.bake import live_workers
-from tests.clinc_slices import write_slice
-from tests.conftest import REPO_ROOT
+from testbed.clinc import write_slice
+from testbed.paths import REPO_ROOT
+from testbed.traffic import Traffic, count
 from tests.e2e.topology import (
     Proc,
     emit_landed,
@@ -49,8 +50,6 @@ from tests.e2e.topology import (
     version_answering,
     wait_for,
 )
-from tests.faults.traffic import Traffic, count
-from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -143,7 +142,7 @@ def _pool_and_workers(env: dict[str, str], logs: Path) -> list[Proc]:
 
 
 @pytest.fixture
-def topology(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[Topology]:  # noqa: F811
+def topology(tmp_path: Path, conveyor_home: Path, tiny_bert: Path) -> Iterator[Topology]:
     procs: list[Proc] = []
     logs = tmp_path / "logs"
     with (

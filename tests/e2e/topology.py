@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT, port_open
+from testbed.live_server import port_open
+from testbed.paths import REPO_ROOT
 
 __all__ = [
     "Proc",

@@ -29,9 +29,10 @@ from serving.control.errors import PromotionRefused
 from serving.control.packaging import package_version
 from serving.control.rollout import promote
 from serving.worker.loading import model_folder
-from tests.faults.conftest import FaultTable
-from tests.faults.traffic import Traffic
-from tests.serving.conftest import DEPLOYMENT, make_version, running_server
+from testbed.fault_table import FaultTable
+from testbed.live_server import running_server
+from testbed.traffic import Traffic
+from testbed.versions import DEPLOYMENT, make_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -20,16 +20,11 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.canary.routing import canary_bucket
 from serving.control.rollout import promote
-from tests.clinc_slices import clinc_texts
-from tests.faults.conftest import FaultTable
-from tests.faults.traffic import Traffic, count, varied_classify
-from tests.serving.conftest import (
-    DEPLOYMENT,
-    SMOKE_SAFE_VOCAB,
-    make_version,
-    running_server,
-    texts_beyond,
-)
+from testbed.clinc import clinc_texts
+from testbed.fault_table import FaultTable
+from testbed.live_server import running_server
+from testbed.traffic import Traffic, count, varied_classify
+from testbed.versions import DEPLOYMENT, SMOKE_SAFE_VOCAB, make_version, texts_beyond
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 PERCENT = 50.0

@@ -18,10 +18,11 @@ import pytest
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from tests.clinc_slices import clinc_texts
-from tests.faults.conftest import FaultTable
-from tests.faults.traffic import Request, Traffic, count, varied_classify
-from tests.serving.conftest import make_version, running_server
+from testbed.clinc import clinc_texts
+from testbed.fault_table import FaultTable
+from testbed.live_server import running_server
+from testbed.traffic import Request, Traffic, count, varied_classify
+from testbed.versions import make_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

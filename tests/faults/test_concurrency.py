@@ -3,8 +3,8 @@
 The demo server answered about 1% of varied concurrent requests with a 500 ``ValueError:
 Unable to create tensor``: the drift profile tokenized on the event loop with the very
 tokenizer the batcher was padding with on its own thread (reproduced in-process, every run,
-by tests/serving/test_profiler.py). Here sixteen clients walk the CLINC150 test texts against
-a real ``bentoml serve`` with the profile on (every request a different text, so the
+by tests/serving/worker/test_profiler.py). Here sixteen clients walk the CLINC150 test texts
+against a real ``bentoml serve`` with the profile on (every request a different text, so the
 prediction cache does not answer them and batches mix lengths); every answer must be a 200.
 """
 
@@ -18,9 +18,10 @@ import pytest
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from tests.faults.conftest import FaultTable
-from tests.faults.traffic import Traffic, count
-from tests.serving.conftest import make_version, running_server
+from testbed.fault_table import FaultTable
+from testbed.live_server import running_server
+from testbed.traffic import Traffic, count
+from testbed.versions import make_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -15,10 +15,11 @@ import pytest
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from serving.control.rollout import promote
-from tests.faults.conftest import FaultTable
-from tests.faults.services import own_postgres, own_redis
-from tests.faults.traffic import Traffic, count, varied_classify
-from tests.serving.conftest import DEPLOYMENT, make_version, running_server, wait_ready
+from testbed.fault_table import FaultTable
+from testbed.live_server import running_server, wait_ready
+from testbed.services import own_postgres, own_redis
+from testbed.traffic import Traffic, count, varied_classify
+from testbed.versions import DEPLOYMENT, make_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

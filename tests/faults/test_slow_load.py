@@ -22,9 +22,10 @@ from conveyor.registry import Registry, RolloutState
 from conveyor.settings import Settings
 from serving.canary.bake import LIVE_SECONDS
 from serving.control.rollout import promote
-from tests.faults.conftest import FaultTable
-from tests.faults.traffic import Traffic
-from tests.serving.conftest import make_version, running_server
+from testbed.fault_table import FaultTable
+from testbed.live_server import running_server
+from testbed.traffic import Traffic
+from testbed.versions import make_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 # About 6 s to load in a worker on 2 shared cores. The Rust tokenizer parses its file holding

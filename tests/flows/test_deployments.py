@@ -18,7 +18,7 @@ from prefect.testing.utilities import prefect_test_harness
 from conveyor.recipe import load_recipe
 from flows.deployments import DEPLOYMENTS_FILE, build_deployments, load_specs
 from flows.watch import FolderWatch, emit_data_landed, watch_folder
-from tests.conftest import RECIPES_DIR, REPO_ROOT
+from testbed.paths import RECIPES_DIR, REPO_ROOT
 
 
 @pytest.mark.unit

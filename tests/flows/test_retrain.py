@@ -20,8 +20,7 @@ from prefect.testing.utilities import prefect_test_harness
 from conveyor.registry import Registry
 from flows import retrain
 from flows.tasks import DataGateFailed
-from tests.clinc_slices import write_slice
-from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)
+from testbed.clinc import write_slice
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +32,7 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def recipe_file(tmp_path: Path, tiny_bert: Path) -> Path:  # noqa: F811
+def recipe_file(tmp_path: Path, tiny_bert: Path) -> Path:
     write_slice("train", 100, tmp_path / "train.jsonl")
     write_slice("train", 100, tmp_path / "shuffled.jsonl", shuffle_seed=3)
     write_slice("validation", 20, tmp_path / "validation.jsonl")

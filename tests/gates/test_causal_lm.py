@@ -8,7 +8,7 @@ from conveyor.recipe import load_recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from gates import evaluate_version
-from tests.conftest import RECIPES_DIR
+from testbed.paths import RECIPES_DIR
 from training import fine_tune
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,8 @@ from conveyor.recipe import load_recipe
 from conveyor.registry import Registry, VersionStatus
 from conveyor.settings import Settings
 from gates import evaluate_version
-from tests.clinc_slices import write_slice
-from tests.conftest import REPO_ROOT
-from tests.training.conftest import tiny_bert  # noqa: F401  (shared fixture)
+from testbed.clinc import write_slice
+from testbed.paths import REPO_ROOT
 from training import fine_tune
 
 pytestmark = pytest.mark.integration
@@ -32,7 +31,7 @@ DEPLOYMENT = "tiny-intents"
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str, Any]:  # noqa: F811
+def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("gates")
     write_slice("train", 100, root / "train.jsonl")
     write_slice("train", 100, root / "train-shuffled.jsonl", shuffle_seed=3)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
 
-RULES = Path(__file__).resolve().parents[2] / "infra" / "prometheus" / "alerts.yaml"
+from testbed.paths import REPO_ROOT
+
+RULES = REPO_ROOT / "infra" / "prometheus" / "alerts.yaml"
 EXPORTED = {
     "conveyor_errors_total",
     "conveyor_requests_total",

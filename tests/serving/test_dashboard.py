@@ -13,8 +13,9 @@ import yaml
 
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from tests.conftest import REPO_ROOT
-from tests.serving.conftest import classify, make_version, running_server
+from testbed.live_server import classify, running_server
+from testbed.paths import REPO_ROOT
+from testbed.versions import make_version
 
 DASHBOARD = REPO_ROOT / "infra" / "grafana" / "conveyor-serving.json"
 RULES = REPO_ROOT / "infra" / "prometheus" / "alerts.yaml"

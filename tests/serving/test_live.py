@@ -20,17 +20,10 @@ from conveyor.settings import Settings
 from serving.canary.routing import canary_bucket
 from serving.control.errors import PromotionRefused
 from serving.control.rollout import promote, rollback
-from tests.clinc_slices import clinc_texts
-from tests.serving.conftest import (
-    DEPLOYMENT,
-    SMOKE_SAFE_VOCAB,
-    Load,
-    classify,
-    make_version,
-    running_server,
-    texts_beyond,
-    wait_ready,
-)
+from testbed.clinc import clinc_texts
+from testbed.live_server import classify, running_server, wait_ready
+from testbed.traffic import Load
+from testbed.versions import DEPLOYMENT, SMOKE_SAFE_VOCAB, make_version, texts_beyond
 
 pytestmark = pytest.mark.integration
 

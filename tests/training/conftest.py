@@ -1,4 +1,4 @@
-"""Tiny models and small CLINC150 slices for the training tests."""
+"""Small CLINC150 slices and recipes on the tiny BERT for the training tests."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import DATA_DIR
-from tests.tiny_bert import write_tiny_bert
+from testbed.paths import DATA_DIR
 
 LABELS = ("timer", "transfer", "translate", "definition")
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -37,12 +36,6 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _slice(DATA_DIR / "clinc150" / "validation.jsonl", folder / "validation.jsonl", 10)
     _slice(DATA_DIR / "clinc150" / "test.jsonl", folder / "test.jsonl", 10)
     return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, hidden-32 BERT (random weights) with the MiniLM tokenizer, as a model folder."""
-    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 RecipeFactory = Callable[..., Path]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.errors import ExitCode
-from tests.conftest import REPO_ROOT
+from testbed.paths import REPO_ROOT
 from tests.training.conftest import RecipeFactory, subprocess_env
 
 pytestmark = pytest.mark.integration

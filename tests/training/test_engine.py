@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from testbed.paths import REPO_ROOT
 from training.checkpoints import _restore_rng, _rng_state, use_weights_only_loading
 from training.engine import (
     build_optimizer,

@@ -16,7 +16,7 @@ from conveyor.registry import Registry
 from conveyor.serving_spec import ServingSpec
 from conveyor.settings import Settings
 from conveyor.splits import fingerprint_splits
-from tests.conftest import RECIPES_DIR
+from testbed.paths import RECIPES_DIR
 from tests.training.conftest import LABELS, RecipeFactory
 from training import NonFiniteLossError, checkpoint_dir, evaluate, fine_tune
 from training.checkpoints import latest_checkpoint
@@ -173,7 +173,7 @@ def test_infra_deepspeed_config_runs_zero_stages_on_cpu(
     registry: Registry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tests.conftest import REPO_ROOT
+    from testbed.paths import REPO_ROOT
     from training.engine import read_config_file
 
     extra = read_config_file(REPO_ROOT / "infra" / "deepspeed" / infra)

@@ -15,7 +15,7 @@ from conveyor.errors import ExitCode
 from conveyor.recipe import load_recipe
 from conveyor.registry import open_registry
 from conveyor.settings import Settings
-from tests.conftest import REPO_ROOT
+from testbed.paths import REPO_ROOT
 from tests.training.conftest import RecipeFactory, subprocess_env
 from training import checkpoint_dir, fine_tune
 

@@ -13,7 +13,7 @@ import pytest
 
 from conveyor.errors import ExitCode
 from conveyor.registry import Registry, RolloutState
-from tests.conftest import RECIPES_DIR, REPO_ROOT
+from testbed.paths import RECIPES_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.unit
 

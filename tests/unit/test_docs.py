@@ -10,7 +10,7 @@ import pytest
 
 from conveyor.errors import EXIT_CODES_END, EXIT_CODES_START, ExitCode, exit_code_table
 from conveyor.recipe.reference import README_END, README_START, field_rows, markdown_reference
-from tests.conftest import REPO_ROOT
+from testbed.paths import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import pytest
 
 from conveyor.errors import RecipeError
 from conveyor.recipe import Recipe, Task, load_recipe, parse_override
-from tests.conftest import DATA_DIR, RECIPES_DIR
+from testbed.paths import DATA_DIR, RECIPES_DIR
 
 pytestmark = pytest.mark.unit
 

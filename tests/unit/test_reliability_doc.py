@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.reliability_table import DOC, JSON, ORDER, render, table_in
+from testbed.fault_table import DOC, JSON, ORDER, render, table_in
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from conveyor.settings import (
     load_settings,
     unknown_variables,
 )
-from tests.conftest import REPO_ROOT
+from testbed.paths import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,11 @@
+"""The checkout's folders that tests and benchmarks read: recipes, the shipped data, E2E."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPES_DIR = REPO_ROOT / "recipes"
+DATA_DIR = REPO_ROOT / "data"
+SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+E2E_DIR = DATA_DIR / "e2e_nlg"

@@ -1,0 +1,119 @@
+"""Tiny classifier versions registered for the served deployment: real 2-layer BERTs over four
+CLINC150 intents, some built to fail real traffic, and a way to change a folder under a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conveyor.recipe.schema import Recipe
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from testbed.clinc import clinc_texts
+
+LABELS = ("timer", "transfer", "translate", "definition")
+LONG_TEXT = (
+    "could you please set a timer for twenty five minutes so that I remember to take the "
+    "bread out of the oven before it burns again like last time"
+)
+DEPLOYMENT = "tiny-serve"
+SMOKE_SAFE_VOCAB = 25_400  # the smoke set's largest token id is 25,309 (MiniLM's vocabulary)
+
+
+def make_version(
+    registry: Registry,
+    settings: Settings,
+    tokenizer: Any,
+    seed: int,
+    *,
+    positions: int = 64,
+    serving: dict[str, Any] | None = None,
+    hidden: int = 32,
+    vocab: int | None = None,
+) -> str:
+    """Register a 2-layer hidden-32 BERT classifier. ``vocab`` below the tokenizer's makes a
+    model that passes its smoke set (:data:`SMOKE_SAFE_VOCAB`) yet fails every text with a
+    rarer token (:func:`texts_beyond`): a real model fault on real traffic."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab or tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=positions,
+    )
+    config.num_labels = len(LABELS)
+    return register_classifier(
+        registry,
+        settings,
+        BertForSequenceClassification(config),
+        tokenizer,
+        base="tiny",
+        serving={"rollback": {"min_requests": 10, "max_error_rate": 0.05}, **(serving or {})},
+        lineage={"seed": seed},
+    )
+
+
+def texts_beyond(tokenizer: Any, vocab: int = SMOKE_SAFE_VOCAB) -> list[str]:
+    """CLINC150 test texts holding a token id a ``vocab``-sized model cannot embed."""
+    texts = clinc_texts()
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [text for text, row in zip(texts, ids, strict=True) if row and max(row) >= vocab]
+
+
+def register_classifier(
+    registry: Registry,
+    settings: Settings,
+    model: Any,
+    tokenizer: Any,
+    *,
+    base: str,
+    serving: dict[str, Any],
+    lineage: dict[str, Any],
+) -> str:
+    """Write ``model`` as a DEPLOYMENT model folder over LABELS and register it; its version."""
+    from conveyor.model_folder import register_model_folder, write_model_folder
+    from conveyor.registry import VersionStatus
+
+    raw = {
+        "name": DEPLOYMENT,
+        "task": "classification",
+        "data": {"train": "t.jsonl", "validation": "v.jsonl", "test": "t.jsonl"},
+        "model": {"base": base, "max_length": 48},
+        "serving": serving,
+    }
+    recipe = Recipe.model_validate(raw)
+    folder = write_model_folder(
+        settings.models_dir,
+        DEPLOYMENT,
+        model,
+        tokenizer,
+        label_names=LABELS,
+        metrics={},
+        recipe=recipe.model_dump(mode="json"),
+        lineage=lineage,
+    )
+    record = register_model_folder(
+        registry,
+        folder,
+        recipe=recipe,
+        metrics={},
+        data_fingerprint=None,
+        reason="test fixture",
+        status=VersionStatus.REGISTERED,
+    )
+    return record.version
+
+
+def zero_in_place(path: Path) -> None:
+    """Overwrite every byte after the safetensors header with zeros, in place (same inode,
+    same size): what a served model must not see of its files once it has loaded them."""
+    with path.open("r+b") as handle:
+        header = 8 + int.from_bytes(handle.read(8), "little")
+        size = path.stat().st_size
+        handle.seek(header)
+        handle.write(bytes(size - header))
