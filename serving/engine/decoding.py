@@ -17,13 +17,11 @@ pass through peft's mixed-batch ``adapter_names`` (``"__base__"`` for the bare b
 from __future__ import annotations
 
 import asyncio
-import atexit
 import itertools
 import logging
 import random
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
@@ -32,6 +30,7 @@ from typing import Any
 import torch
 
 from conveyor.model_folder import ArtifactError
+from serving.engine._exit import close_at_exit
 from serving.engine._kv_batch import KVBatch, prefill_inputs
 from serving.engine._request import Call, Counts, Request, eos_ids
 from serving.engine._sampling import next_tokens
@@ -43,18 +42,6 @@ from serving.refusal import InvalidRequest
 __all__ = ["BASE_ADAPTER", "DecodeEngine"]
 
 log = logging.getLogger(__name__)
-_LIVE: weakref.WeakSet[DecodeEngine] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_live_engines() -> None:
-    """Stop every decode thread before the interpreter exits: a thread still inside a torch
-    step while the process finalizes aborts it ("terminate called without an active
-    exception", SIGABRT), so a command that finished its work was read as failed."""
-    for engine in list(_LIVE):
-        engine.close()
-
-
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
@@ -102,7 +89,7 @@ class DecodeEngine:
             target=self._run, name=f"decode-{name or id(self)}", daemon=True
         )
         self._thread.start()
-        _LIVE.add(self)
+        close_at_exit(self)
 
     # -- the asyncio side --------------------------------------------------------------------
 
