@@ -190,26 +190,21 @@ class Gate:
         or times out, 503 with Retry-After, and for that long the store is not asked at all,
         so an outage costs one timeout per interval, not one per request (a stopped Redis
         must not pile up every admission behind its socket timeout)."""
+        down = Refused(
+            RefusalKind.UNAVAILABLE,
+            f"{what} cannot be checked right now; retry shortly",
+            "unavailable",
+            app,
+            UNAVAILABLE_RETRY_SECONDS,
+        )
         if time.monotonic() < self._limits_down_until:
-            raise Refused(
-                RefusalKind.UNAVAILABLE,
-                f"{what} cannot be checked right now; retry shortly",
-                "unavailable",
-                app,
-                UNAVAILABLE_RETRY_SECONDS,
-            )
+            raise down
         try:
             return ask()
         except Exception as exc:  # never unlimited: refuse, and say when to retry
             self._limits_down_until = time.monotonic() + UNAVAILABLE_RETRY_SECONDS
             log.warning("%s unavailable: %s", what, exc)
-            raise Refused(
-                RefusalKind.UNAVAILABLE,
-                f"{what} cannot be checked right now; retry shortly",
-                "unavailable",
-                app,
-                UNAVAILABLE_RETRY_SECONDS,
-            ) from exc
+            raise down from exc
 
     def settle_tokens(self, reservation: TokenReservation | None, used: int) -> None:
         """Give back what an answered (or cancelled) request did not use. Never blocks the
