@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 current_app: contextvars.ContextVar[str] = contextvars.ContextVar("conveyor_app", default="-")
 UNAVAILABLE_RETRY_SECONDS = 2.0
+# After the limits' store failed, it is asked again only this much later: one timeout per
+# interval, and back within a second of the store.
+STORE_RETRY_INTERVAL = 1.0
 
 
 class Refused(Refusal):
@@ -187,7 +190,7 @@ class Gate:
 
     def _ask_limits(self, what: str, app: str, ask: Callable[[], T]) -> T:
         """Ask the limits' store (Redis, or this worker). Fails closed: when the store errs
-        or times out, 503 with Retry-After, and for that long the store is not asked at all,
+        or times out, 503 with Retry-After, and for a second the store is not asked at all,
         so an outage costs one timeout per interval, not one per request (a stopped Redis
         must not pile up every admission behind its socket timeout)."""
         down = Refused(
@@ -202,7 +205,7 @@ class Gate:
         try:
             return ask()
         except Exception as exc:  # never unlimited: refuse, and say when to retry
-            self._limits_down_until = time.monotonic() + UNAVAILABLE_RETRY_SECONDS
+            self._limits_down_until = time.monotonic() + STORE_RETRY_INTERVAL
             log.warning("%s unavailable: %s", what, exc)
             raise down from exc
 
