@@ -51,7 +51,10 @@ def test_a_loaded_version_does_not_change_when_its_files_do(
     truncated under a worker killed it with SIGBUS (a fault test's survivor died that way)."""
     from serving.engine.inference import classify_texts
 
-    record = registry.resolve(make_version(registry, settings, tokenizer, 4))
+    # A seed no packaging test uses: BentoML's model store is one per process, so a copy of an
+    # identical model packaged by an earlier test (same content, same tag) would be loaded
+    # instead of this test's changed folder.
+    record = registry.resolve(make_version(registry, settings, tokenizer, 41))
     served = load_version(record)
     texts = ["set a timer for ten minutes", "what does ephemeral mean", "send 20 dollars to bo"]
     before = classify_texts(served.loaded, texts, top_k=4, max_length=48)
