@@ -1,5 +1,6 @@
-"""Tiny classifier versions registered for the served deployment: real 2-layer BERTs over four
-CLINC150 intents, some built to fail real traffic, and a way to change a folder under a worker."""
+"""Tiny versions registered for the served deployment: real 2-layer BERT classifiers over four
+CLINC150 intents (some built to fail real traffic), a tiny Llama as a language-model version,
+and a way to change a folder under a worker."""
 
 from __future__ import annotations
 
@@ -56,6 +57,46 @@ def make_version(
         serving={"rollback": {"min_requests": 10, "max_error_rate": 0.05}, **(serving or {})},
         lineage={"seed": seed},
     )
+
+
+def register_llm(
+    registry: Registry, settings: Settings, folder: Path, *, max_new_tokens: int = 400
+) -> str:
+    """The tiny Llama in ``folder`` as a causal-lm version of DEPLOYMENT, promoted."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from conveyor.model_folder import register_model_folder, write_model_folder
+    from serving.control.rollout import promote
+
+    recipe = Recipe.model_validate(
+        {
+            "name": DEPLOYMENT,
+            "task": "causal-lm",
+            "data": {
+                "train": "t.jsonl",
+                "validation": "v.jsonl",
+                "test": "t.jsonl",
+                "label_field": None,
+            },
+            "model": {"base": str(folder), "max_length": 512},
+            "serving": {"max_new_tokens": max_new_tokens},
+        }
+    )
+    written = write_model_folder(
+        settings.models_dir,
+        DEPLOYMENT,
+        AutoModelForCausalLM.from_pretrained(str(folder)),
+        AutoTokenizer.from_pretrained(str(folder)),
+        label_names=None,
+        metrics={},
+        recipe=recipe.model_dump(mode="json"),
+        lineage={"seed": 0},
+    )
+    record = register_model_folder(
+        registry, written, recipe=recipe, metrics={}, data_fingerprint=None, reason="test"
+    )
+    promote(registry, record.version, canary_percent=0, timeout=5)
+    return record.version
 
 
 def texts_beyond(tokenizer: Any, vocab: int = SMOKE_SAFE_VOCAB) -> list[str]:

@@ -17,61 +17,21 @@ from typing import Any
 
 import pytest
 
-from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.control.rollout import promote
 from testbed.live_server import Server, running_server
 from testbed.tiny_models import write_tiny_llama
-from testbed.versions import DEPLOYMENT
+from testbed.versions import DEPLOYMENT, register_llm
 
 pytestmark = pytest.mark.integration
 MAX_NEW_TOKENS = 400  # the version's cap; the tiny Llama's context is 512
 CHAT = [{"role": "user", "content": "Name a restaurant near the river."}]
 
 
-def register_llm(registry: Registry, settings: Settings, folder: Path) -> str:
-    """The tiny Llama as a causal-lm version of DEPLOYMENT, promoted."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from conveyor.model_folder import register_model_folder, write_model_folder
-
-    recipe = Recipe.model_validate(
-        {
-            "name": DEPLOYMENT,
-            "task": "causal-lm",
-            "data": {
-                "train": "t.jsonl",
-                "validation": "v.jsonl",
-                "test": "t.jsonl",
-                "label_field": None,
-            },
-            "model": {"base": str(folder), "max_length": 512},
-            "serving": {"max_new_tokens": MAX_NEW_TOKENS},
-        }
-    )
-    written = write_model_folder(
-        settings.models_dir,
-        DEPLOYMENT,
-        AutoModelForCausalLM.from_pretrained(str(folder)),
-        AutoTokenizer.from_pretrained(str(folder)),
-        label_names=None,
-        metrics={},
-        recipe=recipe.model_dump(mode="json"),
-        lineage={"seed": 0},
-    )
-    record = register_model_folder(
-        registry, written, recipe=recipe, metrics={}, data_fingerprint=None, reason="test"
-    )
-    promote(registry, record.version, canary_percent=0, timeout=5)
-    return record.version
-
-
 @pytest.fixture
 def llm(registry: Registry, settings: Settings, tmp_path: Path, smollm2_tokenizer_dir: Path) -> str:
-    return register_llm(
-        registry, settings, write_tiny_llama(tmp_path / "llama", smollm2_tokenizer_dir)
-    )
+    folder = write_tiny_llama(tmp_path / "llama", smollm2_tokenizer_dir)
+    return register_llm(registry, settings, folder, max_new_tokens=MAX_NEW_TOKENS)
 
 
 def _metrics(port: int) -> str:
