@@ -10,6 +10,8 @@ Not shipped (the wheel holds the stages, serving, flows and the CLI only). ``tes
 - ``testbed.versions``: tiny classifier versions registered for the served deployment.
 - ``testbed.live_server``: a real ``bentoml serve`` on 127.0.0.1 and a client for it.
 - ``testbed.traffic``: closed-loop HTTP clients that record every answer.
+- ``testbed.chat_traffic``: closed-loop clients of the OpenAI routes (varied E2E prompts,
+  streams read to ``[DONE]`` or dropped on purpose) counted like ``testbed.traffic``.
 - ``testbed.adapter_traffic``: LoRA versions on one base and chat traffic that checks answers.
 - ``testbed.harness``: an arm and its baseline interleaved; medians and the ratio.
 - ``testbed.flops``: model FLOPs and utilisation against a device's peak.
