@@ -19,7 +19,9 @@ def _sample(row: torch.Tensor, temperature: float, top_p: float, gen: torch.Gene
     if top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         before = sorted_probs.cumsum(0) - sorted_probs  # mass of the tokens ranked higher
-        sorted_probs[before >= top_p] = 0.0  # the first token always stays
+        cut = before >= top_p  # in float32: a top_p below its range (1e-300) is 0 here
+        cut[0] = False  # the first token always stays
+        sorted_probs[cut] = 0.0
         probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=gen))
 

@@ -480,6 +480,17 @@ def test_a_row_whose_sampling_fails_fails_alone() -> None:
     assert (tiny, failed) == ([1], {}), "a tiny temperature decodes greedily, never overflows"
 
 
+def test_a_top_p_below_float32s_range_keeps_the_most_likely_token() -> None:
+    """1e-300 passes validation (above 0) but is 0 in float32, where the probabilities are:
+    the cut dropped every token, the first too, and sampling failed (a 500)."""
+    from serving.engine._sampling import next_tokens
+
+    logits = torch.tensor([[0.0, 3.0, 1.0]] * 3)
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    tokens, failed = next_tokens(logits, [2.0, 1.0, 1.0], [1e-300, 1e-45, 1e-30], generators)
+    assert (tokens, failed) == ([1, 1, 1], {})
+
+
 @pytest.mark.integration
 def test_a_poisoning_temperature_beside_ordinary_requests_fails_no_one(
     engine: DecodeEngine,
