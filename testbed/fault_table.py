@@ -29,8 +29,29 @@ ORDER = (
     "nested-JSON flood",
     "over-long prompts",
     "canary-steering client",
+    "varied chat and streamed traffic",
+    "poisoning client",
+    "hostile-body flood",
+    "token-limit burst",
+    "Redis stopped under chat traffic",
+    "Redis killed under chat traffic",
+    "SQLite registry write-locked",
+    "Postgres restarted under chat traffic",
+    "worker killed mid-stream",
+    "adapter promotion and rollback under streams",
 )
-_NOTES = ("candidate_failures", "retried", "max_wait_s", "nested_p99_ms", "version_errors")
+_NOTES = (
+    "candidate_failures",
+    "retried",
+    "max_wait_s",
+    "nested_p99_ms",
+    "hostile_p99_ms",
+    "version_errors",
+    "dropped_by_client",
+    "connections_cut",
+    "tokens_used",
+)
+_SHOWN_AT_ZERO = ("overshoot_tokens",)  # a figure the row exists to report, 0 included
 
 
 class FaultTable:
@@ -68,6 +89,7 @@ class FaultTable:
 
 def _note(row: dict[str, Any]) -> str:
     parts = [f"{key.replace('_', ' ')} {row[key]}" for key in _NOTES if row.get(key)]
+    parts += [f"{key.replace('_', ' ')} {row[key]}" for key in _SHOWN_AT_ZERO if key in row]
     if "verdict" in row:
         parts.append(f"verdict: {row['verdict']}")
     if "ready_after_s" in row:
