@@ -284,7 +284,7 @@ def _redis_outage(
     row = fault_table.add(name, f"{how} of the limits/cache Redis for 4 s, keys on", during)
     assert row["lost"] == 0, _failures(during)[:5]
     assert row["unavailable"] > 0, "limits cannot be checked: 503, never unlimited"
-    after = traffic.between(up + 2.5)
+    after = traffic.between(up + 1.5)
     assert _all_ok(after), ("back by itself once Redis is", _failures(after)[:5])
 
 
