@@ -40,6 +40,7 @@ ENV_PREFIX = "CONVEYOR_"
 OTHER_VARIABLES = {
     "CONVEYOR_TEST_PG_URL": "the Postgres URL of the registry concurrency test (tests only)",
     "CONVEYOR_SCREENSHOTS": "where the browser test keeps its screenshots (tests and CI only)",
+    "CONVEYOR_FAULTS_OUT": "where the fault suite writes its table's rows (tests and CI only)",
 }
 # No longer read, with what replaced each.
 RETIRED_VARIABLES = {
