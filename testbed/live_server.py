@@ -54,8 +54,8 @@ class Server:
         self.process.wait(timeout=10)
 
 
-def wait_ready(
-    port: int, timeout: float = 90.0, process: subprocess.Popen[bytes] | None = None
+def _wait_for(
+    path: str, what: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,32 +63,27 @@ def wait_ready(
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/readyz")
+            conn.request("GET", path)
             if conn.getresponse().status == 200:
                 return
         except OSError:
             pass
         time.sleep(0.3)
-    raise TimeoutError(f"127.0.0.1:{port} not ready after {timeout:g} s")
+    raise TimeoutError(f"127.0.0.1:{port} not {what} after {timeout:g} s")
+
+
+def wait_ready(
+    port: int, timeout: float = 90.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until /readyz answers 200 (a version loaded and smoke-checked)."""
+    _wait_for("/readyz", "ready", port, timeout, process)
 
 
 def wait_listening(
     port: int, timeout: float = 90.0, process: subprocess.Popen[bytes] | None = None
 ) -> None:
     """Until /livez answers 200 (the server is up; it may not be ready)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/livez")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"127.0.0.1:{port} not up after {timeout:g} s")
+    _wait_for("/livez", "up", port, timeout, process)
 
 
 def _print_log_tail(log: Path, lines: int = 60) -> None:
