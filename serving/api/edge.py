@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from serving.api.openai.protocol import MAX_MESSAGES
 from serving.api.openai.responses import error_body
 from serving.api.validation import RequestError, status_of
 from serving.refusal import Refusal, RefusalKind
@@ -43,6 +44,7 @@ OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models
 MODEL_PATHS = frozenset({"/classify"}) | OPENAI_PATHS
 VIEW_PATHS = frozenset({"/v1/status", "/metrics"})
 MAX_BODY_BYTES = 1_000_000
+_CONTAINERS = (dict, list)
 MAX_JSON_DEPTH = 32  # a chat request nests 4 deep (body, messages, a message, its parts)
 BODY_STATE = "conveyor_body"  # where the edge leaves the parsed body for the routes
 _TYPES: dict[str, dict[str, tuple[type, ...]]] = {
@@ -56,21 +58,27 @@ def _type_name(types: tuple[type, ...]) -> str:
     return {str: "a string", list: "a list of strings", int: "an integer"}.get(types[0], "a number")
 
 
-def _depth(value: Any) -> int:
-    """How deeply ``value`` nests lists and objects (iteratively: no recursion to exhaust)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
+def _nests_too_deeply(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects deeper than ``limit``: level by level over
+    the containers only, stopping at the first level past the limit (no recursion to
+    exhaust; a wide body of short scalars costs one pass over its containers)."""
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for item in level:
             children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return deepest
+            below.extend(child for child in children if isinstance(child, _CONTAINERS))
+        level = below
+    return False
 
 
-def parse_json(content_type: str, body: bytes) -> dict[str, Any]:
+def parse_json(content_type: str, body: bytes, max_list_items: int | None = None) -> dict[str, Any]:
     """The body as a JSON object, or RequestError (415, 400) saying why not. Parsed here
-    once: the routes read this object (``BODY_STATE``), never the bytes again."""
+    once: the routes read this object (``BODY_STATE``), never the bytes again. A field that
+    is a list of more than ``max_list_items`` is refused before the body is walked."""
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise RequestError(415, "send the body as JSON with 'Content-Type: application/json'")
     try:
@@ -86,7 +94,11 @@ def parse_json(content_type: str, body: bytes) -> dict[str, Any]:
         ) from exc
     if not isinstance(data, dict):
         raise RequestError(400, "the body must be a JSON object", field="body")
-    if _depth(data) > MAX_JSON_DEPTH:
+    for name, value in data.items():  # a long list is refused before it is walked
+        if max_list_items is not None and isinstance(value, list) and len(value) > max_list_items:
+            message = f"'{name}' has {len(value)} items; at most {max_list_items} are accepted"
+            raise RequestError(400, message, field=name)
+    if _nests_too_deeply(data, MAX_JSON_DEPTH):
         raise RequestError(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", field="body")
     return data
 
@@ -217,7 +229,8 @@ class EdgeGuard:
                 app = runtime.gate.admit(None)
             body = await _read_body(receive)
             if openai and method == "POST":
-                parsed = parse_json(headers.get("content-type", ""), body)
+                content_type = headers.get("content-type", "")
+                parsed = parse_json(content_type, body, max_list_items=MAX_MESSAGES)
                 scope.setdefault("state", {})[BODY_STATE] = parsed
             elif not openai:
                 check_body(path, headers.get("content-type", ""), body)

@@ -3,6 +3,7 @@ real registry, the prediction cache, body checks, and the settings that guard au
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from conveyor.errors import ConveyorError
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.api.edge import check_body
+from serving.api.edge import MAX_JSON_DEPTH, check_body, parse_json
 from serving.api.validation import RequestError, status_of
 from serving.worker.access import Gate, Refused
 from serving.worker.cache import PredictionCache
@@ -142,6 +143,28 @@ def test_body_checks_accept_good_json() -> None:
     assert check_body("/classify", "application/json; charset=utf-8", b'{"text": "a"}') == {
         "text": "a"
     }
+
+
+def test_a_long_list_is_refused_by_its_count_before_the_body_is_walked() -> None:
+    turns = [{"role": "user", "content": "hi"}] * 5000
+    body = json.dumps({"model": "m", "messages": turns}).encode()
+    with pytest.raises(RequestError) as refused:
+        parse_json("application/json", body, max_list_items=1024)
+    assert refused.value.field == "messages" and "5000 items" in refused.value.reason
+    assert parse_json("application/json", body)["messages"] == turns  # no bound asked
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1])
+def test_the_depth_bound_counts_containers_only(depth: int) -> None:
+    nested: object = "leaf"
+    for level in range(depth - 1):
+        nested = [nested, 1, "x"] if level % 2 else {"a": nested, "b": None}
+    body = json.dumps({"wide": [{"k": "v"}] * 3000, "deep": nested}).encode()
+    if depth <= MAX_JSON_DEPTH:
+        assert parse_json("application/json", body)["wide"][0] == {"k": "v"}
+    else:
+        with pytest.raises(RequestError, match=f"deeper than {MAX_JSON_DEPTH}"):
+            parse_json("application/json", body)
 
 
 def test_settings_require_keys_beyond_loopback() -> None:
