@@ -9,6 +9,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from cli import _context
+from cli.convert_cmd import convert
 from cli.demo_cmd import demo
 from cli.deploy_cmd import deploy, watch
 from cli.evaluate_cmd import evaluate
@@ -36,6 +37,7 @@ app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.command("train")(train)
+app.command("convert")(convert)
 app.command("validate")(validate)
 app.command("evaluate")(evaluate)
 app.command("demo")(demo)

@@ -23,7 +23,10 @@ from conveyor.model_folder.manifest import (
 )
 from conveyor.model_folder.weights import load_pretrained_in_memory
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["GGUF_FILE", "GGUF_SLOTS", "LoadedModel", "load_model"]
+
+GGUF_FILE = "model.gguf"
+GGUF_SLOTS = 8  # sequences llama.cpp decodes together (the torch engine's batch, too)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def _checked_folder(folder: Path | str | None, expected_sha256: str | None) -> P
     path = Path(folder)
     if not path.is_dir():
         raise ArtifactError(f"artifact missing: {path} does not exist")
-    weights = ("model.safetensors", "adapter_model.safetensors")
+    weights = ("model.safetensors", "adapter_model.safetensors", GGUF_FILE)
     if not any((path / name).is_file() for name in weights):
         raise ArtifactError(f"artifact incomplete: no model.safetensors in {path}")
     if expected_sha256:
@@ -99,6 +102,8 @@ def load_model(
     path = _checked_folder(folder, expected_sha256)
     manifest = _manifest_for(path, task)
     kind = manifest.kind
+    if kind is ModelKind.GGUF:
+        return _load_gguf(path)
     causal = kind is ModelKind.CAUSAL_LM
     auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
     if kind is ModelKind.LORA_ADAPTER:
@@ -114,6 +119,30 @@ def load_model(
     model.eval()
     names = _label_names(path, model.config) if kind is ModelKind.CLASSIFIER else None
     return LoadedModel(path, kind.task, model, tokenizer, names, kind, manifest.base)
+
+
+def _load_gguf(path: Path) -> LoadedModel:
+    """A GGUF version in llama.cpp (its engine threads: torch's, as set for this process),
+    with the Hugging Face tokenizer it carries for chat templates and token counts."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from conveyor.llamacpp import SLOT_CONTEXT, LlamaCppModel, gguf_context_length
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        trained = gguf_context_length(path / GGUF_FILE) or SLOT_CONTEXT
+    except Exception as exc:  # a tokenizer or GGUF header that does not read
+        raise ArtifactError(f"cannot load {path}: {first_line(exc)}") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = LlamaCppModel(
+        path / GGUF_FILE,
+        context=min(trained, SLOT_CONTEXT),
+        slots=GGUF_SLOTS,
+        threads=torch.get_num_threads(),
+    )
+    return LoadedModel(path, "causal-lm", model, tokenizer, None, ModelKind.GGUF)
 
 
 def _default_cache_dir() -> Path:

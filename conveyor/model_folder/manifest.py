@@ -33,6 +33,7 @@ class ModelKind(StrEnum):
     CLASSIFIER = "classifier"
     CAUSAL_LM = "causal-lm"
     LORA_ADAPTER = "lora-adapter"  # a causal LM as LoRA weights on a base named by hash
+    GGUF = "gguf"  # a causal LM converted for llama.cpp (``model.gguf``), served by it
 
     @property
     def task(self) -> str:

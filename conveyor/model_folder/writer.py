@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import yaml
 from conveyor.model_folder.hashing import file_hashes
 from conveyor.model_folder.manifest import BaseRef, ModelKind, write_manifest
 
-__all__ = ["MODEL_FILES", "write_model_folder"]
+__all__ = ["MODEL_FILES", "write_gguf_folder", "write_model_folder"]
 
 _ADAPTER = ("adapter_config.json", "adapter_model.safetensors")
 MODEL_FILES = (
@@ -36,7 +37,9 @@ MODEL_FILES = (
 
 def _folder_name(folder: Path) -> str:
     digest = hashlib.sha256()
-    names = ("config.json", "model.safetensors", "label_map.json", *_ADAPTER, "base.json")
+    names = (
+        "config.json", "model.safetensors", "label_map.json", *_ADAPTER, "base.json", "model.gguf"
+    )  # fmt: skip
     for name in names:
         path = folder / name
         if path.is_file():
@@ -88,6 +91,40 @@ def write_model_folder(
         if base is not None:
             kind = ModelKind.LORA_ADAPTER
         write_manifest(staging, kind, file_hashes(staging), base)
+        final = parent / _folder_name(staging)
+        if final.exists():
+            shutil.rmtree(staging)
+        else:
+            staging.rename(final)
+        return final
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_gguf_folder(
+    models_dir: Path,
+    deployment: str,
+    write_model: Callable[[Path], None],
+    tokenizer: Any,
+    *,
+    metrics: dict[str, Any],
+    recipe: dict[str, Any],
+    lineage: dict[str, Any],
+) -> Path:
+    """A GGUF version's folder: ``write_model(path)`` writes ``model.gguf``; the tokenizer
+    (chat template, token counts), metrics, recipe and lineage beside it; staged and renamed
+    to its hash like every model folder."""
+    parent = models_dir / deployment
+    staging = parent / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    try:
+        write_model(staging / "model.gguf")
+        tokenizer.save_pretrained(staging)
+        _dump(staging / "metrics.json", metrics)
+        _dump(staging / "lineage.json", lineage)
+        (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+        write_manifest(staging, ModelKind.GGUF, file_hashes(staging))
         final = parent / _folder_name(staging)
         if final.exists():
             shutil.rmtree(staging)

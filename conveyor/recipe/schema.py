@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -231,6 +231,12 @@ class GenerationGates(_Section):
     max_headline_drop: float = Field(
         default=0.0, ge=0, le=1, description="Allowed drop of the headline metric vs champion."
     )
+    max_fact_error_rise: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Allowed rise of each fact-error rate vs champion (the parity gate sets it).",
+    )
     side_by_side: int = Field(
         default=5, ge=0, le=50, description="Prompts shown side by side in the report."
     )
@@ -411,6 +417,31 @@ class ChecksSection(_Section):
         return self
 
 
+class ConvertSection(_Section):
+    """After the gates pass: the version written again for llama.cpp (GGUF), judged against
+    its parent (the parity gate) and the champion, and promoted in its place when it passes."""
+
+    to: Literal["none", "gguf"] = Field(
+        default="none", description="`gguf`: convert a passing causal-lm version for llama.cpp."
+    )
+    quant: Literal["f16", "q8_0", "q4_0"] = Field(
+        default="q8_0", description="How the GGUF stores its matrices (f16, q8_0, q4_0)."
+    )
+    max_headline_drop: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Parity: allowed drop of the headline metric against the parent version.",
+    )
+    max_fact_error_rise: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Parity: allowed rise of each fact-error rate (omissions, hallucinations) "
+        "against the parent version.",
+    )
+
+
 class Recipe(_Section):
     name: str = Field(pattern=DEPLOYMENT_NAME_PATTERN, description="The deployment's name.")
     task: Task = Field(description="What the model does: label texts, or continue them.")
@@ -421,9 +452,12 @@ class Recipe(_Section):
     gates: GatesSection = Field(default_factory=GatesSection)
     serving: ServingSection = Field(default_factory=ServingSection)
     checks: ChecksSection = Field(default_factory=ChecksSection)
+    convert: ConvertSection = Field(default_factory=ConvertSection)
 
     @model_validator(mode="after")
     def _fits_task(self) -> Self:
+        if self.convert.to != "none" and self.task is not Task.CAUSAL_LM:
+            raise ValueError("convert.to: only causal-lm versions convert to GGUF")
         if self.task is Task.CLASSIFICATION:
             if not self.data.label_field:
                 raise ValueError("data.label_field: required when task is classification")

@@ -74,6 +74,12 @@ def _regressions(
         drop = champion.metrics[headline] - candidate.metrics[headline]
         what = f"{headline} drop vs {champion.version}"
         found.append(at_most("max_headline_drop", drop, gates.generation.max_headline_drop, what))
+    rise = gates.generation.max_fact_error_rise
+    for _key, metric, what in _CEILINGS:
+        if rise is not None and metric in candidate.metrics and metric in champion.metrics:
+            change = candidate.metrics[metric] - champion.metrics[metric]
+            name = f"max_fact_error_rise:{metric}"
+            found.append(at_most(name, change, rise, f"rise of the {what}"))
     if "perplexity" in candidate.metrics and "perplexity" in champion.metrics:
         ours, theirs = candidate.metrics["perplexity"], champion.metrics["perplexity"]
         ceiling = gates.max_perplexity_increase

@@ -1,7 +1,8 @@
 """Run a causal LM on chat prompts: greedy answers, and the loss of the references.
 
 Both take a loaded model and its tokenizer (any ``AutoModelForCausalLM``, a LoRA adapter on
-its base included). Prompts are rendered with the tokenizer's chat template, sorted by
+its base included; answers also from a GGUF version in llama.cpp, which gives no losses).
+Prompts are rendered with the tokenizer's chat template, sorted by
 length into batches and padded on the left, so every row's answer starts at the same
 position; answers come back in the order of the prompts.
 """
@@ -9,12 +10,14 @@ position; answers come back in the order of the prompts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from conveyor.chat import IGNORE_INDEX, Conversation, Message, render_for_training, render_prompt
+from conveyor.llamacpp import LlamaCppModel
 
 __all__ = ["generate_answers", "reference_losses"]
 
@@ -38,7 +41,10 @@ def generate_answers(
     batch_size: int,
     max_prompt_tokens: int = 1024,
 ) -> list[str]:
-    """The greedy answer to each prompt (special tokens dropped, whitespace stripped)."""
+    """The greedy answer to each prompt (special tokens dropped, whitespace stripped).
+
+    A GGUF version answers through llama.cpp (:class:`~conveyor.llamacpp.LlamaCppModel`),
+    the backend it is served with, all its slots at once."""
     import torch
 
     encoded = [
@@ -47,6 +53,8 @@ def generate_answers(
         ]
         for p in prompts
     ]
+    if isinstance(model, LlamaCppModel):
+        return _llamacpp_answers(model, encoded, max_new_tokens)
     pad = _pad_id(tokenizer)
     eos = tokenizer.eos_token_id
     answers = [""] * len(encoded)
@@ -72,6 +80,14 @@ def generate_answers(
             text = tokenizer.decode(out[row, width:], skip_special_tokens=True)
             answers[index] = text.strip()
     return answers
+
+
+def _llamacpp_answers(
+    model: LlamaCppModel, encoded: Sequence[Sequence[int]], max_new_tokens: int
+) -> list[str]:
+    with ThreadPoolExecutor(max_workers=model.slots, thread_name_prefix="gate-llamacpp") as pool:
+        chunks = list(pool.map(lambda ids: model.complete(ids, max_new_tokens), encoded))
+    return [chunk.text.strip() for chunk in chunks]
 
 
 def reference_losses(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.model_folder import ArtifactError, load_model
+from conveyor.model_folder import ArtifactError, ModelKind, load_model
 from conveyor.pretrained import BaseModelUnavailable, resolve_pretrained
 from conveyor.recipe import Recipe
 from gates.chat.decide import GenerationEvaluation
@@ -85,6 +85,7 @@ def _run(
         generation=recipe.gates.generation,
         golden=golden,
         max_length=recipe.model.max_length,
+        reference_loss=loaded.kind is not ModelKind.GGUF,  # llama.cpp gives no losses
     )
 
 

@@ -22,10 +22,10 @@ __all__ = ["ON_DEMAND_MODULES", "BentoContents", "bento_contents"]
 
 PROJECT_PACKAGES = frozenset({"conveyor", "data_checks", "training", "gates", "serving", "flows"})
 # imported once the service runs, or on demand: CONVEYOR_REDIS_URL, a postgresql:// registry,
-# the onnx backend
+# the onnx backend, the llama.cpp backend of GGUF versions
 ON_DEMAND_MODULES = (
     "transformers", "safetensors.torch", "tokenizers", "prometheus_client", "redis", "psycopg",
-    "onnxruntime",
+    "onnxruntime", "xllamacpp", "gguf",
 )  # fmt: skip
 LAZY_DISTRIBUTIONS = ("psycopg-binary",)  # psycopg's C speedups: a distribution, no module
 _PROBE = (

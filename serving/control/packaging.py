@@ -1,6 +1,6 @@
 """``conveyor package``: a version into the BentoML model store, and an immutable Bento pinning it.
 
-Only safetensors weights, configs and tokenizer files are copied (no pickle on the serving
+Only safetensors (or GGUF) weights, configs and tokenizer files are copied (no pickle on the serving
 path); the Bento is built offline (``lock_packages: false``, no hub calls) and carries its
 pin in its source (:mod:`serving.bento_pin`), so the service inside serves that one model.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.model_folder import ArtifactError, bento_model_tag, verify_content
+from conveyor.model_folder import GGUF_FILE, ArtifactError, bento_model_tag, verify_content
 from conveyor.registry import Registry, VersionStatus
 from conveyor.serving_spec import serving_spec_of
 from serving.bento_pin import write_pin
@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 # Every file of a model folder counts in its content hash, so the store's copy takes them all:
 # peft writes a model card (README.md) beside a LoRA adapter.
-ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".yaml", ".model", ".jinja", ".md")
+ALLOWED_SUFFIXES = (
+    ".safetensors", ".gguf", ".json", ".txt", ".yaml", ".model", ".jinja", ".md"
+)  # fmt: skip
 REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy")
 
 
@@ -42,7 +44,7 @@ class Packaged:
 
 
 def _servable_files(folder: Path) -> list[Path]:
-    weights = ("model.safetensors", "adapter_model.safetensors")  # a LoRA version: the adapter
+    weights = ("model.safetensors", "adapter_model.safetensors", GGUF_FILE)  # LoRA: the adapter
     if not any((folder / name).is_file() for name in weights):
         raise ArtifactError(f"artifact incomplete: no model.safetensors in {folder}")
     pickled = [p.name for p in folder.iterdir() if p.suffix in REFUSED_SUFFIXES]

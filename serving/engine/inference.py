@@ -14,6 +14,7 @@ import torch
 from conveyor.errors import ConveyorError
 from conveyor.model_folder import ArtifactError, LoadedModel, load_model
 from serving.engine.decoding import DecodeEngine
+from serving.engine.llamacpp_engine import LlamaCppEngine
 from serving.engine.params import SamplingParams
 
 __all__ = [
@@ -123,7 +124,11 @@ def _run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 
 def engine_text(
-    engine: DecodeEngine, tokenizer: Any, prompt: str, max_tokens: int, adapter: str | None = None
+    engine: DecodeEngine | LlamaCppEngine,
+    tokenizer: Any,
+    prompt: str,
+    max_tokens: int,
+    adapter: str | None = None,
 ) -> str:
     """A greedy continuation of ``prompt`` through the decode engine, from sync code."""
     ids = list(tokenizer(prompt)["input_ids"])
@@ -135,7 +140,7 @@ def smoke_check(
     loaded: LoadedModel,
     max_length: int,
     *,
-    engine: DecodeEngine | None = None,
+    engine: DecodeEngine | LlamaCppEngine | None = None,
     adapter: str | None = None,
 ) -> dict[str, Any]:
     """Answer the smoke set with finite, well-formed outputs, or raise SmokeError saying how not.

@@ -38,7 +38,11 @@ _NO_LIMIT = 10**12  # transformers' "this tokenizer has no limit" is int(1e30)
 def context_length(model: Any, tokenizer: Any) -> int | None:
     """How many tokens ``model`` holds (prompt and completion together): its config's
     positions (``max_position_embeddings``, ``n_positions``), else the tokenizer's
-    ``model_max_length``; None when neither says."""
+    ``model_max_length``; None when neither says. A model in llama.cpp (a GGUF version)
+    holds what each of its slots holds (``LlamaCppModel.context``)."""
+    slot = getattr(model, "slots", None) and getattr(model, "context", None)
+    if isinstance(slot, int) and not isinstance(slot, bool) and slot > 0:
+        return slot
     config = getattr(model, "config", None)
     for name in ("max_position_embeddings", "n_positions"):
         value = getattr(config, name, None)

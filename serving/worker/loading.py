@@ -17,16 +17,18 @@ from pathlib import Path
 
 import torch
 
-from conveyor.model_folder import ArtifactError, LoadedModel, bento_model_tag
+from conveyor.model_folder import ArtifactError, LoadedModel, ModelKind, bento_model_tag
 from conveyor.registry import VersionRecord
 from conveyor.serving_spec import serving_spec_of
 from serving.engine.adapters import AdapterPool, is_adapter_folder
 from serving.engine.decoding import DecodeEngine
 from serving.engine.inference import SmokeError, load_for_serving, smoke_check
 from serving.engine.limits import context_length
+from serving.engine.llamacpp_engine import LlamaCppEngine
 
 __all__ = [
     "ENGINE_MAX_BATCH",
+    "GGUF_BACKEND",
     "Served",
     "load_failure",
     "load_version",
@@ -38,6 +40,7 @@ __all__ = [
 FAILURE_RETRY_SECONDS = 5.0  # a refused version is tried again after 5, 10, 20 ... s
 FAILURE_RETRY_MAX_SECONDS = 300.0
 ENGINE_MAX_BATCH = 8  # requests decoding together in one generative engine
+GGUF_BACKEND = "llama.cpp"  # the backend a GGUF version is served (and gated) with
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Served:
     load_seconds: float
     backend: str = "torch"
     max_batch_size: int = 32  # texts per forward pass; 1 when the version's batching is off
-    engine: DecodeEngine | None = None  # a generative version's decode engine
+    engine: DecodeEngine | LlamaCppEngine | None = None  # a generative version's engine
     adapter: str | None = None  # a LoRA version: its adapter's name in the engine's model
     base: str | None = None  # a LoRA version: the SHA-256 of its shared base
 
@@ -103,7 +106,8 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
     start = time.perf_counter()
     spec = serving_spec_of(record)
     folder = model_folder(record)
-    engine = adapter = base = None
+    engine: DecodeEngine | LlamaCppEngine | None = None
+    adapter = base = None
     if record.task == "causal-lm" and is_adapter_folder(folder):
         pool = pool or AdapterPool(max_batch=ENGINE_MAX_BATCH if spec.batching else 1)
         loaded, shared, adapter = pool.load(
@@ -118,7 +122,12 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
     backend = "torch"
     if record.task == "classification" and spec.backend != "torch":
         loaded, backend = _with_onnx(loaded, folder, spec.backend, max_length)
-    if record.task == "causal-lm" and engine is None:
+    if loaded.kind is ModelKind.GGUF:
+        engine, backend = (
+            LlamaCppEngine(loaded.model, loaded.tokenizer, name=record.version),
+            GGUF_BACKEND,
+        )
+    elif record.task == "causal-lm" and engine is None:
         engine = DecodeEngine(
             loaded.model,
             loaded.tokenizer,

@@ -25,6 +25,7 @@ from serving.canary.routing import PINNED_ROLE
 from serving.engine.batcher import Batcher
 from serving.engine.decoding import DecodeEngine
 from serving.engine.inference import classify_texts, preload_model_libraries
+from serving.engine.llamacpp_engine import LlamaCppEngine
 from serving.refusal import Unavailable
 from serving.worker.access import Gate, current_app
 from serving.worker.cache import Cache, PredictionCache
@@ -353,6 +354,6 @@ def _assemble(
     return runtime
 
 
-def _engine_view(engine: DecodeEngine) -> dict[str, Any]:
+def _engine_view(engine: DecodeEngine | LlamaCppEngine) -> dict[str, Any]:
     """An engine's figures, its name (one shared engine per base) and the adapters it holds."""
     return engine.stats() | {"name": engine.name, "adapters": sorted(engine.adapters())}
