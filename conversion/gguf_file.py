@@ -91,11 +91,11 @@ def _config_value(config: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def check_architecture(config: Any) -> None:
+def check_architecture(model: Any) -> None:
     """ConversionError naming the architecture when it is not one this converter writes."""
-    arch = getattr(config, "model_type", None)
+    arch = getattr(model.config, "model_type", None)
     if arch not in SUPPORTED_ARCHITECTURES:
-        names = ", ".join(getattr(config, "architectures", None) or [str(arch)])
+        names = type(model).__name__
         raise ConversionError(
             f"cannot convert a {arch!r} model ({names}) to GGUF: supported architectures "
             f"are {', '.join(SUPPORTED_ARCHITECTURES)}"
@@ -203,7 +203,7 @@ def write_gguf(
 
     if quant not in QUANTS:
         raise ConversionError(f"quant {quant!r} is not one of {', '.join(QUANTS)}")
-    check_architecture(model.config)
+    check_architecture(model)
     writer = GGUFWriter(path, MODEL_ARCH_NAMES[MODEL_ARCH.LLAMA])
     writer.add_name(name or path.stem)
     writer.add_file_type(int(_file_type(quant)))

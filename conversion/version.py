@@ -20,7 +20,7 @@ from conveyor.model_folder import (
     write_gguf_folder,
 )
 from conveyor.pretrained import SMOLLM2, file_sha256, smollm2_gguf
-from conveyor.recipe import recipe_from_dict
+from conveyor.recipe import Recipe
 from conveyor.registry import Registry, VersionRecord, VersionStatus
 from conveyor.settings import Settings
 
@@ -87,7 +87,7 @@ def convert_version(
         raise ConversionError(f"--quant {quant!r}: choose one of {', '.join(QUANTS)}")
     record = registry.resolve(ref)
     kind = _check_convertible(record)
-    recipe = recipe_from_dict(record.recipe, [], source=f"recipe of {record.version}")
+    recipe = Recipe.model_validate(record.recipe)  # stored, resolved: its data may be gone
     started = time.monotonic()
     loaded = load_model(
         record.artifact_uri,
@@ -96,7 +96,7 @@ def convert_version(
         cache_dir=settings.cache_dir,
     )
     model = loaded.model.merge_and_unload() if kind is ModelKind.LORA_ADAPTER else loaded.model
-    check_architecture(model.config)
+    check_architecture(model)
     source = _source_gguf(recipe.model.base)
     log.info("converting %s to GGUF %s (%s)", record.version, quant, kind)
     write = partial(

@@ -21,6 +21,7 @@ version) run a version through this one class.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -31,6 +32,8 @@ from typing import Any
 from conveyor.model_folder.errors import ArtifactError, first_line
 
 __all__ = ["SLOT_CONTEXT", "Chunk", "LlamaCppModel", "gguf_context_length"]
+
+log = logging.getLogger(__name__)
 
 # Tokens one slot holds (prompt and answer), at most: each of the parallel slots keeps its
 # own KV cache of this size (SmolLM2-135M: 12 MB per 1,000 tokens in f16).
@@ -183,14 +186,27 @@ class LlamaCppModel:
         if failure:
             raise RuntimeError(f"llama.cpp failed: {failure[0]}")
 
-    def close(self) -> None:
-        """Stop llama.cpp's engine and free the model (answers still running end first)."""
+    def close(self, wait: float = 30.0) -> None:
+        """Stop llama.cpp's engine and free the model (answers still running end first).
+
+        The engine is destroyed on a thread of its own, waited for at most ``wait`` seconds:
+        a destructor that does not return leaves the model allocated (logged), never the
+        caller blocked."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            server, self._server = self._server, None
-        del server
+            holder = [self._server]
+            self._server = None
+
+        def destroy() -> None:
+            holder.clear()  # the last reference: llama.cpp's engine stops and frees here
+
+        thread = threading.Thread(target=destroy, name="llamacpp-close", daemon=True)
+        thread.start()
+        thread.join(timeout=wait)
+        if thread.is_alive():
+            log.warning("llama.cpp's engine for %s did not stop within %.0f s", self.path, wait)
 
 
 def _chunk_of(data: dict[str, Any]) -> Chunk | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conversion import convert_version
-from conveyor.recipe import recipe_from_dict
+from conveyor.recipe import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from gates import GateOutcome, evaluate_version, find_champion
@@ -50,7 +50,7 @@ def convert_and_judge(
 ) -> ConvertOutcome:
     """``ref`` written as GGUF ``quant``, judged against ``ref`` and then ``against``."""
     parent = registry.resolve(ref)
-    tolerances = recipe_from_dict(parent.recipe, [], source=f"recipe of {parent.version}").convert
+    tolerances = Recipe.model_validate(parent.recipe).convert
     converted = convert_version(registry, settings, parent.version, quant=quant)
     parity = evaluate_version(
         registry,

@@ -41,7 +41,7 @@ class _Counts:
     errors: int = 0
 
 
-@dataclass
+@dataclass(eq=False)  # each call is its own (kept in a set while it runs)
 class _Call:
     """One request's thread-side state."""
 
