@@ -104,3 +104,12 @@ def publish_promotion(deployment: str, lines: list[str]) -> None:
     create_markdown_artifact(
         "\n".join(lines) + "\n", key=_key(deployment, "promotion"), description="Promotion outcome"
     )
+
+
+def publish_conversion(deployment: str, lines: list[str], parity_report: str) -> None:
+    """The conversion's outcome and its parity gate's report (against the parent version)."""
+    create_markdown_artifact(
+        "\n".join(lines) + "\n\n" + parity_report,
+        key=_key(deployment, "conversion"),
+        description="GGUF conversion and its parity gate",
+    )

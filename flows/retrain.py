@@ -15,12 +15,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from conveyor.offline import apply_offline_environment
-from conveyor.recipe import load_recipe
-from conveyor.registry import open_registry
+from conveyor.recipe import Recipe, load_recipe
+from conveyor.registry import Registry, open_registry
 from conveyor.settings import load_settings
 from conveyor.splits import fingerprint_splits
 from flows.keys import run_key
 from flows.tasks import (
+    convert_candidate,
     evaluate_candidate,
     package_model,
     promote_model,
@@ -32,7 +33,7 @@ from flows.tasks import (
 __all__ = ["DEFAULT_RECIPE", "retrain"]
 
 DEFAULT_RECIPE = "recipes/clinc150-minilm.yaml"
-STAGE_LOGGERS = ("training", "data_checks", "gates", "serving")
+STAGE_LOGGERS = ("training", "data_checks", "gates", "conversion", "serving")
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +56,21 @@ def _recipe_overrides(overrides: list[str] | None, data_train: str | None) -> li
     if data_train:
         found.append(f"data.train={data_train}")
     return found
+
+
+def _converted(
+    recipe: Recipe, version: str, champion: str | None, registry: Registry, outcome: dict[str, Any]
+) -> str:
+    """The version to promote: its GGUF when the recipe converts and the GGUF passes its
+    parity gate, else the version itself (the refusal is in the outcome)."""
+    if recipe.convert.to != "gguf":
+        return version
+    converted = convert_candidate(version, champion, recipe.convert.quant, registry)
+    outcome["conversion"] = converted
+    if not converted["passed"]:
+        return version
+    outcome["version"] = converted["version"]
+    return str(converted["version"])
 
 
 @flow(name="retrain", flow_run_name="retrain {recipe}", log_prints=True)
@@ -110,6 +126,7 @@ def retrain(
     elif not auto_promote:
         _rename_run(f"{loaded.name}: {version} passed, not promoted")
     else:
+        version = _converted(loaded, version, champion, registry, outcome)
         outcome["package"] = package_model(version, registry)
         promotion = promote_model(loaded.name, version, canary_percent, bake_seconds, registry)
         outcome["promotion"] = promotion

@@ -19,7 +19,12 @@ from conveyor.errors import ConveyorError, ExitCode
 from conveyor.recipe import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import load_settings
-from flows.artifacts import publish_gate_verdict, publish_promotion, publish_validation
+from flows.artifacts import (
+    publish_conversion,
+    publish_gate_verdict,
+    publish_promotion,
+    publish_validation,
+)
 
 __all__ = [
     "DataGateFailed",
@@ -137,6 +142,30 @@ def evaluate_candidate(
     publish_gate_verdict(version.split(":")[0], payload)
     get_run_logger().info("gate verdict for %s: %s", version, outcome.verdict.reason)
     return payload
+
+
+@task(name="convert-gguf", cache_policy=NO_CACHE)
+def convert_candidate(
+    version: str, champion: str | None, quant: str, registry: Registry
+) -> dict[str, Any]:
+    """The passing candidate written as GGUF for llama.cpp, judged against it (parity) and
+    the champion; the outcome and the parity report are an artifact."""
+    from flows.convert import convert_and_judge
+
+    outcome = convert_and_judge(
+        registry, load_settings(), version, quant=quant, against=champion or "none"
+    )
+    deployment = version.split(":")[0]
+    verdict = "passed" if outcome.passed else "refused"
+    lines = [
+        f"# {outcome.version}: GGUF {quant} of {version}, {verdict}",
+        "",
+        f"- {outcome.reason}",
+        f"- parity report: `{outcome.parity.report_path}`",
+    ]
+    publish_conversion(deployment, lines, outcome.parity.report)
+    get_run_logger().info("conversion of %s: %s (%s)", version, verdict, outcome.reason)
+    return {"version": outcome.version, "passed": outcome.passed, "reason": outcome.reason}
 
 
 @task(name="package", cache_policy=NO_CACHE, retries=1, retry_condition_fn=_retry_unless_user_error)

@@ -172,6 +172,24 @@ def test_the_candidate_must_not_fall_below_its_champion_the_base_model() -> None
     assert "rouge_l drop vs base" in verdict.reason
 
 
+def test_the_parity_gate_bounds_each_fact_error_rate_against_the_parent() -> None:
+    parent = GenerationEvaluation("e2e:v1", {"rouge_l": 0.60, "omission_rate": 0.10,
+                                             "hallucination_rate": 0.02})  # fmt: skip
+    quantized = GenerationEvaluation("e2e:v2", {"rouge_l": 0.595, "omission_rate": 0.13,
+                                                "hallucination_rate": 0.03})  # fmt: skip
+    parity = _gates(max_headline_drop=0.01, max_fact_error_rise=0.02)
+    verdict = decide_generation(quantized, parent, parity)
+    outcomes = {c.name: c.outcome for c in verdict.checks}
+    assert outcomes == {
+        "max_headline_drop": "pass",  # 0.005 <= 0.01
+        "max_fact_error_rise:omission_rate": "fail",  # +0.03 > 0.02
+        "max_fact_error_rise:hallucination_rate": "pass",  # +0.01
+    }
+    assert not verdict.passed and "omitting a fact" in verdict.reason
+    unset = decide_generation(quantized, parent, _gates(max_headline_drop=0.01))
+    assert unset.passed, "without the parity setting, fact rates are not compared"
+
+
 def test_significance_uses_the_paired_interval() -> None:
     gates = GatesSection(require_significant_gain=True)
     above = Interval(0.3, 0.25, 0.35, 0.95, 1000)

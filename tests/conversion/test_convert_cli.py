@@ -1,0 +1,111 @@
+"""`conveyor convert` end to end on a tiny Llama version with a chat recipe: the GGUF
+version is judged against its parent by the chat gates with the recipe's parity tolerances
+(answers through llama.cpp), printed last, and refused with the numbers when it fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conveyor.model_folder import register_model_folder, write_model_folder
+from conveyor.recipe import Recipe
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from serving.control.rollout import promote
+from testbed.paths import REPO_ROOT
+from testbed.tiny_models import write_tiny_llama
+from testbed.versions import DEPLOYMENT
+
+pytestmark = pytest.mark.integration
+E2E = REPO_ROOT / "data" / "e2e_nlg"
+
+
+def _register(registry: Registry, settings: Settings, folder: Path, **generation: float) -> str:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    recipe = Recipe.model_validate(
+        {
+            "name": DEPLOYMENT,
+            "task": "causal-lm",
+            "data": {
+                "train": str(E2E / "train.jsonl"),
+                "validation": str(E2E / "validation.jsonl"),
+                "test": str(E2E / "test.jsonl"),
+                "format": "chat",
+                "label_field": None,
+            },
+            "model": {"base": str(folder), "max_length": 192},
+            "gates": {
+                "generation": {
+                    "max_prompts": 6,
+                    "max_new_tokens": 8,
+                    "batch_size": 3,
+                    "task_check": "e2e-facts",
+                    **generation,
+                }
+            },  # fmt: skip
+            "serving": {"max_new_tokens": 16},
+        }
+    )
+    written = write_model_folder(
+        settings.models_dir,
+        DEPLOYMENT,
+        AutoModelForCausalLM.from_pretrained(str(folder)),
+        AutoTokenizer.from_pretrained(str(folder)),
+        label_names=None,
+        metrics={},
+        recipe=recipe.model_dump(mode="json"),
+        lineage={"seed": 0},
+    )
+    record = register_model_folder(
+        registry, written, recipe=recipe, metrics={}, data_fingerprint=None, reason="test"
+    )
+    promote(registry, record.version, canary_percent=0, timeout=5)
+    return record.version
+
+
+def _convert(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", "convert", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+        timeout=600,
+    )
+
+
+def test_a_gguf_that_keeps_parity_passes_and_is_printed_last(
+    registry: Registry, settings: Settings, tmp_path: Path, smollm2_tokenizer_dir: Path
+) -> None:
+    parent = _register(registry, settings, write_tiny_llama(tmp_path / "m", smollm2_tokenizer_dir))
+    result = _convert(parent, "--to", "gguf", "--quant", "f16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    new = result.stdout.strip().splitlines()[-1]
+    record = registry.resolve(new)
+    assert record.status == "evaluated" and record.metrics["converted_from"] == parent
+    assert record.verdict is not None and record.verdict["champion"] == parent
+    assert "passed" in result.stdout and f"parity with {parent}" in result.stdout
+    assert registry.alias(DEPLOYMENT, "production") == parent  # judged, not moved
+
+
+def test_a_gguf_that_fails_its_gate_is_refused_with_the_numbers(
+    registry: Registry, settings: Settings, tmp_path: Path, smollm2_tokenizer_dir: Path
+) -> None:
+    folder = write_tiny_llama(tmp_path / "m", smollm2_tokenizer_dir)
+    parent = _register(registry, settings, folder, min_rouge_l=0.99)  # a random model: ~0
+    result = _convert(parent, "--quant", "q4_0")
+    assert result.returncode == 1, result.stderr[-2000:]
+    new = result.stdout.strip().splitlines()[-1]
+    assert registry.resolve(new).status == "rejected"
+    assert "refused" in result.stdout and "ROUGE-L 0.0000 < 0.9900" in result.stdout
+    assert registry.alias(DEPLOYMENT, "production") == parent
+
+
+def test_an_unknown_version_is_not_found(registry: Registry, settings: Settings) -> None:
+    result = _convert("no-such:v1")
+    assert result.returncode == 3 and result.stderr.startswith("error: ")
