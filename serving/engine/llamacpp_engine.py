@@ -144,7 +144,9 @@ class LlamaCppEngine:
             event = self._event(call, chunk)
             if event.finish_reason is not None:
                 call.done = True
-                self._counts.tokens_generated += event.completion_tokens
+                with self._lock:  # counted before the client can see the answer end
+                    self._counts.tokens_generated += event.completion_tokens
+                    self._counts.finished += 1
             call.deliver(event)
             return call.stop.is_set()
 
@@ -160,12 +162,12 @@ class LlamaCppEngine:
                 stop=params.stop,
             )
             if not call.done:
-                self._counts.cancelled += 1
+                with self._lock:
+                    self._counts.cancelled += 1
                 call.deliver(EngineClosed(f"engine {self.name!r} stopped the request"))
-            else:
-                self._counts.finished += 1
         except Exception as exc:  # llama.cpp failed this request: it alone fails
-            self._counts.errors += 1
+            with self._lock:
+                self._counts.errors += 1
             log.warning("llama.cpp request failed on %s: %s", self.name, exc)
             failure = DecodeError(f"decoding failed on {self.name}")
             failure.__cause__ = exc
