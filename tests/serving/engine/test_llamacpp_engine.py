@@ -6,6 +6,7 @@ once the running requests are done."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,4 +100,7 @@ def test_retiring_closes_the_model_once_running_requests_end(engine: LlamaCppEng
         return text
 
     assert asyncio.run(retire_mid_answer())
+    deadline = time.monotonic() + 10  # closed by the request's thread as it ends
+    while not engine.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert engine.closed
