@@ -85,8 +85,11 @@ def load_model(
     *,
     expected_sha256: str | None = None,
     cache_dir: Path | None = None,
+    gguf_slots: int = GGUF_SLOTS,
 ) -> LoadedModel:
     """Load for inference (eval mode, CPU, local files only).
+
+    A GGUF version loads into llama.cpp with ``gguf_slots`` sequences decoding together.
 
     With ``expected_sha256`` (the hash registered with the version) the folder is checked
     first, so a folder changed by a single bit is refused. ``task``, when given, must match
@@ -103,7 +106,7 @@ def load_model(
     manifest = _manifest_for(path, task)
     kind = manifest.kind
     if kind is ModelKind.GGUF:
-        return _load_gguf(path)
+        return _load_gguf(path, gguf_slots)
     causal = kind is ModelKind.CAUSAL_LM
     auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
     if kind is ModelKind.LORA_ADAPTER:
@@ -121,7 +124,7 @@ def load_model(
     return LoadedModel(path, kind.task, model, tokenizer, names, kind, manifest.base)
 
 
-def _load_gguf(path: Path) -> LoadedModel:
+def _load_gguf(path: Path, slots: int) -> LoadedModel:
     """A GGUF version in llama.cpp (its engine threads: torch's, as set for this process),
     with the Hugging Face tokenizer it carries for chat templates and token counts."""
     import torch
@@ -139,7 +142,7 @@ def _load_gguf(path: Path) -> LoadedModel:
     model = LlamaCppModel(
         path / GGUF_FILE,
         context=min(trained, SLOT_CONTEXT),
-        slots=GGUF_SLOTS,
+        slots=slots,
         threads=torch.get_num_threads(),
     )
     return LoadedModel(path, "causal-lm", model, tokenizer, None, ModelKind.GGUF)

@@ -58,14 +58,15 @@ def preload_model_libraries() -> None:
 
 
 def load_for_serving(
-    folder: Path | str | None, task: str, *, expected_sha256: str | None = None
+    folder: Path | str | None, task: str, *, expected_sha256: str | None = None, slots: int = 8
 ) -> LoadedModel:
-    """Load a model folder (safetensors only) for inference; ArtifactError says why not.
+    """Load a model folder (safetensors, or a GGUF into llama.cpp with ``slots`` parallel
+    sequences) for inference; ArtifactError says why not.
 
     ``expected_sha256`` is the hash registered with the version: a folder that differs from
     it by one bit is refused before any of it is read as a model.
     """
-    return load_model(folder, task, expected_sha256=expected_sha256)
+    return load_model(folder, task, expected_sha256=expected_sha256, gguf_slots=slots)
 
 
 @torch.inference_mode()

@@ -115,7 +115,10 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
         )
         engine, base = shared.engine, shared.key
     else:
-        loaded = load_for_serving(folder, record.task, expected_sha256=record.content_sha256)
+        slots = ENGINE_MAX_BATCH if spec.batching else 1  # llama.cpp's parallel sequences
+        loaded = load_for_serving(
+            folder, record.task, expected_sha256=record.content_sha256, slots=slots
+        )
     max_length = min(
         spec.max_length, context_length(loaded.model, loaded.tokenizer) or spec.max_length
     )
