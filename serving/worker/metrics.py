@@ -56,6 +56,13 @@ class WorkerMetrics:
             ["deployment", "version", "outcome"],
             registry=into,
         )
+        self.capture = Counter(
+            "conveyor_capture_rows",
+            "Captured rows by outcome (written; dropped: the capture's queue was full; "
+            "lost: a write failed and the capture stopped)",
+            ["deployment", "outcome"],
+            registry=into,
+        )
         self._language_model_series(into)
         self._drift_series(into)
 

@@ -29,6 +29,7 @@ from serving.refusal import Unavailable
 from serving.worker.access import Gate, current_app
 from serving.worker.cache import Cache, PredictionCache
 from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
+from serving.worker.capture import CaptureRecorder
 from serving.worker.controller import Controller, Routing
 from serving.worker.limits import LocalLimiter, RedisLimiter
 from serving.worker.loading import Served, load_failure, load_version
@@ -56,6 +57,7 @@ class Runtime:
     cache: Cache
     max_in_flight: int
     profiler: ProfileRecorder
+    capture: CaptureRecorder
     in_flight: int = 0
     views_need_key: bool = False  # /v1/status and /metrics, beyond loopback
     _stop_usage: Any = None
@@ -78,10 +80,12 @@ class Runtime:
 
     async def classify(
         self, served: Served, items: list[str], top_k: int
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[dict[str, Any]], list[bool]]:
         """Answers from the cache where this version already gave them, else from the model;
-        and whether the model ran (a request the cache answered whole is no evidence of it)."""
+        and which the cache gave (a request the cache answered whole is no evidence of the
+        model)."""
         found = self.cache.get_many(served.version, top_k, items)
+        hits_of = [answer is not None for answer in found]
         missing = [i for i, answer in enumerate(found) if answer is None]
         hits = len(items) - len(missing)
         # Both series exist from the first lookup, so a hit rate of 0 reads 0, not "no data".
@@ -103,7 +107,7 @@ class Runtime:
         for text in items:
             self.metrics.text_chars.labels(*series).observe(len(text))
         self._profile(served, items, results)
-        return results, bool(missing)
+        return results, hits_of
 
     def _profile(self, served: Served, items: list[str], results: list[dict[str, Any]]) -> None:
         """Counts for the drift monitor (cache hits included: they are traffic too), made on
@@ -193,6 +197,7 @@ class Runtime:
                 for key, shared in self.controller.adapters.bases().items()
             },
             "failures": {v: reason for v, (reason, _) in self.controller.failures.items()},
+            "capture": self.capture.state.view(),
             "cache": {
                 "backend": self.cache.backend,
                 "entries": len(self.cache),
@@ -209,6 +214,7 @@ class Runtime:
     def stop(self) -> None:
         self._tokenizing.shutdown(wait=False, cancel_futures=True)
         self.profiler.stop()
+        self.capture.stop()
         if self._stop_usage is not None:
             self._stop_usage()
         if self.pinned is None:
@@ -347,6 +353,12 @@ def _assemble(
         cache=_cache(settings, controller.deployment),
         max_in_flight=settings.serve_max_in_flight,
         profiler=ProfileRecorder(controller.record_inputs),
+        capture=CaptureRecorder(
+            settings.home,
+            controller.deployment,
+            controller.worker,
+            count=lambda outcome, n: metrics.capture.labels(controller.deployment, outcome).inc(n),
+        ),
         views_need_key=settings.auth_required and settings.serve_host not in LOOPBACK_HOSTS,
     )
     runtime._stop_usage = gate.start_flushing()
