@@ -75,8 +75,8 @@ def test_rows_are_written_published_on_stop_and_read_back_whole(tmp_path: Path) 
 def test_files_rotate_by_size(tmp_path: Path) -> None:
     spec = CaptureSpec(enabled=True, rotate_mb=0.02, rotate_seconds=3600)
     recorder = CaptureRecorder(tmp_path, "dep", "w")
-    for batch in range(12):
-        recorder.submit(spec, [_exchange(os.urandom(1500).hex()) for _ in range(4)])
+    for _ in range(12):
+        recorder.submit(spec, [_exchange(os.urandom(1500).hex()) for _i in range(4)])
         time.sleep(0.15)  # a flush per second: several row groups
     recorder.stop()
     files = published_files(capture_root(tmp_path, "dep"))
