@@ -17,6 +17,7 @@ from cli.models_cmd import models_app
 from cli.monitor_cmd import monitor
 from cli.recipe_cmd import recipe_app
 from cli.serve_cmd import package, promote, rollback, serve, status
+from cli.traffic_cmd import traffic_app
 from cli.train_cmd import train
 from cli.validate_cmd import validate
 from conveyor import __version__
@@ -35,6 +36,7 @@ app = typer.Typer(
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(traffic_app, name="traffic")
 app.command("train")(train)
 app.command("validate")(validate)
 app.command("evaluate")(evaluate)
