@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from sqlalchemy.exc import OperationalError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from cli import _context
 from cli.demo_cmd import demo
@@ -73,7 +74,17 @@ def main() -> None:
     Every exit status comes from :class:`conveyor.errors.ExitCode` (the README's table).
     """
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="conveyor")
+    except NoArgsIsHelpError as exc:  # a bare verb family: its help, as before
+        exc.show()
+        sys.exit(ExitCode.BAD_INPUT)
+    except UsageError as exc:  # a missing argument, an unknown option: one line
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(ExitCode.BAD_INPUT)
+    except ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
     except ConveyorError as exc:
@@ -84,3 +95,4 @@ def main() -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         typer.echo(f"error: cannot use the registry at {url}: {reason}", err=True)
         sys.exit(ExitCode.BAD_INPUT)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

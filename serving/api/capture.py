@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from serving.worker.access import current_app
@@ -45,22 +46,13 @@ class Recording:
     ) -> None:
         if not self.on:
             return
-        exchange = self._exchange(200, "")
+        done = self._exchange(200, "")
         self._submit(
             [
-                Exchange(
-                    exchange.version,
-                    exchange.role,
-                    exchange.app,
-                    ENDPOINT,
-                    200,
-                    exchange.latency_ms,
-                    text,
-                    answer=str(result["label"]),
-                    score=float(result["score"]),
-                    cache_hit=hit,
+                replace(
+                    done, request=text, answer=str(got["label"]), score=got["score"], cache_hit=hit
                 )
-                for text, result, hit in zip(items, results, hits, strict=True)
+                for text, got, hit in zip(items, results, hits, strict=True)
             ]
         )
 

@@ -100,6 +100,8 @@ class Conveyor:
 
     def _refuse(self, ctx: bentoml.Context, exc: Refusal) -> dict[str, Any]:
         ctx.response.status_code = status_of(exc)
+        app = current_app.get()
+        self.runtime.metrics.refused(self.runtime.deployment, "/classify", status_of(exc), app)
         if exc.retry_after is not None:
             ctx.response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return {"error": exc.reason, "field": exc.field} if exc.field else {"error": exc.reason}

@@ -277,8 +277,10 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     index = int(server_context.worker_index or 0)
     if pinned:
         controller = Controller(None, pinned.split(":")[0], worker_index=index)
+        controller.on_routing = _routing_gauges(metrics, controller.deployment)
         try:
             controller.routing = Routing(active=load_version(_pinned_record(pinned)))
+            controller.on_routing(controller.routing)
         except Exception as exc:  # up and not ready, saying why: never a restart loop
             controller.failures[pinned] = (load_failure(exc), time.monotonic())
             log.error("pinned model %s does not load: %s", pinned, controller.failures[pinned][0])
@@ -296,8 +298,17 @@ def start_runtime(pinned: str | None = None) -> Runtime:
         poll_seconds=settings.poll_seconds,
         worker_index=index,
     )
+    controller.on_routing = _routing_gauges(metrics, deployment)
     controller.start()
     return _assemble(controller, batcher, metrics, None)
+
+
+def _routing_gauges(metrics: WorkerMetrics, deployment: str) -> Callable[[Routing], None]:
+    def show(routing: Routing) -> None:
+        percent = routing.canary_percent if routing.canary is not None else 0.0
+        metrics.show_routing(deployment, routing.roles(), percent)
+
+    return show
 
 
 def _open_for_serving(settings: Settings) -> Registry:

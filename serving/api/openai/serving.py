@@ -304,12 +304,15 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         app = current_app.get()
         reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
     except ValueError:
+        runtime.metrics.refused(runtime.deployment, request.url.path, 400, current_app.get())
         return error_response(ApiError(400, "the body is not valid JSON", param="body"))
     except Refusal as exc:  # the request's fault: never counted against the version
         if isinstance(exc, Refused):  # a limit: counted with the edge's refusals
             runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
         if picked is not None:
             capture_refusal(runtime, *picked, status_of(exc), start)
+        app = current_app.get()
+        runtime.metrics.refused(runtime.deployment, request.url.path, status_of(exc), app)
         return error_response(exc, version)
     if not llm.stream:
         return await _complete(request, runtime, served, role, llm, ids, budget, reservation)

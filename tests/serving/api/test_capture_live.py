@@ -44,6 +44,24 @@ def _post(port: int, path: str, body: dict[str, Any], key: str) -> tuple[int, di
     return response.status, json.loads(response.read() or b"{}")
 
 
+def _metrics(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    return conn.getresponse().read().decode()
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of ``name`` whose labels include ``labels``."""
+    values = []
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            values.append(float(line.rsplit(" ", 1)[1]))
+    assert len(values) == 1, (name, labels, values)
+    return values[0]
+
+
 def conveyor(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CONVEYOR_HOME": str(settings.home)}
     return subprocess.run(
@@ -93,7 +111,12 @@ def test_classify_traffic_from_two_apps_is_captured_and_queried_per_app_and_vers
         assert _post(server.port, "/classify", {"text": "x" * 2001}, crm)[0] == 422
         assert _wait_for_rows(settings, 13) == 13
         view = server.status()["capture"]
+        metrics = _metrics(server.port)
     assert view["dropped"] == 0 and view["stopped"] is None
+    assert _sample(metrics, "conveyor_capture_rows_total", outcome="written") == 13
+    assert _sample(metrics, "conveyor_model_info", version=version, role="active") == 1
+    assert _sample(metrics, "conveyor_canary_percent", deployment=DEPLOYMENT) == 0
+    assert _sample(metrics, "conveyor_refusals_total", status="422", app="crm") == 1
 
     summary = {row["app"]: row for row in _summary(settings)}
     assert summary["shop"]["requests"] == 8 and summary["crm"]["requests"] == 5
