@@ -182,3 +182,53 @@ def export(
     fmt = _format_of(deployment, version)
     written = export_traffic(_context.settings().home, query, fmt, to)
     typer.echo(f"exported {written} rows to {to} ({fmt.kind} format; labels are drafts)")
+
+
+def _cut(text: Any, width: int = 60) -> str:
+    said = " ".join(str(text).split())
+    return said if len(said) <= width else said[: width - 1] + "…"
+
+
+@traffic_app.command("compare")
+def compare(
+    deployment: Deployment,
+    version_a: Annotated[str, typer.Argument(help="One version (vN or DEPLOYMENT:vN).")],
+    version_b: Annotated[str, typer.Argument(help="The other version.")],
+    app: AppOpt = None,
+    since: SinceOpt = None,
+    where: WhereOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Differing inputs shown.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Where two versions answered the same inputs differently (canary traffic).
+
+    Over the inputs both versions answered (status 200), their latest answers side by side:
+    how many agree, and the differing ones, most requested first.
+    """
+    from dataclasses import asdict
+
+    from serving.control.traffic_compare import compare_versions
+
+    query = _query(deployment, None, app, since, where)
+    found = compare_versions(_context.settings().home, query, version_a, version_b, limit)
+    if as_json:
+        typer.echo(json.dumps(asdict(found) | {"agreement": found.agreement}, indent=2))
+        return
+    a, b = found.version_a, found.version_b
+    share = f" ({found.agreement:.1%})" if found.agreement is not None else ""
+    typer.echo(
+        f"{a} vs {b}: {found.shared} inputs both answered, {found.same} the same{share}, "
+        f"{found.shared - found.same} differ; {found.only_a} only {a}, {found.only_b} only {b}"
+    )
+    if found.differing:
+        rows = [
+            (
+                _cut(r["request"]),
+                _cut(r["answer_a"], 30),
+                _cut(r["answer_b"], 30),
+                r["seen_a"],
+                r["seen_b"],
+            )
+            for r in found.differing
+        ]
+        typer.echo(format_table(("input", a, b, "seen a", "seen b"), rows))

@@ -23,6 +23,8 @@ from conveyor.errors import ConveyorError
 
 __all__ = [
     "TrafficError",
+    "capture_connection",
+    "execute",
     "TrafficQuery",
     "parse_since",
     "run_sql",
@@ -106,7 +108,7 @@ def capture_connection(home: Path, query: TrafficQuery) -> Iterator[Any]:
         con.execute(f"CREATE VIEW capture AS SELECT * FROM {source}")
         narrowing = f"SELECT * FROM capture WHERE {query.filters(now)}"
         _checked(narrowing, "--where")
-        _execute(con, f"CREATE VIEW traffic AS {narrowing}", what="--where", checked=True)
+        execute(con, f"CREATE VIEW traffic AS {narrowing}", what="--where", checked=True)
         yield con
     finally:
         con.close()
@@ -134,7 +136,7 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _execute(
+def execute(
     con: Any, sql: str, what: str = "--sql", checked: bool = False
 ) -> tuple[list[str], list[Any]]:
     import duckdb
@@ -155,13 +157,13 @@ def run_sql(home: Path, query: TrafficQuery, sql: str) -> tuple[list[str], list[
     """Any one SELECT over ``traffic`` (the rows ``query`` selects) or ``capture`` (all)."""
     _checked(sql)
     with capture_connection(home, query) as con:
-        return _execute(con, sql)
+        return execute(con, sql)
 
 
 def select_rows(home: Path, query: TrafficQuery, columns: str = "*") -> list[dict[str, Any]]:
     """The rows ``query`` selects, oldest first."""
     with capture_connection(home, query) as con:
-        names, rows = _execute(con, f"SELECT {columns} FROM traffic ORDER BY ts, id", "query")
+        names, rows = execute(con, f"SELECT {columns} FROM traffic ORDER BY ts, id", "query")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
@@ -189,8 +191,8 @@ def summarize(home: Path, query: TrafficQuery) -> list[dict[str, Any]]:
     """One row per version and app: requests, errors (5xx), refused (4xx), p50/p99 latency,
     tokens in and out, cache hits, and the finish reasons with their counts."""
     with capture_connection(home, query) as con:
-        names, rows = _execute(con, SUMMARY_SQL, "summary")
-        _, finishes = _execute(con, FINISH_SQL, "summary")
+        names, rows = execute(con, SUMMARY_SQL, "summary")
+        _, finishes = execute(con, FINISH_SQL, "summary")
     summary = [dict(zip(names, row, strict=True)) for row in rows]
     for row in summary:
         row["finish_reasons"] = {
