@@ -41,9 +41,16 @@ def _indent(text: str, by: str = "  ") -> list[str]:
     return [by + line for line in text.splitlines()]
 
 
+def _whole(value: Any) -> Any:
+    """A count stored as a float by an older version (``400.0``) shown as the int it is."""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 10:
+        return int(value)
+    return value
+
+
 def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     rows = [
-        (key, number(value) if isinstance(value, int | float) else value)
+        (key, number(_whole(value)) if isinstance(value, int | float) else value)
         for key, value in sorted(metrics.items())
         if isinstance(value, int | float | str)
     ]

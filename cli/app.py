@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from sqlalchemy.exc import OperationalError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from cli import _context
 from cli.convert_cmd import convert
@@ -18,6 +19,7 @@ from cli.models_cmd import models_app
 from cli.monitor_cmd import monitor
 from cli.recipe_cmd import recipe_app
 from cli.serve_cmd import package, promote, rollback, serve, status
+from cli.traffic_cmd import traffic_app
 from cli.train_cmd import train
 from cli.validate_cmd import validate
 from conveyor import __version__
@@ -36,6 +38,7 @@ app = typer.Typer(
 app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(traffic_app, name="traffic")
 app.command("train")(train)
 app.command("convert")(convert)
 app.command("validate")(validate)
@@ -73,7 +76,17 @@ def main() -> None:
     Every exit status comes from :class:`conveyor.errors.ExitCode` (the README's table).
     """
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="conveyor")
+    except NoArgsIsHelpError as exc:  # a bare verb family: its help, as before
+        exc.show()
+        sys.exit(ExitCode.BAD_INPUT)
+    except UsageError as exc:  # a missing argument, an unknown option: one line
+        hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(ExitCode.BAD_INPUT)
+    except ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
     except ConveyorError as exc:
@@ -84,3 +97,4 @@ def main() -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         typer.echo(f"error: cannot use the registry at {url}: {reason}", err=True)
         sys.exit(ExitCode.BAD_INPUT)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor.recipe.capture import CaptureSection
 from conveyor.recipe.schema import (
     BatchingSection,
     ModelSection,
@@ -23,6 +24,7 @@ from conveyor.recipe.schema import (
 
 __all__ = [
     "SPEC_VERSION",
+    "CaptureSpec",
     "MonitorSpec",
     "RollbackSpec",
     "ServingSpec",
@@ -56,6 +58,19 @@ class MonitorSpec(_Spec):
     min_mean_confidence: float = _default(MonitorSection, "min_mean_confidence")
 
 
+class CaptureSpec(_Spec):
+    """What a worker records of a version's traffic (the recipe's ``serving.capture``)."""
+
+    enabled: bool = _default(CaptureSection, "enabled")
+    sample: float = Field(default=_default(CaptureSection, "sample"), ge=0, le=1)
+    max_text_chars: int = Field(default=_default(CaptureSection, "max_text_chars"), ge=1)
+    redact: tuple[str, ...] = tuple(_default(CaptureSection, "redact"))
+    retention_days: int = Field(default=_default(CaptureSection, "retention_days"), ge=1)
+    rotate_mb: float = Field(default=_default(CaptureSection, "rotate_mb"), gt=0)
+    rotate_seconds: float = Field(default=_default(CaptureSection, "rotate_seconds"), gt=0)
+    max_pending: int = Field(default=_default(CaptureSection, "max_pending"), ge=1)
+
+
 class ServingSpec(_Spec):
     """What a serving worker, the canary judge and the drift monitor need of a version."""
 
@@ -73,6 +88,7 @@ class ServingSpec(_Spec):
     bake_seconds: float = Field(default=_default(ServingSection, "bake_seconds"), ge=0)
     rollback: RollbackSpec = Field(default_factory=RollbackSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    capture: CaptureSpec = Field(default_factory=CaptureSpec)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> ServingSpec:
@@ -113,6 +129,7 @@ def spec_from_recipe_dict(recipe: dict[str, Any]) -> ServingSpec:
         picked["max_batch_size"] = batching["max_batch_size"]
     picked["rollback"] = _section(serving, "rollback")
     picked["monitor"] = _section(serving, "monitor")
+    picked["capture"] = _section(serving, "capture")
     return ServingSpec.model_validate(picked)
 
 

@@ -60,7 +60,12 @@ def make_version(
 
 
 def register_llm(
-    registry: Registry, settings: Settings, folder: Path, *, max_new_tokens: int = 400
+    registry: Registry,
+    settings: Settings,
+    folder: Path,
+    *,
+    max_new_tokens: int = 400,
+    serving: dict[str, Any] | None = None,
 ) -> str:
     """The tiny Llama in ``folder`` as a causal-lm version of DEPLOYMENT, promoted."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -79,7 +84,7 @@ def register_llm(
                 "label_field": None,
             },
             "model": {"base": str(folder), "max_length": 512},
-            "serving": {"max_new_tokens": max_new_tokens},
+            "serving": {"max_new_tokens": max_new_tokens, **(serving or {})},
         }
     )
     written = write_model_folder(

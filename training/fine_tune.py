@@ -176,8 +176,8 @@ def _metrics(fit_result: FitResult) -> dict[str, float]:
     metrics = {f"validation_{k}": v for k, v in fit_result.metrics.items()}
     metrics.update(
         train_loss=fit_result.train_loss,
-        train_steps=float(fit_result.state.step),
-        train_samples=float(fit_result.state.samples),
+        train_steps=fit_result.state.step,  # counts stay ints: shown `400`, not `400.0`
+        train_samples=fit_result.state.samples,
         train_seconds=fit_result.seconds,
         train_samples_per_second=fit_result.samples_per_second,
     )

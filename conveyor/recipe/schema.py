@@ -14,8 +14,11 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from conveyor.recipe.capture import CaptureSection
+
 __all__ = [
     "BUILTIN_MODELS",
+    "CaptureSection",
     "ChecksSection",
     "DataFormat",
     "DataSection",
@@ -369,6 +372,7 @@ class ServingSection(_Section):
         description="Cap on `max_tokens` a /v1/chat/completions or /v1/completions request "
         "may ask for.",
     )
+    capture: CaptureSection = Field(default_factory=CaptureSection)
 
 
 class DriftAction(StrEnum):

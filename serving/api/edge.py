@@ -245,6 +245,7 @@ class EdgeGuard:
         except Refusal as exc:
             if isinstance(exc, Refused):
                 runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
+            runtime.metrics.refused(runtime.deployment, path, status_of(exc), app)
             await send_error(send, exc, openai)
             return None
         except Exception:  # a defect of ours while admitting: answer at once, never hang

@@ -19,6 +19,7 @@ from html import escape
 from typing import Any
 
 from conveyor.serving_spec import ServingSpec
+from conveyor.settings import Settings
 from serving.api.edge import MAX_BODY_BYTES
 from serving.api.openai.openapi import openai_paths, openai_schemas
 from serving.api.openapi_parts import RETRY_HEADERS, VERSION_HEADER, operation
@@ -30,6 +31,7 @@ DOCS_PATH = "/docs.json"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ROLE_HEADER = "#/components/headers/X-Model-Role"
 _SPEC_DEFAULTS = ServingSpec()
+_MAX_IN_FLIGHT = Settings.model_fields["serve_max_in_flight"].default  # the 503's bound
 _REFUSALS: dict[int, tuple[str, dict[str, str]]] = {
     400: (
         "The body is not valid JSON, or not a JSON object.",
@@ -64,9 +66,14 @@ _REFUSALS: dict[int, tuple[str, dict[str, str]]] = {
     500: ("The model failed on this input.", {"error": "the model failed: RuntimeError"}),
     503: (
         "The worker is overloaded or has no model loaded yet: retry after `Retry-After` seconds.",
-        {"error": "overloaded: 256 requests in flight; retry shortly"},
+        {"error": f"overloaded: {_MAX_IN_FLIGHT} requests in flight; retry shortly"},
     ),
 }
+
+
+_OPENAI_REFUSALS = (
+    " (on the OpenAI-compatible `/v1` routes, OpenAI's `{error: {message, type, param, code}}`)"
+)
 
 
 @dataclass(frozen=True)
@@ -229,9 +236,8 @@ def openapi_document(facts: ApiFacts) -> dict[str, Any]:
             "version": facts.version or "none",
             "description": f"The `{facts.deployment}` deployment, serving {serving}"
             f" ({facts.task or 'no task'}). Every response names the version that answered"
-            f" in `X-Model-Version`; every refusal is one JSON object `{{error, field}}` (on the"
-            " OpenAI-compatible `/v1` routes, OpenAI's `{error: {message, type, param, code}}`)."
-            f" {keys}",
+            f" in `X-Model-Version`; every refusal is one JSON object `{{error, field}}`"
+            f"{_OPENAI_REFUSALS if facts.task == 'causal-lm' else ''}. {keys}",
         },
         "servers": [{"url": "/"}],
         "tags": [

@@ -24,6 +24,7 @@ SETTINGS = load_settings()  # this process is a service: it reads its settings a
 apply_offline_environment(SETTINGS)  # before any library can reach the network
 
 from serving.api import _timeout  # noqa: E402
+from serving.api.capture import Recording  # noqa: E402
 from serving.api.edge import EdgeGuard  # noqa: E402
 from serving.api.openai.api_router import openai_router  # noqa: E402
 from serving.api.openapi import ApiFacts, OpenApiPages  # noqa: E402
@@ -99,6 +100,8 @@ class Conveyor:
 
     def _refuse(self, ctx: bentoml.Context, exc: Refusal) -> dict[str, Any]:
         ctx.response.status_code = status_of(exc)
+        app = current_app.get()
+        self.runtime.metrics.refused(self.runtime.deployment, "/classify", status_of(exc), app)
         if exc.retry_after is not None:
             ctx.response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return {"error": exc.reason, "field": exc.field} if exc.field else {"error": exc.reason}
@@ -119,6 +122,7 @@ class Conveyor:
             return self._refuse(ctx, exc)
         ctx.response.headers["X-Model-Version"] = served.version
         ctx.response.headers["X-Model-Role"] = role
+        record = Recording(self.runtime, served, role, start)
         try:
             items = check_texts(
                 text, texts, top_k, max_texts=served.max_texts, max_chars=served.max_chars
@@ -128,13 +132,15 @@ class Conveyor:
                     404, f"{served.version} is a {served.task} model: use /v1/chat/completions"
                 )
         except Refusal as exc:
+            record.refused(status_of(exc), [text] if text is not None else texts or [])
             return self._refuse(ctx, exc)
         try:
-            results, executed = await self.runtime.classify(served, items, top_k)
+            results, hits = await self.runtime.classify(served, items, top_k)
         except Exception as exc:
             self.runtime.observe(
                 served.version, role, "classify", start, failed=True, app=current_app.get()
             )
+            record.failed(items)
             ctx.response.status_code = 500
             log.error("classify on %s failed: %s", served.version, exc)
             return {"error": f"the model failed: {type(exc).__name__}"}
@@ -145,8 +151,9 @@ class Conveyor:
             start,
             failed=False,
             app=current_app.get(),
-            executed=executed,
+            executed=not all(hits),
         )
+        record.answered(items, results, hits)
         return {"version": served.version, "results": results}
 
     @admin.get("/status")

@@ -16,6 +16,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -66,6 +67,10 @@ class Routing:
         return {s.version: role for role, s in named.items() if s is not None}
 
 
+def _ignore(routing: Routing) -> None:
+    return None
+
+
 class Controller:
     """Follows ``deployment@production`` in one worker process."""
 
@@ -104,6 +109,7 @@ class Controller:
         self._last_beat = 0.0
         self._rng = random.Random()
         self.adapters = AdapterPool(max_batch=ENGINE_MAX_BATCH)  # this worker's shared bases
+        self.on_routing: Callable[[Routing], None] = _ignore  # told of each new routing
 
     # -- requests --------------------------------------------------------------------------
 
@@ -285,6 +291,7 @@ class Controller:
             self._profiles = {v: p for v, p in self._profiles.items() if v in keep}
         self._reset_stats_for(desired.rollout_id)
         log.info("%s serves %s", self.worker, routing.roles())
+        self.on_routing(routing)
         self.beat()
 
     def _reset_stats_for(self, rollout_id: int | None) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from conveyor.model_folder import ArtifactError, LoadedModel, ModelKind, bento_model_tag
 from conveyor.registry import VersionRecord
-from conveyor.serving_spec import serving_spec_of
+from conveyor.serving_spec import CaptureSpec, serving_spec_of
 from serving.engine.adapters import AdapterPool, is_adapter_folder
 from serving.engine.decoding import DecodeEngine
 from serving.engine.inference import SmokeError, load_for_serving, smoke_check
@@ -61,6 +61,7 @@ class Served:
     engine: DecodeEngine | LlamaCppEngine | None = None  # a generative version's engine
     adapter: str | None = None  # a LoRA version: its adapter's name in the engine's model
     base: str | None = None  # a LoRA version: the SHA-256 of its shared base
+    capture: CaptureSpec = CaptureSpec()  # what the worker records of this version's traffic
 
     @property
     def context(self) -> int | None:
@@ -152,6 +153,7 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
         engine=engine,
         adapter=adapter,
         base=base,
+        capture=spec.capture,
     )
     try:
         smoke_check(loaded, max_length, engine=engine, adapter=adapter)  # also the warm-up

@@ -56,8 +56,59 @@ class WorkerMetrics:
             ["deployment", "version", "outcome"],
             registry=into,
         )
+        self.capture = Counter(
+            "conveyor_capture_rows",
+            "Captured rows by outcome (written; dropped: the capture's queue was full; "
+            "lost: a write failed and the capture stopped)",
+            ["deployment", "outcome"],
+            registry=into,
+        )
+        self.refusals = Counter(
+            "conveyor_refusals",
+            "Requests refused with a 4xx, by path and status: at the edge (401, 403, 413, "
+            "415, 429) and by validation (400, 404, 422); the request's fault, never the model's",
+            ["deployment", "path", "status", "app"],
+            registry=into,
+        )
+        self._routing_series(into)
         self._language_model_series(into)
         self._drift_series(into)
+
+    def refused(self, deployment: str, path: str, status: int, app: str) -> None:
+        """Count a refusal when it is a 4xx (a 5xx is not the request's fault)."""
+        if 400 <= status < 500:
+            self.refusals.labels(deployment, path, str(status), app).inc()
+
+    def _routing_series(self, into: Any) -> None:
+        from prometheus_client import Gauge
+
+        # livemax: over the live workers, 1 when any holds the version in that role
+        self.model_info = Gauge(
+            "conveyor_model_info",
+            "1 for each version a live worker holds, by role (active, canary, standby); "
+            "0 once it no longer does",
+            ["deployment", "version", "role"],
+            registry=into,
+            multiprocess_mode="livemax",
+        )
+        self.canary_percent = Gauge(
+            "conveyor_canary_percent",
+            "Share of traffic (percent) the live workers route to the canary; 0 without one",
+            ["deployment"],
+            registry=into,
+            multiprocess_mode="livemax",
+        )
+        self._shown: set[tuple[str, str, str]] = set()
+
+    def show_routing(self, deployment: str, roles: dict[str, str], canary_percent: float) -> None:
+        """Set the routing gauges to what this worker holds now (``roles``: version -> role)."""
+        now = {(deployment, version, role) for version, role in roles.items()}
+        for gone in self._shown - now:
+            self.model_info.labels(*gone).set(0)
+        for held in now:
+            self.model_info.labels(*held).set(1)
+        self._shown = now
+        self.canary_percent.labels(deployment).set(canary_percent)
 
     def _language_model_series(self, into: Any) -> None:
         from prometheus_client import Counter, Histogram

@@ -30,6 +30,7 @@ from serving.refusal import Unavailable
 from serving.worker.access import Gate, current_app
 from serving.worker.cache import Cache, PredictionCache
 from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
+from serving.worker.capture import CaptureRecorder
 from serving.worker.controller import Controller, Routing
 from serving.worker.limits import LocalLimiter, RedisLimiter
 from serving.worker.loading import Served, load_failure, load_version
@@ -57,6 +58,7 @@ class Runtime:
     cache: Cache
     max_in_flight: int
     profiler: ProfileRecorder
+    capture: CaptureRecorder
     in_flight: int = 0
     views_need_key: bool = False  # /v1/status and /metrics, beyond loopback
     _stop_usage: Any = None
@@ -79,10 +81,12 @@ class Runtime:
 
     async def classify(
         self, served: Served, items: list[str], top_k: int
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[dict[str, Any]], list[bool]]:
         """Answers from the cache where this version already gave them, else from the model;
-        and whether the model ran (a request the cache answered whole is no evidence of it)."""
+        and which the cache gave (a request the cache answered whole is no evidence of the
+        model)."""
         found = self.cache.get_many(served.version, top_k, items)
+        hits_of = [answer is not None for answer in found]
         missing = [i for i, answer in enumerate(found) if answer is None]
         hits = len(items) - len(missing)
         # Both series exist from the first lookup, so a hit rate of 0 reads 0, not "no data".
@@ -104,7 +108,7 @@ class Runtime:
         for text in items:
             self.metrics.text_chars.labels(*series).observe(len(text))
         self._profile(served, items, results)
-        return results, bool(missing)
+        return results, hits_of
 
     def _profile(self, served: Served, items: list[str], results: list[dict[str, Any]]) -> None:
         """Counts for the drift monitor (cache hits included: they are traffic too), made on
@@ -194,6 +198,7 @@ class Runtime:
                 for key, shared in self.controller.adapters.bases().items()
             },
             "failures": {v: reason for v, (reason, _) in self.controller.failures.items()},
+            "capture": self.capture.state.view(),
             "cache": {
                 "backend": self.cache.backend,
                 "entries": len(self.cache),
@@ -210,6 +215,7 @@ class Runtime:
     def stop(self) -> None:
         self._tokenizing.shutdown(wait=False, cancel_futures=True)
         self.profiler.stop()
+        self.capture.stop()
         if self._stop_usage is not None:
             self._stop_usage()
         if self.pinned is None:
@@ -272,8 +278,10 @@ def start_runtime(pinned: str | None = None) -> Runtime:
     index = int(server_context.worker_index or 0)
     if pinned:
         controller = Controller(None, pinned.split(":")[0], worker_index=index)
+        controller.on_routing = _routing_gauges(metrics, controller.deployment)
         try:
             controller.routing = Routing(active=load_version(_pinned_record(pinned)))
+            controller.on_routing(controller.routing)
         except Exception as exc:  # up and not ready, saying why: never a restart loop
             controller.failures[pinned] = (load_failure(exc), time.monotonic())
             log.error("pinned model %s does not load: %s", pinned, controller.failures[pinned][0])
@@ -291,8 +299,17 @@ def start_runtime(pinned: str | None = None) -> Runtime:
         poll_seconds=settings.poll_seconds,
         worker_index=index,
     )
+    controller.on_routing = _routing_gauges(metrics, deployment)
     controller.start()
     return _assemble(controller, batcher, metrics, None)
+
+
+def _routing_gauges(metrics: WorkerMetrics, deployment: str) -> Callable[[Routing], None]:
+    def show(routing: Routing) -> None:
+        percent = routing.canary_percent if routing.canary is not None else 0.0
+        metrics.show_routing(deployment, routing.roles(), percent)
+
+    return show
 
 
 def _open_for_serving(settings: Settings) -> Registry:
@@ -348,6 +365,12 @@ def _assemble(
         cache=_cache(settings, controller.deployment),
         max_in_flight=settings.serve_max_in_flight,
         profiler=ProfileRecorder(controller.record_inputs),
+        capture=CaptureRecorder(
+            settings.home,
+            controller.deployment,
+            controller.worker,
+            count=lambda outcome, n: metrics.capture.labels(controller.deployment, outcome).inc(n),
+        ),
         views_need_key=settings.auth_required and settings.serve_host not in LOOPBACK_HOSTS,
     )
     runtime._stop_usage = gate.start_flushing()

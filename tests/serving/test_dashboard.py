@@ -20,7 +20,11 @@ from testbed.versions import make_version
 DASHBOARD = REPO_ROOT / "infra" / "grafana" / "conveyor-serving.json"
 RULES = REPO_ROOT / "infra" / "prometheus" / "alerts.yaml"
 PROMETHEUS_OWN = {"ALERTS"}  # series Prometheus itself writes (firing alerts)
-_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+_SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "gauge": ("",),
+}
 
 
 def exported_series() -> set[str]:
@@ -141,3 +145,22 @@ def test_a_real_scrape_has_every_series_the_dashboard_and_alerts_query(
     queried = set().union(*(_names(q) for q in _queries() + [r["expr"] for r in _rules()]))
     missing = (queried - PROMETHEUS_OWN) - scraped
     assert not missing, f"queried but not in a real /metrics scrape: {sorted(missing)}"
+
+
+SCRAPE = REPO_ROOT / "infra" / "prometheus" / "prometheus.yml"
+
+
+def test_the_scrape_config_loads_the_alert_rules_and_finds_the_bento_pods() -> None:
+    config = yaml.safe_load(SCRAPE.read_text(encoding="utf-8"))
+    assert [(SCRAPE.parent / name).is_file() for name in config["rule_files"]] == [True]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["conveyor-local"]["static_configs"][0]["targets"] == ["127.0.0.1:3000"]
+    bento = jobs["conveyor-bento"]
+    manifest = (REPO_ROOT / "infra" / "kubernetes" / "serving" / "bento.yaml").read_text()
+    kept = {r["regex"] for r in bento["relabel_configs"] if r.get("action") == "keep"}
+    assert "app.kubernetes.io/name: bento" in manifest and "bento" in kept
+    assert "- name: http" in manifest and "http" in kept
+    assert bento["authorization"]["type"] == "Bearer"  # /metrics takes a key beyond loopback
+    assert {"conveyor_model_info", "conveyor_canary_percent", "conveyor_refusals_total"} <= (
+        exported_series()
+    )

@@ -224,3 +224,26 @@ def test_demo_stop_stops_every_demo_server_of_the_home_whatever_the_recipe(
     for process in servers.values():
         assert process.wait(timeout=20) is not None
     assert not list(run.glob("serve-*.pid"))
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("promote",), "Missing argument 'version'. (see conveyor promote --help)"),
+        (("status", "--bogus"), "No such option: --bogus (see conveyor status --help)"),
+    ],
+)
+def test_a_usage_mistake_is_one_error_line(
+    conveyor_home: Path, args: tuple[str, ...], said: str
+) -> None:
+    result = conveyor(*args)
+    assert result.returncode == ExitCode.BAD_INPUT
+    assert result.stderr == f"error: {said}\n" and result.stdout == ""
+
+
+def test_counts_in_metrics_print_as_ints() -> None:
+    from cli._render import _metrics_table
+
+    shown = "\n".join(_metrics_table({"train_steps": 400.0, "accuracy": 1.0, "train_samples": 80}))
+    assert "train_steps    400\n" in shown + "\n" and "400.0" not in shown
+    assert "accuracy       1.0000" in shown and "train_samples  80" in shown

@@ -217,3 +217,19 @@ def test_recipe_is_immutable_and_round_trips_as_json() -> None:
     with pytest.raises(ValueError):
         recipe.name = "other"  # type: ignore[misc]
     assert Recipe.model_validate(recipe.model_dump(mode="json")) == recipe
+
+
+def test_a_capture_redact_pattern_that_does_not_compile_is_refused(tmp_path: Path) -> None:
+    capture = "serving:\n  capture:\n    enabled: true\n    redact: ['order-\\d+', '(unclosed']\n"
+    path = _write(tmp_path, VALID + capture)
+    (problem,) = _problems(path)
+    assert problem.startswith("serving.capture.redact: ") and "redact[1] '(unclosed'" in problem
+
+
+def test_the_capture_section_reaches_the_serving_spec(tmp_path: Path) -> None:
+    from conveyor.serving_spec import ServingSpec
+
+    capture = "serving:\n  capture:\n    enabled: true\n    sample: 0.5\n    redact: ['x+']\n"
+    spec = ServingSpec.from_recipe(load_recipe(_write(tmp_path, VALID + capture), []))
+    assert spec.capture.enabled and spec.capture.sample == 0.5 and spec.capture.redact == ("x+",)
+    assert not ServingSpec().capture.enabled  # off unless a recipe turns it on

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -36,6 +35,8 @@ from serving.api.openai.responses import (
     error_response,
     sse,
 )
+from serving.api.openai.tracking import capture_refusal, tracker_for
+from serving.api.validation import status_of
 from serving.canary.routing import PINNED_ROLE
 from serving.engine.params import SamplingParams, TokenEvent
 from serving.refusal import Refusal
@@ -172,60 +173,6 @@ def _resolve(runtime: Runtime, model: str, canary_key: str | None) -> tuple[Serv
     )
 
 
-@dataclass
-class _Tracker:
-    """One request's figures, counted once when it ends (answered, failed or abandoned)."""
-
-    runtime: Runtime
-    served: Served
-    role: str
-    endpoint: str
-    prompt_text: str = ""
-    reservation: TokenReservation | None = None  # the app's tokens, settled when it ends
-    start: float = field(default_factory=time.perf_counter)
-    first: float | None = None
-    last: TokenEvent | None = None
-
-    def event(self, event: TokenEvent) -> None:
-        if self.first is None and event.completion_tokens > 0:
-            self.first = time.perf_counter()
-        self.last = event
-
-    def done(self, *, failed: bool = False, executed: bool = True) -> None:
-        runtime, version = self.runtime, self.served.version
-        app = current_app.get()
-        series = (runtime.deployment, version, self.role)
-        metrics = runtime.metrics
-        last = self.last
-        ttft_ms = (self.first - self.start) * 1000 if self.first is not None else None
-        if executed and last is not None:
-            reason = last.finish_reason or "cancelled"
-            metrics.finish.labels(*series, reason).inc()
-            metrics.output_tokens.labels(*series).observe(last.completion_tokens)
-            if self.first is not None:
-                metrics.first_token.labels(*series).observe(self.first - self.start)
-                decoding = time.perf_counter() - self.first
-                if last.completion_tokens > 1 and decoding > 0:
-                    speed = (last.completion_tokens - 1) / decoding
-                    metrics.tokens_per_second.labels(*series).observe(speed)
-        runtime.observe(
-            version,
-            self.role,
-            self.endpoint,
-            self.start,
-            failed=failed,
-            app=app,
-            executed=executed,
-            judged_ms=ttft_ms,
-        )
-        used = last.prompt_tokens + last.completion_tokens if last is not None else 0
-        runtime.gate.settle_tokens(self.reservation, used)
-        if not failed:  # the drift monitor's view of the prompts (cached answers too: traffic)
-            no_answer = {"label": None, "score": None}  # a language model has no label
-            tokenizer = self.served.loaded.tokenizer
-            runtime.profiler.submit(version, tokenizer, [self.prompt_text], [no_answer])
-
-
 def _cached(runtime: Runtime, served: Served, key: str) -> dict[str, Any] | None:
     found = runtime.cache.get_many(served.version, CACHE_TOP_K, [key])[0]
     for outcome, hit in (("hit", True), ("miss", False)):  # both series exist from the first
@@ -246,13 +193,16 @@ async def _complete(
 ) -> Response:
     rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
     created = int(time.time())
-    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text, reservation)
+    tracker = tracker_for(runtime, served, role, llm, reservation)
     key = cache_key(llm, budget) if llm.greedy else None
     found = _cached(runtime, served, key) if key else None
     headers = {"X-Model-Version": served.version, "X-Model-Role": role}
     if found is not None:
         last = TokenEvent(
-            "", found["completion_tokens"], found["prompt_tokens"], found["finish_reason"]
+            found["text"],
+            found["completion_tokens"],
+            found["prompt_tokens"],
+            found["finish_reason"],
         )
         tracker.event(last)
         tracker.done(executed=False)  # a cached answer is no evidence of the model
@@ -298,7 +248,7 @@ async def _events(
     rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
     head = (llm.kind, rid, int(time.time()), served.version)
     usage = llm.include_usage
-    tracker = _Tracker(runtime, served, role, llm.kind, llm.prompt_text, reservation)
+    tracker = tracker_for(runtime, served, role, llm, reservation)
     failed = False
     assert served.engine is not None
     try:
@@ -330,6 +280,8 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
     if runtime is None:
         return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
     version: str | None = None
+    picked: tuple[Served, str, LlmRequest] | None = None
+    start = time.perf_counter()
     try:
         body = getattr(request.state, BODY_STATE, None)  # parsed once, by the edge
         if body is None:
@@ -337,6 +289,7 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         llm = parse_request(kind, body)
         served, role = _resolve(runtime, llm.model, request.headers.get("x-canary-key"))
         version = served.version
+        picked = (served, role, llm)
         if served.engine is None:
             raise ApiError(
                 404,
@@ -351,10 +304,15 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         app = current_app.get()
         reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
     except ValueError:
+        runtime.metrics.refused(runtime.deployment, request.url.path, 400, current_app.get())
         return error_response(ApiError(400, "the body is not valid JSON", param="body"))
     except Refusal as exc:  # the request's fault: never counted against the version
         if isinstance(exc, Refused):  # a limit: counted with the edge's refusals
             runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
+        if picked is not None:
+            capture_refusal(runtime, *picked, status_of(exc), start)
+        app = current_app.get()
+        runtime.metrics.refused(runtime.deployment, request.url.path, status_of(exc), app)
         return error_response(exc, version)
     if not llm.stream:
         return await _complete(request, runtime, served, role, llm, ids, budget, reservation)

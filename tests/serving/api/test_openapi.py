@@ -220,3 +220,14 @@ def test_a_real_worker_documents_itself_truly_and_every_refusal_names_the_versio
 
             answers_as_documented()
         assert 200 in seen and 422 in seen, sorted(set(seen))
+
+
+@pytest.mark.unit
+def test_the_description_and_the_503_example_say_what_this_worker_does() -> None:
+    classifier = openapi_document(ApiFacts("intents", "intents:v3", "classification"))
+    generator = openapi_document(ApiFacts("chat", "chat:v1", "causal-lm"))
+    assert "/v1" not in classifier["info"]["description"]
+    assert "/v1" in generator["info"]["description"]
+    example = classifier["paths"]["/classify"]["post"]["responses"]["503"]
+    said = json.dumps(example)
+    assert f"overloaded: {Settings().serve_max_in_flight} requests in flight" in said

@@ -1,0 +1,62 @@
+"""The recipe's ``serving.capture`` section: what each serving worker records of its traffic.
+
+Kept beside the schema (which nests it under ``serving``) because the redact patterns are
+checked here, when the recipe is checked: a pattern that does not compile is refused with
+the key that holds it, long before a worker would meet it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+__all__ = ["CaptureSection"]
+
+
+class CaptureSection(BaseModel):
+    """Request/response capture (`conveyor traffic` reads it): sampled, redacted, written
+    as Parquet under the home by each worker, off the request path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=False, description="Record requests and answers (off: nothing is written)."
+    )
+    sample: float = Field(
+        default=1.0, ge=0, le=1, description="Share of requests recorded (1.0: every one)."
+    )
+    max_text_chars: PositiveInt = Field(
+        default=2000, description="Request and answer texts are cut to this many characters."
+    )
+    redact: list[str] = Field(
+        default_factory=list,
+        description="Regexes whose matches become `[REDACTED]` before anything is written "
+        "(e-mail addresses and card-like numbers always are).",
+    )
+    retention_days: PositiveInt = Field(
+        default=30, description="Days of capture kept; older days are deleted by the workers."
+    )
+    rotate_mb: float = Field(
+        default=64.0, gt=0, description="A capture file is closed and published at this size."
+    )
+    rotate_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="... or at this age: what a worker captured is queryable within it.",
+    )
+    max_pending: PositiveInt = Field(
+        default=10_000,
+        description="Records waiting to be written per worker; beyond, they are dropped "
+        "and counted (an answer never waits for the capture).",
+    )
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for index, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redact[{index}] {pattern!r} is not a regex: {exc}") from exc
+        return patterns
