@@ -27,6 +27,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -124,17 +125,31 @@ def _start(settings: Settings, deployment: str, threads: int, log: Path) -> tupl
     return process, port
 
 
-def _own_server(gguf: str, threads: int) -> Any:
-    import xllamacpp
+_OWN_SERVER = """
+import sys, time, xllamacpp
+params = xllamacpp.CommonParams()
+params.model.path = sys.argv[1]
+params.n_parallel = 8
+params.n_ctx = 2048 * 8
+params.cpuparams.n_threads = int(sys.argv[2])
+params.cpuparams_batch.n_threads = int(sys.argv[2])
+params.verbosity = -1
+server = xllamacpp.Server(params)
+print(server.listening_address, flush=True)
+while True:
+    time.sleep(60)
+"""
 
-    params = xllamacpp.CommonParams()
-    params.model.path = gguf
-    params.n_parallel = 8
-    params.n_ctx = 2048 * 8
-    params.cpuparams.n_threads = threads
-    params.cpuparams_batch.n_threads = threads
-    params.verbosity = -1
-    return xllamacpp.Server(params)
+
+def _own_server(gguf: str, threads: int, log: Path) -> tuple[Any, str]:
+    """llama.cpp's own server (xllamacpp) on ``gguf`` in a process of its own, like the
+    conveyor arms; its address once it listens."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _OWN_SERVER, gguf, str(threads)],
+        stdout=subprocess.PIPE, stderr=log.open("wb"), text=True, start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
 
 
 def _one(arm: Arm, prompt: str) -> tuple[float, int] | None:
@@ -235,8 +250,9 @@ def main() -> None:
             process, port = _start(settings, deployment, args.threads, home / f"{name}.log")
             processes.append(process)
             arms.append(Arm(name, "127.0.0.1", port, deployment))
-        own = _own_server(gguf, args.threads)
-        address = urlparse(str(own.listening_address))
+        own, listening = _own_server(gguf, args.threads, home / "llamacpp-own.log")
+        processes.append(own)
+        address = urlparse(listening)
         arms.insert(1, Arm("llamacpp-own", address.hostname or "", address.port or 0, "gguf"))
         prompts = list(e2e_prompts())
         for round_ in range(args.rounds):
