@@ -336,6 +336,12 @@ class ChecksSection(_Section):
     max_truncated_share: float = Field(
         default=0.05, ge=0, le=1, description="Share of texts longer than model.max_length tokens."
     )
+    max_unknown_token_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of a split's tokens the base's tokenizer maps to its unknown token.",
+    )
     drift: DriftSection = Field(default_factory=DriftSection)
 
     @model_validator(mode="after")

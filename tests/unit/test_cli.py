@@ -224,3 +224,21 @@ def test_demo_stop_stops_every_demo_server_of_the_home_whatever_the_recipe(
     for process in servers.values():
         assert process.wait(timeout=20) is not None
     assert not list(run.glob("serve-*.pid"))
+
+
+def test_chinese_is_printed_as_itself_in_yaml_and_json(conveyor_home: Path) -> None:
+    crosswoz = str(RECIPES_DIR / "crosswoz-smollm2.yaml")
+    shown = conveyor("recipe", "check", crosswoz, "--show")
+    assert shown.returncode == 0, shown.stderr
+    assert "中文客服回复" in shown.stdout
+    assert "\\u" not in shown.stdout and "\\x" not in shown.stdout
+    registry = _registry(conveyor_home)
+    version = registry.register_version(
+        "crosswoz", task="causal-lm", base_model="smollm2-135m-instruct",
+        recipe={"description": "人均消费是131元。"},
+    ).version  # fmt: skip
+    registry.close()
+    as_json = conveyor("models", "show", version, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert '"description": "人均消费是131元。"' in as_json.stdout
+    assert json.loads(as_json.stdout)["recipe"]["description"] == "人均消费是131元。"
