@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from conveyor.chat import IGNORE_INDEX, Conversation, Message, render_for_training, render_prompt
 
-__all__ = ["generate_answers", "reference_losses"]
+__all__ = ["answer_text", "generate_answers", "reference_losses"]
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -69,9 +69,16 @@ def generate_answers(
                 eos_token_id=eos,
             )
         for row, index in enumerate(batch):
-            text = tokenizer.decode(out[row, width:], skip_special_tokens=True)
-            answers[index] = text.strip()
+            answers[index] = answer_text(tokenizer, out[row, width:].tolist())
     return answers
+
+
+def answer_text(tokenizer: Any, ids: Sequence[int]) -> str:
+    """The answer's text, stripped; an answer cut by ``max_new_tokens`` inside a character (a
+    byte-level tokenizer spells a CJK character in 2 or 3 tokens) ends in U+FFFD, which is
+    dropped, as serving never sends half a character."""
+    text = str(tokenizer.decode(list(ids), skip_special_tokens=True))
+    return text.strip().rstrip("\ufffd").rstrip()
 
 
 def reference_losses(

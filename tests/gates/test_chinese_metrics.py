@@ -7,6 +7,7 @@ is the whole reference. Each figure below is worked out in its test from the n-g
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,3 +61,17 @@ def test_the_best_reference_counts_and_corpus_scores_sum_statistics() -> None:
     alone = score_texts([HYP], [[REF]], Language.ZH)
     assert scores.chrf(np.asarray([0], dtype=np.int64)) == pytest.approx(alone.chrf())
     assert scores.bleu(np.asarray([0], dtype=np.int64)) == pytest.approx(alone.bleu())
+
+
+def test_an_answer_cut_inside_a_character_drops_the_half_character(
+    smollm2_tokenizer: Any,
+) -> None:
+    from gates.chat.model_io import answer_text
+
+    ids = smollm2_tokenizer("好的，电话", add_special_tokens=False)["input_ids"]
+    cut = next(
+        n for n in range(1, len(ids)) if smollm2_tokenizer.decode(ids[:n]).endswith("\ufffd")
+    )
+    assert answer_text(smollm2_tokenizer, ids[:cut]) == smollm2_tokenizer.decode(ids[:cut])[:-1]
+    assert "\ufffd" not in answer_text(smollm2_tokenizer, ids[:cut])
+    assert answer_text(smollm2_tokenizer, ids) == "好的，电话"
