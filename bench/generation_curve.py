@@ -145,7 +145,7 @@ def plot(
     axes[0].set_title("text quality", fontsize=10)
     axes[1].set_title("share of outputs with fact errors", fontsize=10)
     figure.suptitle(
-        f"{title}; dashed: the issue's aims; dotted: a held-out human reference",
+        f"{title}; {'dashed: the issue aims; ' if aims else ''}dotted: a held-out human reference",
         fontsize=10,
     )
     figure.tight_layout()
@@ -168,7 +168,8 @@ def main() -> None:
         saved = json.loads(args.out.read_text())
         print(markdown_table(saved["points"]))
         aims = AIMS if args.recipe == RECIPE else {}
-        plot(saved["points"], saved["human_reference_held_out"], args.plot, aims)
+        title = f"{args.recipe.stem} test, {saved['prompts']} prompts"
+        plot(saved["points"], saved["human_reference_held_out"], args.plot, aims, title)
         return
     settings = load_settings()
     apply_offline_environment(settings)
@@ -195,7 +196,8 @@ def main() -> None:
         args.out.write_text(json.dumps(report, indent=2))
         print(markdown_table(points), flush=True)
     aims = AIMS if args.recipe == RECIPE else {}
-    plot(points, report["human_reference_held_out"], args.plot, aims, f"{recipe.name} test")
+    title = f"{recipe.name} test, {len(groups)} prompts"
+    plot(points, report["human_reference_held_out"], args.plot, aims, title)
     print(f"wrote {args.out} and {args.plot}")
 
 

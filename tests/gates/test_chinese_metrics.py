@@ -27,6 +27,16 @@ def test_rouge_l_over_characters_scores_a_chinese_pair_which_word_rouge_scores_z
     assert score_texts([HYP], [[REF]], Language.EN).mean_rouge_l() == 0.0
 
 
+def test_word_rouge_counts_only_the_digits_of_a_chinese_reply() -> None:
+    reference = "好的，金水湾度假村人均消费131元。"
+    wrong_name = reference.replace("金水湾度假村", "北京饭店")
+    # rouge-score keeps "131" alone: a reply naming the wrong place scores full marks...
+    assert score_texts([wrong_name], [[reference]], Language.EN).mean_rouge_l() == 1.0
+    # ...over letters and digits: 好的 + 人均消费131元 in common (10) of 14 and 16, F1 = 20/30
+    ours = score_texts([wrong_name], [[reference]], Language.ZH).mean_rouge_l()
+    assert ours == pytest.approx(2 * 10 / (14 + 16))
+
+
 def test_bleu_with_the_zh_tokenizer_counts_character_ngrams() -> None:
     # 1-grams 5/6, 2-grams 3/5 (坐在 and 猫坐 missing), 3-grams 2/4, 4-grams 1/3; the
     # hypothesis is longer than the reference, so no brevity penalty.
