@@ -1,6 +1,7 @@
 """E2E NLG learning curve: the shipped LoRA recipe at several step budgets, scored alike.
 
-    .venv/bin/python -m bench.generation_curve [--steps 90 270 540] [--prompts 400]
+    .venv/bin/python -m bench.generation_curve [--recipe recipes/e2e-smollm2.yaml]
+        [--steps 90 270 540] [--prompts 400]
         [--set training.lr=1e-3 ...] [--out bench/results/generation_curve.json]
 
 For each budget, fine-tunes ``recipes/e2e-smollm2.yaml`` with ``training.max_steps`` set to it
@@ -34,10 +35,11 @@ from conveyor.settings import Settings, load_settings
 from gates.bootstrap import bootstrap_interval
 from gates.chat.evaluate import GenerationRun
 from gates.chat.test_set import PromptGroup, read_prompt_groups
+from gates.plugins import checker_for
 from training import fine_tune
 
 AIMS = {"bleu": 0.55, "rouge_l": 0.60, "fact_error_rate": 0.10}
-SHOWN = ("bleu", "rouge_l", "omission_rate", "hallucination_rate", "fact_error_rate")
+SHOWN = ("bleu", "rouge_l", "chrf", "omission_rate", "hallucination_rate", "fact_error_rate")
 
 
 def budget_overrides(steps: int) -> list[str]:
@@ -108,7 +110,13 @@ def markdown_table(points: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(points: list[dict[str, Any]], human: dict[str, Any], path: Path) -> None:
+def plot(
+    points: list[dict[str, Any]],
+    human: dict[str, Any],
+    path: Path,
+    aims: dict[str, float],
+    title: str = "E2E test, 400 prompts",
+) -> None:
     """Quality against training minutes, intervals as error bars, aims dashed, humans dotted."""
     import matplotlib
 
@@ -117,7 +125,7 @@ def plot(points: list[dict[str, Any]], human: dict[str, Any], path: Path) -> Non
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     minutes = [p["train_seconds"] / 60 for p in points]
-    panels = (("bleu", "rouge_l"), ("fact_error_rate", "omission_rate"))
+    panels = (("bleu", "rouge_l", "chrf"), ("fact_error_rate", "omission_rate"))
     for axis, names in zip(axes, panels, strict=True):
         for name in names:
             rows = [p["metrics"][name] for p in points]
@@ -128,8 +136,8 @@ def plot(points: list[dict[str, Any]], human: dict[str, Any], path: Path) -> Non
             ]
             line = axis.errorbar(minutes, estimate, yerr=errors, marker="o", capsize=3, label=name)
             colour = line[0].get_color()
-            if name in AIMS:
-                axis.axhline(AIMS[name], linestyle="--", color=colour, alpha=0.6)
+            if name in aims:
+                axis.axhline(aims[name], linestyle="--", color=colour, alpha=0.6)
             axis.axhline(human[name], linestyle=":", color=colour, alpha=0.9)
         axis.set_xlabel("training minutes on 2 CPU cores (LoRA r=16, batch 8)")
         axis.set_ylim(0, 1)
@@ -137,7 +145,7 @@ def plot(points: list[dict[str, Any]], human: dict[str, Any], path: Path) -> Non
     axes[0].set_title("text quality", fontsize=10)
     axes[1].set_title("share of outputs with fact errors", fontsize=10)
     figure.suptitle(
-        "E2E test, 400 prompts; dashed: the issue's aims; dotted: a held-out human reference",
+        f"{title}; {'dashed: the issue aims; ' if aims else ''}dotted: a held-out human reference",
         fontsize=10,
     )
     figure.tight_layout()
@@ -146,6 +154,7 @@ def plot(points: list[dict[str, Any]], human: dict[str, Any], path: Path) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=RECIPE, help="a causal-lm chat recipe")
     parser.add_argument("--steps", type=int, nargs="+", default=[90, 270, 540])
     parser.add_argument("--prompts", type=int, default=400)
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
@@ -158,18 +167,23 @@ def main() -> None:
     if args.replot:
         saved = json.loads(args.out.read_text())
         print(markdown_table(saved["points"]))
-        plot(saved["points"], saved["human_reference_held_out"], args.plot)
+        aims = AIMS if args.recipe == RECIPE else {}
+        title = f"{args.recipe.stem} test, {saved['prompts']} prompts"
+        plot(saved["points"], saved["human_reference_held_out"], args.plot, aims, title)
         return
     settings = load_settings()
     apply_offline_environment(settings)
-    recipe = load_recipe(RECIPE, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides)
+    generation = recipe.gates.generation
+    checker = checker_for(generation.task_check)
+    assert checker is not None, f"{args.recipe}: the curve needs a task_check plug-in"
     groups = read_prompt_groups(recipe.data.test or recipe.data.validation, args.prompts, 0)
     report: dict[str, Any] = {
-        "recipe": str(RECIPE.name),
+        "recipe": str(args.recipe.name),
         "overrides": args.overrides,
         "prompts": len(groups),
         "cpu_count": os.cpu_count(),
-        "human_reference_held_out": held_out_reference_scores(groups),
+        "human_reference_held_out": held_out_reference_scores(groups, generation.language, checker),
         "points": [],
     }
     points: list[dict[str, Any]] = report["points"]
@@ -177,11 +191,13 @@ def main() -> None:
         points.append(_base_point(recipe, groups, settings.cache_dir, args.samples))
         args.out.write_text(json.dumps(report, indent=2))
     for steps in args.steps:
-        budget = load_recipe(RECIPE, [*args.overrides, *budget_overrides(steps)])
+        budget = load_recipe(args.recipe, [*args.overrides, *budget_overrides(steps)])
         points.append(_train_and_answer(budget, groups, settings.cache_dir, args.samples))
         args.out.write_text(json.dumps(report, indent=2))
         print(markdown_table(points), flush=True)
-    plot(points, report["human_reference_held_out"], args.plot)
+    aims = AIMS if args.recipe == RECIPE else {}
+    title = f"{recipe.name} test, {len(groups)} prompts"
+    plot(points, report["human_reference_held_out"], args.plot, aims, title)
     print(f"wrote {args.out} and {args.plot}")
 
 

@@ -54,6 +54,7 @@ def _metrics(run: GenerationRun) -> dict[str, Callable[[Indices], float]]:
     found: dict[str, Callable[[Indices], float]] = {
         "bleu": lambda rows: scores.bleu(rows),
         "rouge_l": lambda rows: scores.mean_rouge_l(rows),
+        "chrf": lambda rows: scores.chrf(rows),
     }
     for name, values in _per_prompt_errors(run).items():
         found[name] = _mean_of(values)

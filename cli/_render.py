@@ -11,6 +11,7 @@ from conveyor.markdown import figure as number
 from conveyor.registry import AliasMove, AuditRecord, VersionRecord
 
 __all__ = [
+    "json_text",
     "format_table",
     "number",
     "render_audit",
@@ -20,6 +21,11 @@ __all__ = [
     "render_version",
     "when",
 ]
+
+
+def json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """JSON for a terminal: indented, and Chinese (any non-ASCII text) as itself, not escaped."""
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=sort_keys)
 
 
 def when(moment: datetime | None) -> str:
@@ -84,7 +90,7 @@ def render_verdict(verdict: dict[str, Any]) -> str:
 def _verdict_lines(verdict: dict[str, Any]) -> list[str]:
     checks = verdict.get("checks")
     if not isinstance(checks, list):
-        return ["gate verdict:", *_indent(json.dumps(verdict, indent=2, sort_keys=True))]
+        return ["gate verdict:", *_indent(json_text(verdict, sort_keys=True))]
     title = "PASS" if verdict.get("passed") else "FAIL"
     reason = str(verdict.get("reason", ""))
     said = reason if reason.lower().startswith(title.lower()) else f"{title}: {reason}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -19,11 +20,17 @@ def _example_line(example: dict[str, Any]) -> str:
     return f"  {example['text']!r:45} -> {example['label']} ({example['score']:.2f})"
 
 
+def _ask(result: Any) -> str:
+    """The snippet's prompt: the first the demo asked (the recipe's own test data), as a
+    Python string literal with Chinese (any text) unescaped."""
+    prompt = result.examples[0]["text"] if result.examples else "Hello!"
+    return json.dumps(prompt, ensure_ascii=False)
+
+
 OPENAI_SNIPPET = """\
              from openai import OpenAI
              client = OpenAI(base_url="{endpoint}/v1", api_key="-")
-             ask = "Write one or two sentences describing this restaurant, using every fact "
-             ask += "given: name[Aromi], food[Thai]"
+             ask = {ask}
              messages = [{{"role": "user", "content": ask}}]
              for chunk in client.chat.completions.create(
                      model="{model}", messages=messages, stream=True):
@@ -95,7 +102,7 @@ def demo(
             f"endpoint:    {result.endpoint}/v1/chat/completions   (Swagger UI: {result.endpoint}/)"
         )
         typer.echo("try:         (the openai client; with API keys on, api_key is your key)")
-        typer.echo(OPENAI_SNIPPET.format(endpoint=result.endpoint, model=name))
+        typer.echo(OPENAI_SNIPPET.format(endpoint=result.endpoint, model=name, ask=_ask(result)))
     elif result.endpoint:
         typer.echo(f"endpoint:    {result.endpoint}/classify   (Swagger UI: {result.endpoint}/)")
         typer.echo(

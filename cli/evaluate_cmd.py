@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli import _context
-from cli._render import render_comparison, render_verdict
+from cli._render import json_text, render_comparison, render_verdict
 from conveyor.errors import ExitCode
 
 __all__ = ["evaluate"]
@@ -53,7 +52,7 @@ def evaluate(
         out_dir=out,
     )
     if as_json:
-        typer.echo(json.dumps(outcome.verdict.as_dict(), indent=2, default=str))
+        typer.echo(json_text(outcome.verdict.as_dict()))
     else:
         champion = outcome.champion
         if outcome.candidate.error is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cli import _context
-from cli._render import format_table, when
+from cli._render import format_table, json_text, when
 
 __all__ = ["keys_app"]
 
@@ -89,7 +88,7 @@ def list_keys(
             | {"refused_today": usage.get(r.app, (0, 0))[1]}
             for r in records
         ]
-        typer.echo(json.dumps(rows, default=str, indent=2))
+        typer.echo(json_text(rows))
         return
     if not records:
         typer.echo("no API keys" + ("" if revoked else " (active)"))

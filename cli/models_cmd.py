@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 from cli import _context
 from cli._render import (
     format_table,
+    json_text,
     render_audit,
     render_history,
     render_version,
@@ -36,7 +36,7 @@ def list_versions(
     registry = _context.registry()
     records = registry.list_versions(deployment, limit=limit)
     if as_json:
-        typer.echo(json.dumps([asdict(r) for r in records], default=str, indent=2))
+        typer.echo(json_text([asdict(r) for r in records]))
         return
     if not records:
         typer.echo("no versions yet" + (f" for {deployment}" if deployment else ""))
@@ -68,7 +68,7 @@ def show(
     registry = _context.registry()
     record = registry.resolve(version)
     if as_json:
-        typer.echo(json.dumps(asdict(record), default=str, indent=2))
+        typer.echo(json_text(asdict(record)))
         return
     typer.echo(render_version(record, registry.aliases(record.deployment)))
 
@@ -85,7 +85,7 @@ def history(
     entries = registry.audit_log(deployment) if audit else []
     if as_json:
         payload = {"aliases": [asdict(m) for m in moves], "audit": [asdict(e) for e in entries]}
-        typer.echo(json.dumps(payload, default=str, indent=2))
+        typer.echo(json_text(payload))
         return
     if not moves and not registry.list_versions(deployment, limit=1):
         typer.echo(f"no versions or alias moves for {deployment}")

@@ -31,7 +31,8 @@ def check(
     """Validate a recipe: keys, types, data files, base model. Exit 0 when usable."""
     recipe = load_recipe(file, overrides or [])
     if show:
-        typer.echo(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), nl=False)
+        shown = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        typer.echo(shown, nl=False)
         return
     base = recipe.model.base
     kind = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import _context
+from cli._render import json_text
 from conveyor.errors import ExitCode
 
 __all__ = ["package", "promote", "rollback", "serve", "status"]
@@ -134,7 +134,7 @@ def status(
     names = [deployment] if deployment else sorted({v.deployment for v in registry.list_versions()})
     views = [deployment_status(registry, name, datetime.now(UTC)) for name in names]
     if as_json:
-        typer.echo(json.dumps(views, indent=2))
+        typer.echo(json_text(views))
         return
     if not views:
         typer.echo("no deployments in the registry yet (conveyor train RECIPE registers one)")

@@ -17,9 +17,11 @@ import pandas as pd
 
 from conveyor.errors import ConveyorError, ExitCode
 
-__all__ = ["DataError", "fingerprint_splits", "read_split"]
+__all__ = ["DataError", "fingerprint_splits", "first_non_utf8_line", "not_utf8", "read_split"]
 
 _CHUNK = 1 << 20
+# What a line that is not UTF-8 may be instead, tried in order (strict decoding).
+_OTHER_ENCODINGS = (("gbk", "GBK"), ("big5", "Big5"), ("shift_jis", "Shift-JIS"))
 
 
 class DataError(ConveyorError):
@@ -35,17 +37,53 @@ class DataError(ConveyorError):
         super().__init__(f"{self.location}: {reason}")
 
 
+def _encoding_of(raw: bytes) -> str:
+    for codec, name in _OTHER_ENCODINGS:
+        try:
+            raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        return name
+    return "not GBK, Big5 or Shift-JIS either (Latin-1 or binary?)"
+
+
+def not_utf8(
+    path: Path, number: int, raw: bytes, exc: UnicodeDecodeError, utf8_before: bool
+) -> DataError:
+    """The error for line ``number`` of ``path`` that is not UTF-8: where, and what it is.
+
+    ``utf8_before``: an earlier line held non-ASCII UTF-8, so the file mixes encodings.
+    """
+    found = _encoding_of(raw)
+    mixed = "; earlier lines are UTF-8: the file mixes encodings" if utf8_before else ""
+    reason = f"not UTF-8 ({exc.reason} at byte {exc.start}); the line decodes as {found}{mixed}"
+    return DataError(path, reason + "; re-save the file as UTF-8", number)
+
+
+def first_non_utf8_line(path: Path) -> DataError | None:
+    """The error naming the first line of ``path`` that is not UTF-8; None if every line is."""
+    utf8_before = False
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return not_utf8(path, number, raw, exc, utf8_before)
+            utf8_before = utf8_before or not raw.isascii()
+    return None
+
+
 def _scan_jsonl(path: Path) -> list[Any]:
     """Slow, exact path: parse line by line so the first bad line can be named."""
     records: list[Any] = []
+    utf8_before = False
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(
-                    path, f"not UTF-8 ({exc.reason} at byte {exc.start})", number
-                ) from exc
+                raise not_utf8(path, number, raw, exc, utf8_before) from exc
+            utf8_before = utf8_before or not raw.isascii()
             if not line.strip():
                 continue
             try:
@@ -77,7 +115,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False, na_values=[""])
     except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        found = first_non_utf8_line(path)
+        raise found or DataError(path, f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except pd.errors.ParserError as exc:
         raise DataError(path, f"invalid CSV: {exc}") from exc
 

@@ -22,6 +22,7 @@ __all__ = [
     "check_imbalance",
     "check_leakage",
     "check_truncation",
+    "check_unknown_tokens",
 ]
 
 
@@ -107,6 +108,19 @@ def check_truncation(
         "method": method,
     }
     return Check("token_truncation", split, _gate(share > limit), summary, details=details)
+
+
+def check_unknown_tokens(split: str, unknown: int, total: int, limit: float) -> Check:
+    """The share of the split's tokens that the base's tokenizer could only call unknown."""
+    share = unknown / total if total else 0.0
+    summary = (
+        f"{unknown:,} of {total:,} tokens ({share:.2%}) are the tokenizer's unknown token; "
+        f"limit checks.max_unknown_token_share={limit:.2%}"
+    )
+    if share > limit:
+        summary += " (the base cannot read this text: choose a base whose vocabulary covers it)"
+    details = {"unknown": unknown, "tokens": total, "share": share, "limit": limit}
+    return Check("unknown_tokens", split, _gate(share > limit), summary, details=details)
 
 
 def check_drift(result: DriftResult, policy: DriftSection, version: str) -> list[Check]:

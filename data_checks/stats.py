@@ -8,6 +8,7 @@ and the data profile a trained version keeps so later data can be compared with 
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "PROFILE_SCHEMA",
     "WHITESPACE",
     "Overlap",
+    "approximate_tokens",
     "class_counts",
     "data_profile",
     "duplicates",
@@ -34,6 +36,16 @@ __all__ = [
     "length_summary",
     "normalize_texts",
 ]
+
+_CHARS_PER_TOKEN = 4
+
+
+def approximate_tokens(text: str) -> int:
+    """Tokens of ``text`` without a tokenizer: a wide character (CJK, full-width forms) counts
+    one token, as tokenizers give it at least one; the other characters 4 to a token."""
+    wide = sum(1 for ch in text if unicodedata.east_asian_width(ch) in "WF")
+    return wide + -(-(len(text) - wide) // _CHARS_PER_TOKEN)
+
 
 # Where a version keeps its training data's profile: ``VersionRecord.metrics[PROFILE_KEY]``.
 PROFILE_KEY = "data_profile"

@@ -26,3 +26,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
 else
     echo "[install] .venv is up to date"
 fi
+# Plots with Chinese labels need a CJK font (the gate plot refuses to draw empty boxes).
+if command -v fc-list >/dev/null && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+    echo "[install] no CJK font: plots with Chinese labels will be refused;" \
+        "install one with: apt-get install fonts-wqy-microhei (Debian/Ubuntu)"
+fi

@@ -1,4 +1,5 @@
-"""The checkout's folders that tests and benchmarks read: recipes, the shipped data, E2E."""
+"""The checkout's folders that tests and benchmarks read: recipes, the shipped data, E2E,
+CrossWOZ."""
 
 from __future__ import annotations
 
@@ -9,3 +10,4 @@ RECIPES_DIR = REPO_ROOT / "recipes"
 DATA_DIR = REPO_ROOT / "data"
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 E2E_DIR = DATA_DIR / "e2e_nlg"
+CROSSWOZ_DIR = DATA_DIR / "crosswoz_nlg"

@@ -69,3 +69,27 @@ def write_tiny_llama(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
     for item in tokenizer_dir.iterdir():
         shutil.copy(item, folder / item.name)
     return folder
+
+
+def teach_tiny_llama(
+    folder: Path, messages: list[dict[str, Any]], answer: str, steps: int = 300
+) -> Path:
+    """Train the tiny Llama in ``folder`` until it answers ``messages`` with ``answer`` (greedy),
+    as the chat template renders them; saves it back. Seconds on a CPU."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = LlamaForCausalLM.from_pretrained(str(folder))
+    conversation = [*messages, {"role": "assistant", "content": answer}]
+    text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    torch.manual_seed(0)
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=ids).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(str(folder))
+    return folder

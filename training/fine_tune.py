@@ -38,7 +38,7 @@ from training.data import (
 )
 from training.data.chat import encode_chat, read_chat
 from training.errors import ResumeError
-from training.loop import FitResult, LoopSettings, fit
+from training.loop import FitResult, LoopSettings, eval_batch_size, fit
 from training.lora import LoraSettings, wrap_with_lora
 from training.modeling import (
     TINY_GPT2,
@@ -103,6 +103,13 @@ def _causal_tokenizer(recipe: Recipe, texts: list[str], saved: Path) -> Any:
     tokenizer = train_bpe_tokenizer(texts, int(recipe.model.config.get("vocab_size", 4096)))
     tokenizer.save_pretrained(saved)
     return tokenizer
+
+
+def _logit_width(recipe: Recipe, prepared: Prepared) -> int | None:
+    """A language model's vocabulary (its logits per token); None for a classifier."""
+    if recipe.task is not Task.CAUSAL_LM:
+        return None
+    return int(getattr(prepared.model.config, "vocab_size", 0)) or None
 
 
 def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
@@ -252,6 +259,7 @@ def fine_tune(
         eval_every=t.eval_every_steps,
         patience=t.early_stopping_patience,
         max_length=recipe.model.max_length,
+        eval_batch_size=eval_batch_size(recipe.model.max_length, _logit_width(recipe, prepared)),
         zero_stage=zero_stage,
         show_progress=show_progress,
         clip_grad_norm=clip_norm,

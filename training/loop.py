@@ -24,6 +24,20 @@ from training.progress import Progress
 __all__ = ["FitResult", "LoopSettings", "fit"]
 
 
+EVAL_BATCH_SIZE = 128
+# fp32 logits of one evaluation batch (rows x tokens x vocabulary x 4 bytes) stay under this:
+# a causal LM's 49k-token vocabulary at 320 tokens and 128 rows would be 8 GB, twice over in
+# the loss (a validation pass of CrossWOZ at that size was killed for memory).
+EVAL_LOGITS_BYTES = 1 << 30
+
+
+def eval_batch_size(max_length: int, vocab_size: int | None) -> int:
+    """Rows per evaluation batch: 128, fewer when a language model's logits would not fit."""
+    if not vocab_size or max_length <= 0:
+        return EVAL_BATCH_SIZE
+    return max(1, min(EVAL_BATCH_SIZE, EVAL_LOGITS_BYTES // (max_length * vocab_size * 4)))
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     total_steps: int
@@ -33,7 +47,7 @@ class LoopSettings:
     checkpoint_dir: Path | None
     eval_every: int | None = None
     patience: int | None = None
-    eval_batch_size: int = 128
+    eval_batch_size: int = EVAL_BATCH_SIZE
     bucket: bool = True
     max_length: int = 0
     zero_stage: int = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.splits import DataError
+from conveyor.splits import DataError, not_utf8
 
 __all__ = [
     "ROLES",
@@ -134,14 +134,14 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(path, "chat data must be JSONL (one conversation per line)")
     if not path.is_file():
         raise DataError(path, "file not found")
+    utf8_before = False
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(
-                    path, f"not UTF-8 ({exc.reason} at byte {exc.start})", number
-                ) from exc
+                raise not_utf8(path, number, raw, exc, utf8_before) from exc
+            utf8_before = utf8_before or not raw.isascii()
             if not text.strip():
                 continue
             try:

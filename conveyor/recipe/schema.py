@@ -7,12 +7,14 @@ Paths are resolved relative to the recipe file by :mod:`conveyor.recipe.loading`
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
+
+from conveyor.recipe._section import Section as _Section
+from conveyor.recipe.generation import GenerationGates, GenerationTaskCheck, Language
 
 from conveyor.recipe.capture import CaptureSection
 
@@ -27,6 +29,7 @@ __all__ = [
     "GatesSection",
     "GenerationGates",
     "GenerationTaskCheck",
+    "Language",
     "LoraSection",
     "ModelSection",
     "MonitorSection",
@@ -57,10 +60,6 @@ class Task(StrEnum):
 class DataFormat(StrEnum):
     TEXT = "text"
     CHAT = "chat"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DataSection(_Section):
@@ -182,77 +181,6 @@ class TrainingSection(_Section):
     def _one_topology(self) -> Self:
         if self.gpus > 0 and self.processes > 1:
             raise ValueError("processes: CPU processes need gpus 0 (one process per GPU)")
-        return self
-
-
-class GenerationTaskCheck(StrEnum):
-    NONE = "none"
-    E2E_FACTS = "e2e-facts"
-    EXACT_MATCH = "exact-match"
-    REGEX = "regex"
-
-
-class GenerationGates(_Section):
-    """Gates on generated text (causal-lm with chat data): greedy answers to test prompts."""
-
-    max_prompts: PositiveInt = Field(
-        default=200, description="Test prompts generated for (a fixed, seeded sample)."
-    )
-    seed: int = Field(default=0, description="Seed of the prompt sample.")
-    max_new_tokens: PositiveInt = Field(default=64, le=4096, description="Tokens per answer.")
-    batch_size: PositiveInt = Field(default=16, description="Prompts generated at once.")
-    task_check: GenerationTaskCheck = Field(
-        default=GenerationTaskCheck.NONE,
-        description="`e2e-facts` (slot coverage of an E2E meaning representation), "
-        "`exact-match` or `regex` (extraction), or `none`.",
-    )
-    pattern: str | None = Field(
-        default=None, description="Regex every answer must match (task_check: regex)."
-    )
-    golden: Path | None = Field(
-        default=None, description="Golden suite YAML (prompt, must_include, ...); must pass whole."
-    )
-    headline_metric: str = Field(
-        default="rouge_l",
-        pattern=r"^(bleu|rouge_l)$",
-        description="Metric given the paired champion interval and used for significance.",
-    )
-    min_bleu: float | None = Field(default=None, ge=0, le=1, description="Floor on BLEU (0..1).")
-    min_rouge_l: float | None = Field(default=None, ge=0, le=1, description="Floor on ROUGE-L.")
-    max_omission_rate: float | None = Field(
-        default=None, ge=0, le=1, description="Ceiling on the share of answers omitting a fact."
-    )
-    max_hallucination_rate: float | None = Field(
-        default=None,
-        ge=0,
-        le=1,
-        description="Ceiling on the share of answers contradicting or adding a fact.",
-    )
-    min_task_accuracy: float | None = Field(
-        default=None, ge=0, le=1, description="Floor on exact-match / regex accuracy."
-    )
-    max_headline_drop: float = Field(
-        default=0.0, ge=0, le=1, description="Allowed drop of the headline metric vs champion."
-    )
-    max_fact_error_rise: float | None = Field(
-        default=None,
-        ge=0,
-        le=1,
-        description="Allowed rise of each fact-error rate vs champion (the parity gate sets it).",
-    )
-    side_by_side: int = Field(
-        default=5, ge=0, le=50, description="Prompts shown side by side in the report."
-    )
-
-    @model_validator(mode="after")
-    def _pattern_for_regex(self) -> Self:
-        if self.task_check is GenerationTaskCheck.REGEX and not self.pattern:
-            raise ValueError("gates.generation.pattern: required when task_check is regex")
-        if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"gates.generation.pattern: not a regex ({exc})") from exc
         return self
 
 
@@ -411,6 +339,12 @@ class ChecksSection(_Section):
     )
     max_truncated_share: float = Field(
         default=0.05, ge=0, le=1, description="Share of texts longer than model.max_length tokens."
+    )
+    max_unknown_token_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of a split's tokens the base's tokenizer maps to its unknown token.",
     )
     drift: DriftSection = Field(default_factory=DriftSection)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from conveyor.chat import Conversation
 from conveyor.pretrained import SMOLLM2, load_gguf_tokenizer, smollm2_gguf
+from data_checks.stats import approximate_tokens
 
 __all__ = [
     "APPROXIMATE_CHAT",
@@ -23,14 +24,17 @@ __all__ = [
     "template_chat_tokens",
 ]
 
-APPROXIMATE_CHAT = "approximation: ceil(characters / 4) + 4 template tokens per turn"
+APPROXIMATE_CHAT = (
+    "approximation: one token per CJK or full-width character, ceil(other characters / 4), "
+    "+ 4 template tokens per turn"
+)
 ChatTokens = Callable[[Sequence[Conversation]], np.ndarray]
 
 
 def approximate_chat_tokens(conversations: Sequence[Conversation]) -> np.ndarray:
-    """Tokens per conversation without a tokenizer: characters / 4 plus 4 per turn."""
+    """Tokens per conversation without a tokenizer (:func:`approximate_tokens`), 4 per turn."""
     return np.asarray(
-        [sum(-(-len(m.content) // 4) + 4 for m in c.messages) for c in conversations],
+        [sum(approximate_tokens(m.content) + 4 for m in c.messages) for c in conversations],
         dtype=np.int64,
     )
 

@@ -1,9 +1,12 @@
-"""Token lengths for the truncation check: the model's own tokenizer where we have it.
+"""Token lengths for the truncation check, and unknown tokens: the model's own tokenizer
+where we have it.
 
 ``minilm`` uses the tokenizer shipped with the weights; a local model folder or a hub id
 uses its ``tokenizer.json`` (the hub id only from the local cache: we stay offline).
 Anything else (``tiny-gpt2``, whose tokenizer training chooses) falls back to an
-approximation that the report names: one token per 4 characters plus 2 special tokens.
+approximation that the report names (:func:`data_checks.stats.approximate_tokens`: a CJK
+character one token, other characters 4 to a token, plus 2 special tokens), which counts no
+unknown tokens.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["APPROXIMATION", "TokenCounter", "token_counter"]
+from data_checks.stats import approximate_tokens
+
+__all__ = ["APPROXIMATION", "TokenCounter", "TokenTally", "token_counter"]
 
 APPROXIMATION = (
-    "approximation: ceil(characters / 4) + 2 special tokens (no tokenizer for this base)"
+    "approximation: one token per CJK or full-width character, ceil(other characters / 4) "
+    "+ 2 special tokens (no tokenizer for this base)"
 )
-_CHARS_PER_TOKEN = 4
 _SPECIAL_TOKENS = 2
 _BATCH = 10_000
 # Above this many texts, count tokens on a seeded random sample of this size.
@@ -30,32 +36,49 @@ Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class TokenTally:
+    """Tokens per text, and how many of all of them are the tokenizer's unknown token
+    (None: no tokenizer, or one without an unknown token, such as byte-level BPE)."""
+
+    lengths: np.ndarray
+    unknown: int | None = None
+
+
+def _unknown_id(tokenizer: Any) -> int | None:
+    unk = getattr(tokenizer.model, "unk_token", None)
+    return tokenizer.token_to_id(unk) if isinstance(unk, str) else None
+
+
+@dataclass(frozen=True)
 class TokenCounter:
     """Counts tokens of texts; ``method`` says how, for the report."""
 
     method: str
     tokenizer_file: Path | None = None
 
-    def count(self, texts: pd.Series, progress: Progress | None = None) -> np.ndarray:
-        """Tokens per text (special tokens included), as an int array aligned with ``texts``."""
-        as_text = texts.astype("str").fillna("")
+    def count(self, texts: pd.Series, progress: Progress | None = None) -> TokenTally:
+        """Tokens per text (special tokens included), aligned with ``texts``; unknown tokens."""
+        values = texts.astype("str").fillna("").tolist()
         if self.tokenizer_file is None:
-            chars = as_text.str.len().to_numpy(dtype=np.int64)
-            return np.asarray(-(-chars // _CHARS_PER_TOKEN) + _SPECIAL_TOKENS, dtype=np.int64)
+            approximate = [approximate_tokens(v) + _SPECIAL_TOKENS for v in values]
+            return TokenTally(np.asarray(approximate, dtype=np.int64))
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(self.tokenizer_file))
         tokenizer.no_truncation()
         tokenizer.no_padding()
-        values = as_text.tolist()
+        unknown_id = _unknown_id(tokenizer)
         lengths = np.empty(len(values), dtype=np.int64)
+        unknown = 0
         for start in range(0, len(values), _BATCH):
             batch = tokenizer.encode_batch(values[start : start + _BATCH])
             lengths[start : start + len(batch)] = [len(encoding.ids) for encoding in batch]
+            if unknown_id is not None:
+                unknown += sum(list(encoding.ids).count(unknown_id) for encoding in batch)
             if progress is not None and len(values) > _BATCH:
                 done = min(start + _BATCH, len(values))
                 progress(f"tokenized {done:,} / {len(values):,} texts")
-        return lengths
+        return TokenTally(lengths, unknown if unknown_id is not None else None)
 
 
 def _cached_hub_tokenizer(repo_id: str) -> Path | None:

@@ -120,12 +120,16 @@ def _text_checks(
     for name, frame in frames.items():
         texts = _token_sample(frame[text_field].dropna())
         progress(f"counting tokens of {name}: {len(texts):,} texts")
-        tokens = counter.count(texts, progress)
+        tally = counter.count(texts, progress)
         found.append(
             data_gates.check_truncation(
-                name, tokens, max_length, checks.max_truncated_share, counter.method
+                name, tally.lengths, max_length, checks.max_truncated_share, counter.method
             )
         )
+        if tally.unknown is not None:
+            total = int(tally.lengths.sum())
+            limit = checks.max_unknown_token_share
+            found.append(data_gates.check_unknown_tokens(name, tally.unknown, total, limit))
     return found
 
 

@@ -2,7 +2,7 @@
 
 Pure, like :func:`gates.text.decide.decide`, and assembled the same way
 (:func:`gates.verdict.GateKind`) into the same :class:`Verdict`: floors and
-ceilings on what the candidate wrote (BLEU, ROUGE-L, fact omission and hallucination rates,
+ceilings on what the candidate wrote (BLEU, ROUGE-L, chrF, fact omission and hallucination rates,
 task accuracy, perplexity), the golden suite passing whole, and against the champion (the
 base model itself, zero-shot, for the first version of a deployment) the headline metric's
 drop, the perplexity rise and, when the recipe asks, a gain beyond the paired interval.
@@ -31,6 +31,7 @@ class GenerationEvaluation:
 _FLOORS = (
     ("min_bleu", "bleu", "BLEU"),
     ("min_rouge_l", "rouge_l", "ROUGE-L"),
+    ("min_chrf", "chrf", "chrF"),
     ("min_task_accuracy", "task_accuracy", "task accuracy"),
 )
 _CEILINGS = (

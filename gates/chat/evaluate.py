@@ -112,7 +112,7 @@ def run_generation(
     asked = {"max_new_tokens": generation.max_new_tokens, "batch_size": generation.batch_size}
     run.answers = generate_answers(model, tokenizer, prompts, **asked)
     run.seconds["generate_s"] = round(time.perf_counter() - started, 2)
-    run.scores = score_texts(run.answers, [g.references for g in groups])
+    run.scores = score_texts(run.answers, [g.references for g in groups], generation.language)
     checker = checker_for(generation.task_check)
     if checker is not None:
         run.facts = [
@@ -145,6 +145,7 @@ def evaluation_of(run: GenerationRun) -> GenerationEvaluation:
     metrics = {
         "bleu": run.scores.bleu(),
         "rouge_l": run.scores.mean_rouge_l(),
+        "chrf": run.scores.chrf(),
         "prompts": float(len(run.scores)),
     }
     metrics |= run.fact_rates

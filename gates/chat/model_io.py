@@ -19,7 +19,7 @@ import numpy.typing as npt
 from conveyor.chat import IGNORE_INDEX, Conversation, Message, render_for_training, render_prompt
 from conveyor.llamacpp import LlamaCppModel
 
-__all__ = ["generate_answers", "reference_losses"]
+__all__ = ["answer_text", "generate_answers", "reference_losses"]
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -77,8 +77,7 @@ def generate_answers(
                 eos_token_id=eos,
             )
         for row, index in enumerate(batch):
-            text = tokenizer.decode(out[row, width:], skip_special_tokens=True)
-            answers[index] = text.strip()
+            answers[index] = answer_text(tokenizer, out[row, width:].tolist())
     return answers
 
 
@@ -87,7 +86,15 @@ def _llamacpp_answers(
 ) -> list[str]:
     with ThreadPoolExecutor(max_workers=model.slots, thread_name_prefix="gate-llamacpp") as pool:
         chunks = list(pool.map(lambda ids: model.complete(ids, max_new_tokens), encoded))
-    return [chunk.text.strip() for chunk in chunks]
+    return [chunk.text.strip().rstrip("\ufffd").rstrip() for chunk in chunks]
+
+
+def answer_text(tokenizer: Any, ids: Sequence[int]) -> str:
+    """The answer's text, stripped; an answer cut by ``max_new_tokens`` inside a character (a
+    byte-level tokenizer spells a CJK character in 2 or 3 tokens) ends in U+FFFD, which is
+    dropped, as serving never sends half a character."""
+    text = str(tokenizer.decode(list(ids), skip_special_tokens=True))
+    return text.strip().rstrip("\ufffd").rstrip()
 
 
 def reference_losses(

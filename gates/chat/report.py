@@ -15,6 +15,7 @@ __all__ = ["generation_markdown", "generation_payload"]
 _SHOWN = (
     ("bleu", "BLEU"),
     ("rouge_l", "ROUGE-L"),
+    ("chrf", "chrF"),
     ("omission_rate", "answers omitting a fact"),
     ("hallucination_rate", "answers contradicting or adding a fact"),
     ("fact_error_rate", "answers with any fact error"),

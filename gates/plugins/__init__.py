@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from gates.plugins.checker import TaskChecker
+from gates.plugins.crosswoz_acts import CROSSWOZ_ACTS
 from gates.plugins.e2e_facts import E2E_FACTS
 
 __all__ = ["CHECKERS", "TaskChecker", "checker_for"]
 
-CHECKERS: dict[str, TaskChecker[Any]] = {checker.name: checker for checker in (E2E_FACTS,)}
+CHECKERS: dict[str, TaskChecker[Any]] = {
+    checker.name: checker for checker in (E2E_FACTS, CROSSWOZ_ACTS)
+}
 
 
 def checker_for(task_check: str) -> TaskChecker[Any] | None:

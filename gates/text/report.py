@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.markdown import code, escape, figure, table
+from gates.text._fonts import fonts_for
 from gates.verdict import Evaluation, GateCheck, Verdict
 
 if TYPE_CHECKING:
@@ -217,13 +218,33 @@ def _confusion_panel(ax: Axes, confusions: Sequence[Confusion]) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _plot_labels(candidate: Evaluation, confusions: Sequence[Confusion]) -> list[str]:
+    labels = [*candidate.per_class_f1, candidate.version]
+    return labels + [f"{c.truth} → {c.predicted}" for c in confusions]
+
+
+def _font_families(texts: Sequence[str]) -> list[str]:
+    """Family names of the fonts that draw ``texts`` (the default, then a CJK one if needed)."""
+    from matplotlib import font_manager
+
+    names = []
+    for path in fonts_for(texts):
+        font_manager.fontManager.addfont(str(path))
+        names.append(font_manager.FontProperties(fname=str(path)).get_name())
+    return names
+
+
 def write_plot(
     path: Path,
     candidate: Evaluation,
     champion: Evaluation | None,
     confusions: Sequence[Confusion] = (),
 ) -> Path | None:
-    """The weakest classes by name (champion marked) and the top confusions; None if no classes."""
+    """The weakest classes by name (champion marked) and the top confusions; None if no classes.
+
+    Labels in a script the default font lacks (Chinese class names) are drawn with an installed
+    font that has them; with none, :class:`NoFontForText` is raised instead of drawing boxes.
+    """
     if not candidate.per_class_f1:
         return None
     import matplotlib
@@ -231,14 +252,16 @@ def write_plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    families = _font_families(_plot_labels(candidate, confusions))
     panels = 2 if confusions else 1
-    figure_, axes = plt.subplots(1, panels, figsize=(7 * panels, 5.5))
-    first = axes[0] if panels == 2 else axes
-    _weakest_panel(first, candidate, champion)
-    if confusions:
-        _confusion_panel(axes[1], confusions)
-    figure_.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure_.savefig(path, dpi=100)
+    with plt.rc_context({"font.family": families}):
+        figure_, axes = plt.subplots(1, panels, figsize=(7 * panels, 5.5))
+        first = axes[0] if panels == 2 else axes
+        _weakest_panel(first, candidate, champion)
+        if confusions:
+            _confusion_panel(axes[1], confusions)
+        figure_.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure_.savefig(path, dpi=100)
     plt.close(figure_)
     return path

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conveyor.recipe import Recipe
 from conveyor.registry import VersionRecord
+from gates.text._fonts import NoFontForText
 from gates.text.decide import decide
 from gates.text.evaluate import read_test_set, run_model, score_pair
 from gates.text.report import markdown_report, top_confusions, write_plot
@@ -43,7 +44,11 @@ def judge_text_version(
     verdict = decide(ours, theirs, recipe.gates, gain)
     scores = candidate_run.scores
     confusions = top_confusions(scores.labels, scores.confusion) if scores else []
-    plot = write_plot(folder / "per_class_f1.png", ours, theirs, confusions)
+    try:
+        plot = write_plot(folder / "per_class_f1.png", ours, theirs, confusions)
+    except NoFontForText as exc:  # the report goes on without a plot of empty boxes
+        log.warning("no gate plot: %s", exc)
+        plot = None
     report = markdown_report(
         verdict,
         ours,

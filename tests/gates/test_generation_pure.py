@@ -219,11 +219,12 @@ def test_unloadable_candidate_and_champion() -> None:
     assert verdict.passed and "could not be evaluated" in verdict.reason
 
 
-def test_the_shipped_generative_recipe_and_its_golden_suite_load() -> None:
+@pytest.mark.parametrize("name", ["e2e-smollm2", "crosswoz-smollm2"])
+def test_the_shipped_generative_recipes_and_their_golden_suites_load(name: str) -> None:
     from conveyor.recipe import load_recipe
     from testbed.paths import RECIPES_DIR
 
-    recipe = load_recipe(RECIPES_DIR / "e2e-smollm2.yaml")
+    recipe = load_recipe(RECIPES_DIR / f"{name}.yaml")
     assert recipe.data.format == "chat" and recipe.training.lora.enabled
     golden = recipe.gates.generation.golden
     assert golden is not None and golden.is_absolute()

@@ -247,3 +247,21 @@ def test_counts_in_metrics_print_as_ints() -> None:
     shown = "\n".join(_metrics_table({"train_steps": 400.0, "accuracy": 1.0, "train_samples": 80}))
     assert "train_steps    400\n" in shown + "\n" and "400.0" not in shown
     assert "accuracy       1.0000" in shown and "train_samples  80" in shown
+
+
+def test_chinese_is_printed_as_itself_in_yaml_and_json(conveyor_home: Path) -> None:
+    crosswoz = str(RECIPES_DIR / "crosswoz-smollm2.yaml")
+    shown = conveyor("recipe", "check", crosswoz, "--show")
+    assert shown.returncode == 0, shown.stderr
+    assert "中文客服回复" in shown.stdout
+    assert "\\u" not in shown.stdout and "\\x" not in shown.stdout
+    registry = _registry(conveyor_home)
+    version = registry.register_version(
+        "crosswoz", task="causal-lm", base_model="smollm2-135m-instruct",
+        recipe={"description": "人均消费是131元。"},
+    ).version  # fmt: skip
+    registry.close()
+    as_json = conveyor("models", "show", version, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert '"description": "人均消费是131元。"' in as_json.stdout
+    assert json.loads(as_json.stdout)["recipe"]["description"] == "人均消费是131元。"
