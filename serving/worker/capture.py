@@ -235,9 +235,18 @@ class CaptureRecorder:
             self.state.stopped = f"{type(exc).__name__}: {exc}"
 
     def _sweep(self, retention: bool) -> None:
-        """Delete days past the retention and drafts whose writer is gone (a killed worker)."""
+        """Delete days past the retention and drafts whose writer is gone (a killed worker);
+        a folder another worker removed meanwhile is no failure."""
         if retention:
             self._next_sweep = time.monotonic() + SWEEP_SECONDS
+        try:
+            self._sweep_folders(retention)
+        except OSError:
+            log.warning(
+                "capture of %s: sweeping %s failed", self.deployment, self.root, exc_info=True
+            )
+
+    def _sweep_folders(self, retention: bool) -> None:
         if not self.root.is_dir():
             return
         oldest = day_of(datetime.now(UTC) - timedelta(days=self._spec.retention_days))
