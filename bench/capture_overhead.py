@@ -40,7 +40,7 @@ from testbed.live_server import Server, running_server
 from testbed.traffic import Load
 from testbed.versions import make_version, register_llm
 
-CAPTURE_ON = {"capture": {"enabled": True, "sample": 1.0}}
+CAPTURE_ON = {"capture": {"enabled": True, "sample": 1.0, "rotate_seconds": 2.0}}
 CAPTURE_OFF = {"capture": {"enabled": False}}
 
 
@@ -99,12 +99,14 @@ def _pair(root: Path, make: Callable[[Settings, dict[str, Any]], None]) -> Itera
         yield servers
 
 
-def serving_overhead(root: Path, seconds: float, repeats: int) -> None:
+def serving_overhead(root: Path, seconds: float, repeats: int, only: str | None) -> None:
     os.environ["CONVEYOR_CACHE_SIZE"] = "0"  # every request reaches the model
     for make, rounds, what in (
         (_classifier, _classify_round, "/classify at c=16"),
         (_llm, _chat_round, "chat and completions at c=8"),
     ):
+        if only is not None and only not in what:
+            continue
         with _pair(root, make) as (on, off):
             result = compare(
                 f"serving {what}: capture on (sample 1.0) vs off",
@@ -206,14 +208,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=("serving", "summary"), default=None)
+    parser.add_argument("--only", choices=("serving", "summary", "classify", "chat"), default=None)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-capture-"))
     print(f"load average at start: {os.getloadavg()}")
     if args.only in (None, "summary"):
         summary_speed(root, args.rows, args.repeats)
-    if args.only in (None, "serving"):
-        serving_overhead(root, args.seconds, args.repeats)
+    if args.only != "summary":
+        arm = args.only if args.only in ("classify", "chat") else None
+        serving_overhead(root, args.seconds, args.repeats, arm)
     print(f"load average at end: {os.getloadavg()}")
 
 

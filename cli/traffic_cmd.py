@@ -143,15 +143,18 @@ def show(
 
 
 def _format_of(deployment: str, version: str | None) -> ExportFormat:
-    """The data format of the recipe that made the version (production's by default)."""
+    """The data format of the recipe that made the version (production's by default, else
+    the newest version's)."""
     from serving.control.traffic_export import ExportFormat
 
     registry = _context.registry()
-    if version is None:
-        ref = f"{deployment}@production"
+    if version is not None:
+        record = registry.resolve(version if ":" in version else f"{deployment}:{version}")
     else:
-        ref = version if ":" in version else f"{deployment}:{version}"
-    record = registry.resolve(ref)
+        try:
+            record = registry.resolve(f"{deployment}@production")
+        except NotFoundError:  # nothing promoted yet: the newest version's recipe
+            record = registry.resolve(f"{deployment}:latest")
     data = record.recipe.get("data", {}) if isinstance(record.recipe, dict) else {}
     if record.task == "causal-lm":
         return ExportFormat("chat")

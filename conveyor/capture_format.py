@@ -13,14 +13,20 @@ leaves only a draft, which no query reads.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 __all__ = [
     "CAPTURE_SCHEMA",
+    "PROVENANCE_SOURCE",
+    "captured_lineage",
     "CAPTURE_SCHEMA_VERSION",
     "DRAFT_SUFFIX",
     "capture_root",
@@ -31,6 +37,7 @@ __all__ = [
 ]
 
 CAPTURE_SCHEMA_VERSION = 1
+PROVENANCE_SOURCE = "conveyor-capture"  # an exported row's provenance.source
 DRAFT_SUFFIX = ".tmp"
 _DAY = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
 _DRAFT = re.compile(r"^\.part-.*-p(\d+)-.*\.tmp$")
@@ -96,3 +103,37 @@ def published_files(root: Path, since: datetime | None = None) -> list[Path]:
             continue
         files += sorted(p for p in folder.glob("part-*.parquet") if p.is_file())
     return files
+
+
+def captured_lineage(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """What each extra training file holds of the capture (a `conveyor traffic export`):
+    its rows, how many came from the capture, the SHA-256 of their sorted capture ids (which
+    captured rows trained the version) and the versions and apps that answered them."""
+    found = []
+    for path in paths:
+        rows, ids, versions, apps = 0, [], set(), set()
+        if path.suffix == ".jsonl":
+            with path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    rows += 1
+                    provenance = json.loads(line).get("provenance")
+                    if not isinstance(provenance, dict):
+                        continue
+                    if provenance.get("source") == PROVENANCE_SOURCE:
+                        ids.append(str(provenance.get("capture_id")))
+                        versions.add(str(provenance.get("version")))
+                        apps.add(str(provenance.get("app")))
+        digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+        found.append(
+            {
+                "path": str(path),
+                "rows": rows,
+                "captured_rows": len(ids),
+                "capture_ids_sha256": digest if ids else None,
+                "captured_from": sorted(versions),
+                "apps": sorted(apps),
+            }
+        )
+    return found

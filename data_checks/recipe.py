@@ -36,6 +36,7 @@ def validate_recipe(
             method=method,
             reference=reference,
             progress=progress,
+            extra=recipe.data.extra,
         )
     return validate(
         recipe.data.splits(),
@@ -48,4 +49,5 @@ def validate_recipe(
         counter=token_counter(recipe.model.base),
         reference=reference,
         progress=progress,
+        extra=recipe.data.extra,
     )

@@ -96,7 +96,9 @@ def retrain(
     logger = get_run_logger()
     loaded = load_recipe(recipe, _recipe_overrides(overrides, data_train))
     recipe_json = loaded.model_dump(mode="json")
-    key = run_key(recipe_json, fingerprint_splits(loaded.data.splits()), settings.registry_url)
+    key = run_key(
+        recipe_json, fingerprint_splits(loaded.data.fingerprinted()), settings.registry_url
+    )
     logger.info("retraining %s (run key %s)", loaded.name, key)
     registry = open_registry(settings)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from conveyor.capture_format import captured_lineage
 from conveyor.model_folder import base_ref_for, register_model_folder, write_model_folder
 from conveyor.offline import apply_offline_environment
 from conveyor.pretrained import resolve_pretrained
@@ -36,7 +37,8 @@ from training.data import (
     encode_classification,
     read_texts,
 )
-from training.data.chat import encode_chat, read_chat
+from training.data.chat import encode_chat, read_chat, read_training_chats
+from training.data.text import read_training_texts
 from training.errors import ResumeError
 from training.loop import FitResult, LoopSettings, eval_batch_size, fit
 from training.lora import LoraSettings, wrap_with_lora
@@ -84,7 +86,7 @@ def checkpoint_dir(settings: Settings, deployment: str) -> Path:
 
 def resumable(settings: Settings, recipe: Recipe) -> bool:
     """Whether ``recipe`` can continue from its deployment's checkpoints (same data and recipe)."""
-    fingerprint = fingerprint_splits(recipe.data.splits())
+    fingerprint = fingerprint_splits(recipe.data.fingerprinted())
     directory = checkpoint_dir(settings, recipe.name)
     return resume_problem(directory, fingerprint, recipe.model_dump(mode="json")) is None
 
@@ -120,7 +122,9 @@ def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
     train_labels: list[str] = []
     val_labels: list[str] = []
     if data.format is not DataFormat.CHAT:
-        train_texts, train_labels = read_texts(data.train, data.text_field, data.label_field)
+        train_texts, train_labels = read_training_texts(
+            data.train_files(), data.text_field, data.label_field
+        )
         val_texts, val_labels = read_texts(data.validation, data.text_field, data.label_field)
     _seed_everything(recipe.training.seed)
     if recipe.task is Task.CLASSIFICATION:
@@ -138,7 +142,7 @@ def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
         tokenizer = _causal_tokenizer(recipe, train_texts, work_dir / "tokenizer")
         model = build_causal_lm(recipe.model.base, tokenizer, max_length, overrides)
         if recipe.data.format is DataFormat.CHAT:
-            train = encode_chat(tokenizer, read_chat(data.train), max_length).data
+            train = encode_chat(tokenizer, read_training_chats(data.train_files()), max_length).data
             validation = encode_chat(
                 tokenizer, read_chat(data.validation), max_length, "validation"
             ).data
@@ -208,7 +212,7 @@ def fine_tune(
     apply_offline_environment(settings)
     ds.ensure_distributed_env()
     t = recipe.training
-    fingerprint = fingerprint_splits(recipe.data.splits())
+    fingerprint = fingerprint_splits(recipe.data.fingerprinted())
     directory = checkpoint_dir(settings, recipe.name)
     rank = int(os.environ.get("RANK", "0"))
     _start(directory, resume, fingerprint, recipe, rank)
@@ -291,6 +295,8 @@ def _publish(
     registry: Registry | None,
 ) -> TrainResult:
     lineage: dict[str, Any] = {"data_fingerprint": fingerprint, "base_model": recipe.model.base}
+    if recipe.data.extra:  # which captured rows (a reviewed traffic export) it trained on
+        lineage["extra_data"] = captured_lineage(recipe.data.extra)
     base = None
     if recipe.training.lora.enabled:
         base, _ = base_ref_for(recipe.model.base, settings.cache_dir)

@@ -47,7 +47,7 @@ class CaptureSection(BaseModel):
     )
     max_pending: PositiveInt = Field(
         default=10_000,
-        description="Records waiting to be written per worker; beyond, they are dropped "
+        description="Requests waiting to be written per worker; beyond, they are dropped "
         "and counted (an answer never waits for the capture).",
     )
 

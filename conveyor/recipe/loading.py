@@ -89,6 +89,13 @@ def _resolve_paths(raw: dict[str, Any], recipe_dir: Path, touched: set[tuple[str
             if isinstance(value, str) and value:
                 base = Path.cwd() if ("data", key) in touched else recipe_dir
                 data[key] = str((base / value).expanduser().resolve())
+        extra = data.get("extra")
+        if isinstance(extra, list):
+            base = Path.cwd() if ("data", "extra") in touched else recipe_dir
+            data["extra"] = [
+                str((base / value).expanduser().resolve()) if isinstance(value, str) else value
+                for value in extra
+            ]
     gates = raw.get("gates")
     generation = gates.get("generation") if isinstance(gates, dict) else None
     if isinstance(generation, dict) and isinstance(generation.get("golden"), str):
@@ -144,7 +151,8 @@ def _describe(error: Any, touched: set[tuple[str, ...]]) -> str:
 
 def _check_files(recipe: Recipe) -> list[str]:
     problems: list[str] = []
-    for split, path in recipe.data.splits().items():
+    extra = {f"extra[{i}]": path for i, path in enumerate(recipe.data.extra)}
+    for split, path in (recipe.data.splits() | extra).items():
         if not path.exists():
             problems.append(f"data.{split}: file not found: {path}")
         elif not path.is_file():

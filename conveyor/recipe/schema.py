@@ -7,6 +7,7 @@ Paths are resolved relative to the recipe file by :mod:`conveyor.recipe.loading`
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -14,9 +15,8 @@ from typing import Any, Literal, Self
 from pydantic import Field, PositiveInt, model_validator
 
 from conveyor.recipe._section import Section as _Section
-from conveyor.recipe.generation import GenerationGates, GenerationTaskCheck, Language
-
 from conveyor.recipe.capture import CaptureSection
+from conveyor.recipe.generation import GenerationGates, GenerationTaskCheck, Language
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -39,6 +39,7 @@ __all__ = [
     "ServingSection",
     "Task",
     "TrainingSection",
+    "with_extra",
 ]
 
 BUILTIN_MODELS: dict[str, str] = {
@@ -62,6 +63,11 @@ class DataFormat(StrEnum):
     CHAT = "chat"
 
 
+def with_extra(splits: Mapping[str, Path], extra: Sequence[Path]) -> dict[str, Path]:
+    """The splits and each extra training file (``extra_1``, ...): what the data is made of."""
+    return {**splits, **{f"extra_{i}": Path(p) for i, p in enumerate(extra, start=1)}}
+
+
 class DataSection(_Section):
     train: Path = Field(description="Training split: JSONL, CSV or Parquet.")
     validation: Path = Field(description="Validation split, used during training.")
@@ -78,9 +84,24 @@ class DataSection(_Section):
         "assistant turns) or `prompt` + `completion`, loss on assistant tokens (causal-lm).",
     )
 
+    extra: list[Path] = Field(
+        default_factory=list,
+        description="More training rows in train's format, e.g. a reviewed `conveyor traffic "
+        "export`: trained on and checked as part of train (duplicates, leakage against "
+        "validation and test, drift); their captured rows are named in the version's lineage.",
+    )
+
     def splits(self) -> dict[str, Path]:
         named = {"train": self.train, "validation": self.validation, "test": self.test}
         return {name: path for name, path in named.items() if path is not None}
+
+    def train_files(self) -> list[Path]:
+        """Every file of the training rows: train, then each of ``extra``."""
+        return [self.train, *self.extra]
+
+    def fingerprinted(self) -> dict[str, Path]:
+        """Every file whose bytes make the data: the splits and each extra file."""
+        return with_extra(self.splits(), self.extra)
 
 
 class ModelSection(_Section):

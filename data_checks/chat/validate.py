@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from conveyor.chat import Conversation, prompt_key, read_chat_split
-from conveyor.recipe.schema import ChecksSection
+from conveyor.recipe.schema import ChecksSection, with_extra
 from conveyor.splits import DataError, fingerprint_splits
 from data_checks import checks as data_gates
 from data_checks.chat.suites import conversation_frame, conversation_suite, turn_frame, turn_suite
@@ -39,9 +39,15 @@ def _quiet(_: str) -> None:
     return None
 
 
-def read_chat_splits(splits: Mapping[str, Path]) -> dict[str, list[Conversation]]:
-    """Every split's conversations; a row of the wrong shape raises (naming file:line)."""
-    return {name: read_chat_split(path, strict=False) for name, path in splits.items()}
+def read_chat_splits(
+    splits: Mapping[str, Path], extra: Sequence[Path] = ()
+) -> dict[str, list[Conversation]]:
+    """Every split's conversations (the ``extra`` files' are train's); a row of the wrong
+    shape raises (naming file:line)."""
+    read = {name: read_chat_split(path, strict=False) for name, path in splits.items()}
+    for path in extra:
+        read["train"] = [*read.get("train", []), *read_chat_split(path, strict=False)]
+    return read
 
 
 @dataclass(frozen=True)
@@ -128,18 +134,20 @@ def validate_chat(
     method: str,
     reference: Reference | None = None,
     progress: Progress | None = None,
+    extra: Sequence[Path] = (),
 ) -> Report:
-    """Validate chat splits; never raises for bad data: a bad row gives status UNUSABLE."""
+    """Validate chat splits (``extra`` files as part of train); never raises for bad data:
+    a bad row gives status UNUSABLE."""
     say = progress or _quiet
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     report = Report(deployment=deployment, task="causal-lm", created_at=created)
     started = time.perf_counter()
     try:
-        conversations = read_chat_splits(splits)
+        conversations = read_chat_splits(splits, extra)
     except DataError as exc:
         report.status, report.error = Status.UNUSABLE, str(exc)
         return report
-    report.data_fingerprint = fingerprint_splits(splits)
+    report.data_fingerprint = fingerprint_splits(with_extra(splits, extra))
     report.splits = {name: _describe(rows) for name, rows in conversations.items()}
     report.timings["read_s"] = round(time.perf_counter() - started, 3)
 

@@ -7,14 +7,14 @@ leakage, truncation, class sizes and imbalance), and profiles train for drift.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from conveyor.recipe.schema import ChecksSection, Task
+from conveyor.recipe.schema import ChecksSection, Task, with_extra
 from conveyor.splits import DataError, fingerprint_splits, read_split
 from data_checks import checks as data_gates
 from data_checks.drift_report import attach_drift
@@ -42,13 +42,20 @@ def _quiet(_: str) -> None:
     return None
 
 
-def _read_all(splits: Mapping[str, Path], progress: Progress) -> dict[str, pd.DataFrame]:
+def _read_all(
+    splits: Mapping[str, Path], progress: Progress, extra: Sequence[Path] = ()
+) -> dict[str, pd.DataFrame]:
+    """Every split; the ``extra`` files' rows are train's (checked as train)."""
     frames: dict[str, pd.DataFrame] = {}
-    for name, path in splits.items():
+    for name, path in with_extra(splits, extra).items():
         size = Path(path).stat().st_size if Path(path).is_file() else 0
         progress(f"reading {name}: {path} ({size / 1e6:,.1f} MB)")
         frames[name] = read_split(path)
         progress(f"read {name}: {len(frames[name]):,} rows")
+    names = [name for name in frames if name not in splits]
+    added = [frames.pop(n).drop(columns=["provenance"], errors="ignore") for n in names]
+    if added and "train" in frames:
+        frames["train"] = pd.concat([frames["train"], *added], ignore_index=True)
     return frames
 
 
@@ -149,18 +156,20 @@ def validate(
     counter: TokenCounter,
     reference: Reference | None = None,
     progress: Progress | None = None,
+    extra: Sequence[Path] = (),
 ) -> Report:
-    """Validate the splits; never raises for bad data: unusable input gives status UNUSABLE."""
+    """Validate the splits (``extra`` files as part of train); never raises for bad data:
+    unusable input gives status UNUSABLE."""
     say = progress or _quiet
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     report = Report(deployment=deployment, task=str(task), created_at=created)
     started = time.perf_counter()
     try:
-        frames = _read_all(splits, say)
+        frames = _read_all(splits, say, extra)
     except DataError as exc:
         report.status, report.error = Status.UNUSABLE, str(exc)
         return report
-    report.data_fingerprint = fingerprint_splits(splits)
+    report.data_fingerprint = fingerprint_splits(with_extra(splits, extra))
     report.timings["read_s"] = round(time.perf_counter() - started, 3)
     report.splits = {
         name: _describe_split(f, text_field, label_field) for name, f in frames.items()

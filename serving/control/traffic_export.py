@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from conveyor.capture_format import PROVENANCE_SOURCE
 from serving.control.traffic import TrafficError, TrafficQuery, select_rows
 
 __all__ = ["ExportFormat", "export_traffic", "training_row"]
@@ -35,7 +36,7 @@ class ExportFormat:
 
 def _provenance(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "source": "conveyor-capture",
+        "source": PROVENANCE_SOURCE,
         "capture_id": row["id"],
         "deployment": row["deployment"],
         "version": row["version"],

@@ -35,6 +35,7 @@ __all__ = ["CaptureRecorder", "Exchange"]
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0  # rows wait at most this long in memory before joining the draft
+DRAIN_SECONDS = 0.25  # how often the thread takes what the request path queued
 FLUSH_ROWS = 4096
 RETRY_SECONDS = 60.0  # after a failed write, the capture tries again this much later
 SWEEP_SECONDS = 3600.0  # how often retention is applied
@@ -86,6 +87,7 @@ class CaptureRecorder:
         self._next_sweep = math.inf  # retention applies once a record says the version's
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()  # set only to stop: the thread drains on its own clock
 
     # -- the request path ------------------------------------------------------------------
 
@@ -127,21 +129,30 @@ class CaptureRecorder:
             self._queue.put(None, timeout=1.0)
         except queue.Full:
             return
+        self._wake.set()
         self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
+        """Every DRAIN_SECONDS, take whatever is queued at once: the request path never
+        wakes this thread (one wake-up per request would contend for the GIL with it)."""
         self._sweep(retention=False)  # the retention is the versions': known from a record on
         while True:
-            try:
-                job = self._queue.get(timeout=FLUSH_SECONDS / 2)
-            except queue.Empty:
-                self._tick()
-                continue
-            if job is None:
-                self._guarded(self._publish)
-                return
-            self._take(*job)
+            self._wake.wait(DRAIN_SECONDS)
+            for job in self._drain():
+                if job is None:
+                    self._tick()  # retention too, when it is due
+                    self._guarded(self._publish)
+                    return
+                self._take(*job)
             self._tick()
+
+    def _drain(self) -> list[_Job | None]:
+        jobs: list[_Job | None] = []
+        while True:
+            try:
+                jobs.append(self._queue.get_nowait())
+            except queue.Empty:
+                return jobs
 
     def _take(self, spec: CaptureSpec, at: float, exchanges: Sequence[Exchange]) -> None:
         if self.state.stopped is not None and time.monotonic() < self._retry_at:
@@ -224,9 +235,18 @@ class CaptureRecorder:
             self.state.stopped = f"{type(exc).__name__}: {exc}"
 
     def _sweep(self, retention: bool) -> None:
-        """Delete days past the retention and drafts whose writer is gone (a killed worker)."""
+        """Delete days past the retention and drafts whose writer is gone (a killed worker);
+        a folder another worker removed meanwhile is no failure."""
         if retention:
             self._next_sweep = time.monotonic() + SWEEP_SECONDS
+        try:
+            self._sweep_folders(retention)
+        except OSError:
+            log.warning(
+                "capture of %s: sweeping %s failed", self.deployment, self.root, exc_info=True
+            )
+
+    def _sweep_folders(self, retention: bool) -> None:
         if not self.root.is_dir():
             return
         oldest = day_of(datetime.now(UTC) - timedelta(days=self._spec.retention_days))

@@ -1,7 +1,7 @@
 """One capture file being written: a hidden draft that becomes visible only when whole.
 
 Row groups are appended to ``.part-…-p<pid>-….tmp``; :meth:`DraftFile.publish` closes the
-Parquet footer, syncs the file to disk and renames it to ``part-….parquet`` in the same
+Parquet footer and renames it to ``part-….parquet`` in the same
 folder (an atomic rename). A worker killed mid-write leaves a draft no query reads, which
 the next capture thread to sweep the folder deletes once its writer is gone.
 """
@@ -61,13 +61,10 @@ class DraftFile:
         return time.monotonic() - self.opened
 
     def publish(self) -> None:
-        """Close the footer, sync, and rename into view."""
+        """Close the footer and rename into view. No fsync: a killed process loses nothing
+        the kernel already has, and a sync per file stalled the worker's other writes (its
+        access log) on a busy disk; a machine that loses power may lose the newest files."""
         self.writer.close()
-        descriptor = os.open(self.draft, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
         os.replace(self.draft, self.final)
 
     def discard(self) -> None:

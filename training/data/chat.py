@@ -42,6 +42,11 @@ def read_chat(path: Path) -> list[Conversation]:
     return read_chat_split(path, strict=True)
 
 
+def read_training_chats(paths: Sequence[Path]) -> list[Conversation]:
+    """:func:`read_chat` of each file in turn (train, then the recipe's ``data.extra``)."""
+    return [conversation for path in paths for conversation in read_chat(path)]
+
+
 def encode_chat(
     tokenizer: Any, conversations: Sequence[Conversation], max_length: int, split: str = "train"
 ) -> ChatEncoded:

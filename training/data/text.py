@@ -51,6 +51,19 @@ def read_texts(path: Path, text_field: str, label_field: str | None) -> tuple[li
     return texts, labels
 
 
+def read_training_texts(
+    paths: Sequence[Path], text_field: str, label_field: str | None
+) -> tuple[list[str], list[str]]:
+    """:func:`read_texts` of each file in turn (train, then the recipe's ``data.extra``)."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for path in paths:
+        more_texts, more_labels = read_texts(path, text_field, label_field)
+        texts += more_texts
+        labels += more_labels
+    return texts, labels
+
+
 def encode_classification(
     tokenizer: Any, texts: list[str], label_ids: list[int], max_length: int
 ) -> Encoded:

@@ -107,9 +107,10 @@ def test_an_export_reads_back_as_training_data_with_its_provenance(tmp_path: Pat
 
     chats = tmp_path / "chat.jsonl"
     assert export_traffic(tmp_path, TrafficQuery(DEPLOYMENT), ExportFormat("chat"), chats) == 2
-    first, second = read_chat_split(chats)
-    assert [m.role for m in first.messages] == ["system", "user", "assistant"]
-    assert first.messages[-1].content == "The Eagle"
+    chat_row, completion_row = sorted(read_chat_split(chats), key=lambda c: -len(c.messages))
+    assert [m.role for m in chat_row.messages] == ["system", "user", "assistant"]
+    assert chat_row.messages[-1].content == "The Eagle"
+    assert [m.content for m in completion_row.messages] == ["Once", " upon"]
     with pytest.raises(TrafficError, match="nothing exported"):
         export_traffic(tmp_path, TrafficQuery(DEPLOYMENT, app="nobody"), fmt, tmp_path / "n.jsonl")
     assert not (tmp_path / "n.jsonl").exists()
@@ -129,5 +130,15 @@ def test_the_compare_command_prints_the_agreement_and_the_differing_inputs(
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{DEPLOYMENT}:v1 vs {DEPLOYMENT}:v2: 1 inputs both answered, 0")
     assert "wire money" in lines[3] and "transfer" in lines[3] and "translate" in lines[3]
+    exported = settings.home / "drafts.jsonl"  # nothing promoted: the newest version's format
+    done = conveyor("traffic", "export", DEPLOYMENT, "--version", "v2", "--to", str(exported))
+    assert done.returncode == 3 and "no version" in done.stderr  # v2 is not registered
+    done = conveyor("traffic", "export", DEPLOYMENT, "--to", str(exported))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert sorted((r["text"], r["label"]) for r in rows) == [
+        ("wire money", "transfer"),
+        ("wire money", "translate"),
+    ]
     missing = conveyor("traffic", "no-such-deployment")
     assert missing.returncode == 3 and missing.stderr.startswith("error: no deployment")
