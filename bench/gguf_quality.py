@@ -112,7 +112,7 @@ def main() -> None:
         llama.close()
         rows[f"gguf {quant} (llama.cpp)"] = _row(run, seconds, path.stat().st_size / 1e6, grown)
         judged = judge_generation(run, parent, groups, gates)
-        verdicts[quant] = ("pass: " if judged.verdict.passed else "") + judged.verdict.reason
+        verdicts[quant] = judged.verdict.reason  # "pass: ..." or "fail: ..."
         print(quant, rows[f"gguf {quant} (llama.cpp)"], verdicts[quant], flush=True)
     report = {"prompts": len(groups), "threads": torch.get_num_threads(), "rows": rows,
               "parity": verdicts}  # fmt: skip
