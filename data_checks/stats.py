@@ -26,6 +26,7 @@ __all__ = [
     "PROFILE_SCHEMA",
     "WHITESPACE",
     "Overlap",
+    "TokenTally",
     "approximate_tokens",
     "class_counts",
     "data_profile",
@@ -38,6 +39,15 @@ __all__ = [
 ]
 
 _CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class TokenTally:
+    """Tokens per text, and how many of all of them are the tokenizer's unknown token
+    (None: no tokenizer, or one without an unknown token)."""
+
+    lengths: np.ndarray
+    unknown: int | None = None
 
 
 def approximate_tokens(text: str) -> int:

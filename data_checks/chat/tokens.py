@@ -14,7 +14,7 @@ import numpy as np
 
 from conveyor.chat import Conversation
 from conveyor.pretrained import SMOLLM2, load_gguf_tokenizer, smollm2_gguf
-from data_checks.stats import approximate_tokens
+from data_checks.stats import TokenTally, approximate_tokens
 
 __all__ = [
     "APPROXIMATE_CHAT",
@@ -28,24 +28,31 @@ APPROXIMATE_CHAT = (
     "approximation: one token per CJK or full-width character, ceil(other characters / 4), "
     "+ 4 template tokens per turn"
 )
-ChatTokens = Callable[[Sequence[Conversation]], np.ndarray]
+ChatTokens = Callable[[Sequence[Conversation]], TokenTally]
 
 
-def approximate_chat_tokens(conversations: Sequence[Conversation]) -> np.ndarray:
+def approximate_chat_tokens(conversations: Sequence[Conversation]) -> TokenTally:
     """Tokens per conversation without a tokenizer (:func:`approximate_tokens`), 4 per turn."""
-    return np.asarray(
-        [sum(approximate_tokens(m.content) + 4 for m in c.messages) for c in conversations],
-        dtype=np.int64,
+    return TokenTally(
+        np.asarray(
+            [sum(approximate_tokens(m.content) + 4 for m in c.messages) for c in conversations],
+            dtype=np.int64,
+        )
     )
 
 
 def template_chat_tokens(tokenizer: Any) -> ChatTokens:
-    """Tokens per conversation as the tokenizer's chat template renders it."""
+    """Tokens per conversation as the tokenizer's chat template renders it, and how many are
+    its unknown token (None for a tokenizer without one)."""
+    unknown_id = getattr(tokenizer, "unk_token_id", None)
 
-    def count(conversations: Sequence[Conversation]) -> np.ndarray:
+    def count(conversations: Sequence[Conversation]) -> TokenTally:
         texts = [tokenizer.apply_chat_template(c.as_dicts(), tokenize=False) for c in conversations]
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return np.asarray([len(row) for row in ids], dtype=np.int64)
+        lengths = np.asarray([len(row) for row in ids], dtype=np.int64)
+        if unknown_id is None:
+            return TokenTally(lengths)
+        return TokenTally(lengths, sum(list(row).count(unknown_id) for row in ids))
 
     return count
 

@@ -77,7 +77,8 @@ def chat_checks(
     tokens: ChatTokens,
     method: str,
 ) -> list[Check]:
-    """Duplicates, prompt and text leakage against train, and token truncation, per split."""
+    """Duplicates, prompt and text leakage against train, token truncation and the share of
+    unknown tokens, per split."""
     keys = {
         name: _Keys(
             pd.Series([prompt_key(c.prompt) for c in rows]),
@@ -97,9 +98,9 @@ def chat_checks(
             found.append(data_gates.check_leakage(name, leakage(train.texts, key.texts), limit))
             found.append(_prompt_leakage(name, leakage(train.prompts, key.prompts), limit))
     for name, rows in conversations.items():
-        counted = tokens(rows)
+        tally = tokens(rows)
         check = data_gates.check_truncation(
-            name, counted, max_length, checks.max_truncated_share, method
+            name, tally.lengths, max_length, checks.max_truncated_share, method
         )
         found.append(
             Check(
@@ -110,6 +111,9 @@ def chat_checks(
                 details=check.details,
             )
         )
+        if tally.unknown is not None:
+            total, limit = int(tally.lengths.sum()), checks.max_unknown_token_share
+            found.append(data_gates.check_unknown_tokens(name, tally.unknown, total, limit))
     return found
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_checks.stats import approximate_tokens
+from data_checks.stats import TokenTally, approximate_tokens
 
 __all__ = ["APPROXIMATION", "TokenCounter", "TokenTally", "token_counter"]
 
@@ -33,15 +33,6 @@ _BATCH = 10_000
 MAX_TOKENIZED_ROWS = 100_000
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TokenTally:
-    """Tokens per text, and how many of all of them are the tokenizer's unknown token
-    (None: no tokenizer, or one without an unknown token, such as byte-level BPE)."""
-
-    lengths: np.ndarray
-    unknown: int | None = None
 
 
 def _unknown_id(tokenizer: Any) -> int | None:

@@ -123,3 +123,6 @@ def test_the_shipped_chinese_chat_data_passes_its_recipes_checks() -> None:
     report = validate_recipe(recipe)
     assert report.status is Status.PASSED, [c.line() for c in report.failures]
     assert len(_crosswoz_rows()) == report.splits["validation"]["rows"] == 201
+    unknown = {c.split: c.details for c in report.checks if c.name == "unknown_tokens"}
+    assert set(unknown) == {"train", "validation", "test"}  # SmolLM2's bytes read every text
+    assert all(d["unknown"] == 0 and d["tokens"] > 30_000 for d in unknown.values())
