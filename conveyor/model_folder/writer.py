@@ -54,6 +54,33 @@ def _dump(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _staged(parent: Path, fill: Callable[[Path], ModelKind], base: BaseRef | None = None) -> Path:
+    """``fill(staging)`` writes the files and says the kind; the manifest is written last and
+    the folder renamed to its hash (atomic on one disk), or removed when anything fails."""
+    staging = parent / f".staging-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    try:
+        kind = fill(staging)
+        write_manifest(staging, kind, file_hashes(staging), base)
+        final = parent / _folder_name(staging)
+        if final.exists():
+            shutil.rmtree(staging)
+        else:
+            staging.rename(final)
+        return final
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _common_files(
+    staging: Path, metrics: dict[str, Any], recipe: dict[str, Any], lineage: dict[str, Any]
+) -> None:
+    _dump(staging / "metrics.json", metrics)
+    _dump(staging / "lineage.json", lineage)
+    (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+
 def write_model_folder(
     models_dir: Path,
     deployment: str,
@@ -72,10 +99,8 @@ def write_model_folder(
     ``label_names`` makes it a classifier; without them it is a causal LM; with ``base``
     (``model`` being a peft model) it is a LoRA adapter on that base: adapter weights only.
     """
-    parent = models_dir / deployment
-    staging = parent / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    try:
+
+    def fill(staging: Path) -> ModelKind:
         if base is not None:
             model.save_pretrained(str(staging), safe_serialization=True)
             _dump(staging / "base.json", base.model_dump(mode="json"))
@@ -84,22 +109,12 @@ def write_model_folder(
         tokenizer.save_pretrained(staging)
         if label_names is not None:
             _dump(staging / "label_map.json", {name: i for i, name in enumerate(label_names)})
-        _dump(staging / "metrics.json", metrics)
-        _dump(staging / "lineage.json", lineage)
-        (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-        kind = ModelKind.CLASSIFIER if label_names is not None else ModelKind.CAUSAL_LM
+        _common_files(staging, metrics, recipe, lineage)
         if base is not None:
-            kind = ModelKind.LORA_ADAPTER
-        write_manifest(staging, kind, file_hashes(staging), base)
-        final = parent / _folder_name(staging)
-        if final.exists():
-            shutil.rmtree(staging)
-        else:
-            staging.rename(final)
-        return final
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            return ModelKind.LORA_ADAPTER
+        return ModelKind.CLASSIFIER if label_names is not None else ModelKind.CAUSAL_LM
+
+    return _staged(models_dir / deployment, fill, base)
 
 
 def write_gguf_folder(
@@ -115,22 +130,11 @@ def write_gguf_folder(
     """A GGUF version's folder: ``write_model(path)`` writes ``model.gguf``; the tokenizer
     (chat template, token counts), metrics, recipe and lineage beside it; staged and renamed
     to its hash like every model folder."""
-    parent = models_dir / deployment
-    staging = parent / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    try:
+
+    def fill(staging: Path) -> ModelKind:
         write_model(staging / "model.gguf")
         tokenizer.save_pretrained(staging)
-        _dump(staging / "metrics.json", metrics)
-        _dump(staging / "lineage.json", lineage)
-        (staging / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-        write_manifest(staging, ModelKind.GGUF, file_hashes(staging))
-        final = parent / _folder_name(staging)
-        if final.exists():
-            shutil.rmtree(staging)
-        else:
-            staging.rename(final)
-        return final
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _common_files(staging, metrics, recipe, lineage)
+        return ModelKind.GGUF
+
+    return _staged(models_dir / deployment, fill)

@@ -35,9 +35,14 @@ from serving.engine._kv_batch import KVBatch, prefill_inputs
 from serving.engine._request import Call, Counts, Request, eos_ids
 from serving.engine._sampling import next_tokens
 from serving.engine._text import TextState
-from serving.engine.limits import GREEDY_BELOW, context_length
-from serving.engine.params import DecodeError, EngineClosed, SamplingParams, TokenEvent
-from serving.refusal import InvalidRequest
+from serving.engine.limits import GREEDY_BELOW, check_fits, context_length
+from serving.engine.params import (
+    DecodeError,
+    EngineClosed,
+    SamplingParams,
+    TokenEvent,
+    collect,
+)
 
 __all__ = ["BASE_ADAPTER", "DecodeEngine"]
 
@@ -99,15 +104,7 @@ class DecodeEngine:
 
     def check(self, prompt_tokens: int, params: SamplingParams, adapter: str | None = None) -> None:
         """InvalidRequest when the request cannot run here; called before it queues."""
-        if prompt_tokens < 1:
-            raise InvalidRequest("the prompt is empty: give at least one token", field="prompt")
-        if prompt_tokens + params.max_tokens > self.context:
-            raise InvalidRequest(
-                f"the prompt has {prompt_tokens} tokens and max_tokens is {params.max_tokens}: "
-                f"{prompt_tokens + params.max_tokens} in all, more than this model's context "
-                f"of {self.context}",
-                field="max_tokens",
-            )
+        check_fits(prompt_tokens, params.max_tokens, self.context)
         if adapter is not None and adapter not in self.adapters():
             raise DecodeError(f"engine {self.name!r} holds no adapter {adapter!r}")
 
@@ -154,13 +151,7 @@ class DecodeEngine:
         self, prompt_ids: Sequence[int], params: SamplingParams, adapter: str | None = None
     ) -> tuple[str, TokenEvent]:
         """The whole output text and the last event (usage and finish reason)."""
-        parts: list[str] = []
-        last: TokenEvent | None = None
-        async for event in self.stream(prompt_ids, params, adapter):
-            parts.append(event.text)
-            last = event
-        assert last is not None, "a stream ends with a finish event"
-        return "".join(parts), last
+        return await collect(self.stream(prompt_ids, params, adapter))
 
     def stats(self) -> dict[str, float | int]:
         c = self._counts

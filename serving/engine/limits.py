@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from serving.refusal import InvalidRequest
+
 __all__ = [
     "GREEDY_BELOW",
     "MAX_SEED",
@@ -19,6 +21,7 @@ __all__ = [
     "MIN_SEED",
     "MIN_TEMPERATURE",
     "TOP_P_ABOVE",
+    "check_fits",
     "context_length",
 ]
 
@@ -52,3 +55,15 @@ def context_length(model: Any, tokenizer: Any) -> int | None:
     if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < _NO_LIMIT:
         return limit
     return None
+
+
+def check_fits(prompt_tokens: int, max_tokens: int, context: int) -> None:
+    """InvalidRequest when a prompt is empty or it and its answer cannot fit ``context``."""
+    if prompt_tokens < 1:
+        raise InvalidRequest("the prompt is empty: give at least one token", field="prompt")
+    if prompt_tokens + max_tokens > context:
+        raise InvalidRequest(
+            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}: "
+            f"{prompt_tokens + max_tokens} in all, more than this model's context of {context}",
+            field="max_tokens",
+        )

@@ -22,9 +22,14 @@ from typing import Any
 
 from conveyor.llamacpp import Chunk, LlamaCppModel
 from serving.engine._exit import close_at_exit
-from serving.engine.limits import GREEDY_BELOW
-from serving.engine.params import DecodeError, EngineClosed, SamplingParams, TokenEvent
-from serving.refusal import InvalidRequest
+from serving.engine.limits import GREEDY_BELOW, check_fits
+from serving.engine.params import (
+    DecodeError,
+    EngineClosed,
+    SamplingParams,
+    TokenEvent,
+    collect,
+)
 
 __all__ = ["LlamaCppEngine"]
 
@@ -80,15 +85,7 @@ class LlamaCppEngine:
 
     def check(self, prompt_tokens: int, params: SamplingParams, adapter: str | None = None) -> None:
         """InvalidRequest when the request cannot run here; called before it queues."""
-        if prompt_tokens < 1:
-            raise InvalidRequest("the prompt is empty: give at least one token", field="prompt")
-        if prompt_tokens + params.max_tokens > self.context:
-            raise InvalidRequest(
-                f"the prompt has {prompt_tokens} tokens and max_tokens is {params.max_tokens}: "
-                f"{prompt_tokens + params.max_tokens} in all, more than this model's context "
-                f"of {self.context}",
-                field="max_tokens",
-            )
+        check_fits(prompt_tokens, params.max_tokens, self.context)
         if adapter is not None:
             raise DecodeError(f"engine {self.name!r} (llama.cpp) holds no adapter {adapter!r}")
 
@@ -122,13 +119,7 @@ class LlamaCppEngine:
         self, prompt_ids: Sequence[int], params: SamplingParams, adapter: str | None = None
     ) -> tuple[str, TokenEvent]:
         """The whole output text and the last event (usage and finish reason)."""
-        parts: list[str] = []
-        last: TokenEvent | None = None
-        async for event in self.stream(prompt_ids, params, adapter):
-            parts.append(event.text)
-            last = event
-        assert last is not None, "a stream ends with a finish event"
-        return "".join(parts), last
+        return await collect(self.stream(prompt_ids, params, adapter))
 
     def _event(self, call: _Call, chunk: Chunk) -> TokenEvent:
         if chunk.finish_reason is None:

@@ -3,6 +3,7 @@ it hands back, and how it fails."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from serving.engine.limits import (
@@ -16,7 +17,7 @@ from serving.engine.limits import (
 )
 from serving.refusal import InvalidRequest
 
-__all__ = ["DecodeError", "EngineClosed", "SamplingParams", "TokenEvent"]
+__all__ = ["DecodeError", "EngineClosed", "SamplingParams", "TokenEvent", "collect"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,14 @@ class DecodeError(RuntimeError):
 
 class EngineClosed(DecodeError):
     """The engine was closed before this request finished."""
+
+
+async def collect(events: AsyncIterator[TokenEvent]) -> tuple[str, TokenEvent]:
+    """A whole answer from an engine's stream: its text and the last event (usage, finish)."""
+    parts: list[str] = []
+    last: TokenEvent | None = None
+    async for event in events:
+        parts.append(event.text)
+        last = event
+    assert last is not None, "a stream ends with a finish event"
+    return "".join(parts), last
