@@ -60,40 +60,19 @@ class Arm:
 
 def _register(settings: Settings, deployment: str) -> str:
     """SmolLM2-135M-Instruct as an fp32 causal-lm version of ``deployment``, promoted."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from conveyor.model_folder import register_model_folder, write_model_folder
     from conveyor.pretrained import SMOLLM2, resolve_pretrained
-    from conveyor.recipe import Recipe
     from conveyor.registry import open_registry
-    from serving.control.rollout import promote
+    from testbed.versions import register_llm
 
     base = resolve_pretrained(SMOLLM2, settings.cache_dir)
     assert base is not None
-    data = Path(__file__).resolve().parents[1] / "data" / "e2e_nlg"
-    recipe = Recipe.model_validate(
-        {
-            "name": deployment, "task": "causal-lm",
-            "data": {"train": str(data / "train.jsonl"),
-                     "validation": str(data / "validation.jsonl"),
-                     "test": str(data / "test.jsonl"), "format": "chat", "label_field": None},
-            "model": {"base": SMOLLM2, "max_length": 192},
-            "serving": {"max_new_tokens": MAX_TOKENS},
-        }
-    )  # fmt: skip
     registry = open_registry(settings)
-    folder = write_model_folder(
-        settings.models_dir, deployment,
-        AutoModelForCausalLM.from_pretrained(str(base.path)),
-        AutoTokenizer.from_pretrained(str(base.path)),
-        label_names=None, metrics={}, recipe=recipe.model_dump(mode="json"), lineage={},
+    version = register_llm(
+        registry, settings, base.path, max_new_tokens=MAX_TOKENS, deployment=deployment,
+        max_length=192,
     )  # fmt: skip
-    record = register_model_folder(
-        registry, folder, recipe=recipe, metrics={}, data_fingerprint=None, reason="bench"
-    )
-    promote(registry, record.version, canary_percent=0, timeout=5)
     registry.close()
-    return record.version
+    return version
 
 
 def _prepare(settings: Settings, quant: str) -> tuple[str, str]:

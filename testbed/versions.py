@@ -66,30 +66,33 @@ def register_llm(
     *,
     max_new_tokens: int = 400,
     serving: dict[str, Any] | None = None,
+    deployment: str = DEPLOYMENT,
+    data: dict[str, Any] | None = None,
+    gates: dict[str, Any] | None = None,
+    max_length: int = 512,
 ) -> str:
-    """The tiny Llama in ``folder`` as a causal-lm version of DEPLOYMENT, promoted."""
+    """The causal LM in ``folder`` (a tiny Llama, or a real base) as a version of
+    ``deployment``, promoted. ``data`` and ``gates`` are recipe sections, for a version whose
+    gates are run later (its chat splits, its generation gate)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from conveyor.model_folder import register_model_folder, write_model_folder
     from serving.control.rollout import promote
 
+    placeholder_splits = {"train": "t.jsonl", "validation": "v.jsonl", "test": "t.jsonl"}
     recipe = Recipe.model_validate(
         {
-            "name": DEPLOYMENT,
+            "name": deployment,
             "task": "causal-lm",
-            "data": {
-                "train": "t.jsonl",
-                "validation": "v.jsonl",
-                "test": "t.jsonl",
-                "label_field": None,
-            },
-            "model": {"base": str(folder), "max_length": 512},
+            "data": {**(data or placeholder_splits), "label_field": None},
+            "model": {"base": str(folder), "max_length": max_length},
             "serving": {"max_new_tokens": max_new_tokens, **(serving or {})},
+            **({"gates": gates} if gates else {}),
         }
     )
     written = write_model_folder(
         settings.models_dir,
-        DEPLOYMENT,
+        deployment,
         AutoModelForCausalLM.from_pretrained(str(folder)),
         AutoTokenizer.from_pretrained(str(folder)),
         label_names=None,

@@ -11,61 +11,40 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.model_folder import register_model_folder, write_model_folder
-from conveyor.recipe import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
-from serving.control.rollout import promote
 from testbed.paths import REPO_ROOT
 from testbed.tiny_models import write_tiny_llama
-from testbed.versions import DEPLOYMENT
+from testbed.versions import DEPLOYMENT, register_llm
 
 pytestmark = pytest.mark.integration
 E2E = REPO_ROOT / "data" / "e2e_nlg"
 
 
 def _register(registry: Registry, settings: Settings, folder: Path, **generation: float) -> str:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    recipe = Recipe.model_validate(
-        {
-            "name": DEPLOYMENT,
-            "task": "causal-lm",
-            "data": {
-                "train": str(E2E / "train.jsonl"),
-                "validation": str(E2E / "validation.jsonl"),
-                "test": str(E2E / "test.jsonl"),
-                "format": "chat",
-                "label_field": None,
-            },
-            "model": {"base": str(folder), "max_length": 192},
-            "gates": {
-                "generation": {
-                    "max_prompts": 6,
-                    "max_new_tokens": 8,
-                    "batch_size": 3,
-                    "task_check": "e2e-facts",
-                    **generation,
-                }
-            },  # fmt: skip
-            "serving": {"max_new_tokens": 16},
-        }
+    """The tiny Llama as a chat version over E2E whose generation gate is cheap."""
+    return register_llm(
+        registry,
+        settings,
+        folder,
+        max_new_tokens=16,
+        data={
+            "train": str(E2E / "train.jsonl"),
+            "validation": str(E2E / "validation.jsonl"),
+            "test": str(E2E / "test.jsonl"),
+            "format": "chat",
+        },
+        gates={
+            "generation": {
+                "max_prompts": 6,
+                "max_new_tokens": 8,
+                "batch_size": 3,
+                "task_check": "e2e-facts",
+                **generation,
+            }
+        },
+        max_length=192,
     )
-    written = write_model_folder(
-        settings.models_dir,
-        DEPLOYMENT,
-        AutoModelForCausalLM.from_pretrained(str(folder)),
-        AutoTokenizer.from_pretrained(str(folder)),
-        label_names=None,
-        metrics={},
-        recipe=recipe.model_dump(mode="json"),
-        lineage={"seed": 0},
-    )
-    record = register_model_folder(
-        registry, written, recipe=recipe, metrics={}, data_fingerprint=None, reason="test"
-    )
-    promote(registry, record.version, canary_percent=0, timeout=5)
-    return record.version
 
 
 def _convert(*args: str) -> subprocess.CompletedProcess[str]:
