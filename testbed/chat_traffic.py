@@ -10,10 +10,8 @@ client that leaves) are kept apart in ``dropped``: never lost, never 2xx.
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import json
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from functools import cache
 from typing import Any
 
 from testbed.paths import E2E_DIR
-from testbed.traffic import Answer
+from testbed.traffic import Answer, ClientFleet
 from testbed.versions import DEPLOYMENT
 
 __all__ = ["ChatRequest", "ChatTraffic", "e2e_prompts", "tokens_used", "varied_openai"]
@@ -107,22 +105,15 @@ def _stream_status(status: int, body: bytes) -> int:
 
 
 @dataclass
-class ChatTraffic:
-    """``clients`` closed-loop clients sending ``request(client, i)`` to 127.0.0.1:``port``."""
+class ChatTraffic(ClientFleet[ChatRequest]):
+    """Closed-loop clients of the OpenAI routes sending ``request(client, i)``; a dropped
+    connection is retried once, a stream the client leaves on purpose kept in ``dropped``."""
 
-    port: int
-    clients: int = 8
     request: ChatMaker = field(default_factory=varied_openai)
-    timeout: float = 30.0
-    max_seconds: float = 180.0
-    answers: list[Answer] = field(default_factory=list)
-    dropped: list[Answer] = field(default_factory=list)  # streams the client left on purpose
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    timeout: float = field(default=30.0, kw_only=True)
 
-    def _connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+    def _ask(self, client: int, index: int) -> ChatRequest:
+        return self.request(client, index)
 
     def _read(
         self, response: http.client.HTTPResponse, drop_after: int | None
@@ -142,7 +133,6 @@ class ChatTraffic:
     def _send(
         self, conn: http.client.HTTPConnection, client: int, asked: ChatRequest
     ) -> tuple[Answer, bool]:
-        """One request's answer, and whether the client left its stream on purpose."""
         start, sent_at = time.perf_counter(), time.monotonic()
         response: http.client.HTTPResponse | None = None
         body, left, broken = b"", False, False
@@ -167,44 +157,3 @@ class ChatTraffic:
             header("x-model-role"), body,
         )  # fmt: skip
         return answer, left
-
-    def _client(self, client: int) -> None:
-        conn = self._connect()
-        deadline = time.monotonic() + self.max_seconds
-        index = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            asked = self.request(client, index)
-            answer, left = self._send(conn, client, asked)
-            if answer.status == 0 and answer.seconds < self.timeout:  # dropped: retry once
-                conn = self._connect()
-                again, left = self._send(conn, client, asked)
-                answer = dataclasses.replace(
-                    again, sent_at=answer.sent_at, seconds=answer.seconds + again.seconds,
-                    retried=True,
-                )  # fmt: skip
-            index += 1
-            with self._lock:
-                (self.dropped if left else self.answers).append(answer)
-            if answer.status == 0 or left:
-                conn = self._connect()
-                if answer.status == 0:
-                    time.sleep(0.05)  # a refused connection answers at once: do not spin
-
-    def __enter__(self) -> ChatTraffic:
-        for client in range(self.clients):
-            thread = threading.Thread(target=self._client, args=(client,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=2 * self.timeout + 5)
-
-    def between(self, start: float, end: float | None = None) -> list[Answer]:
-        """Answers to requests sent in [start, end) (monotonic clock)."""
-        with self._lock:
-            return [
-                a for a in self.answers if a.sent_at >= start and (end is None or a.sent_at < end)
-            ]

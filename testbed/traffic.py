@@ -15,14 +15,25 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Generic, Self, TypeVar
 
 from testbed.clinc import clinc_texts
 
-__all__ = ["Answer", "Counts", "Load", "Request", "Traffic", "count", "varied_classify"]
+__all__ = [
+    "Answer",
+    "ClientFleet",
+    "Counts",
+    "Load",
+    "Request",
+    "Traffic",
+    "count",
+    "varied_classify",
+]
 
 # (path, body, headers) for the i-th request of client c
 Request = Callable[[int, int], tuple[str, bytes, dict[str, str]]]
+Asked = TypeVar("Asked")  # what a fleet's client sends: a request before it is sent
 
 
 def varied_classify(
@@ -84,24 +95,95 @@ def count(answers: Sequence[Answer]) -> Counts:
 
 
 @dataclass
-class Traffic:
-    """``clients`` closed-loop clients sending ``request(client, i)`` to 127.0.0.1:``port``."""
+class ClientFleet(Generic[Asked]):
+    """``clients`` closed-loop clients of 127.0.0.1:``port``, each in its own thread; every
+    answer is kept (``dropped``: the streams a client left on purpose). A subclass says what
+    the i-th request of client c is (:meth:`_ask`) and how it is sent (:meth:`_send`)."""
 
     port: int
     clients: int = 8
-    request: Request = field(default_factory=varied_classify)
+    _: KW_ONLY
     timeout: float = 10.0
     max_seconds: float = 180.0
     # Retry once when the connection drops without an answer, as HTTP clients do for an
     # idempotent request (a keep-alive connection the server closed as the request went out).
     retry_resets: bool = True
     answers: list[Answer] = field(default_factory=list)
+    dropped: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _send(self, conn: http.client.HTTPConnection, client: int, index: int) -> Answer:
-        path, body, headers = self.request(client, index)
+    def _ask(self, client: int, index: int) -> Asked:
+        raise NotImplementedError
+
+    def _send(
+        self, conn: http.client.HTTPConnection, client: int, asked: Asked
+    ) -> tuple[Answer, bool]:
+        """One request's answer, and whether the client left its stream on purpose."""
+        raise NotImplementedError
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+
+    def _client(self, client: int) -> None:
+        conn = self._connect()
+        deadline = time.monotonic() + self.max_seconds
+        index = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            asked = self._ask(client, index)
+            answer, left = self._send(conn, client, asked)
+            if answer.status == 0 and self.retry_resets and answer.seconds < self.timeout:
+                conn = self._connect()
+                again, left = self._send(conn, client, asked)
+                answer = dataclasses.replace(
+                    again, sent_at=answer.sent_at, seconds=answer.seconds + again.seconds,
+                    retried=True,
+                )  # fmt: skip
+            index += 1
+            with self._lock:
+                (self.dropped if left else self.answers).append(answer)
+            if answer.status == 0 or left:
+                conn = self._connect()
+                if answer.status == 0:
+                    time.sleep(0.05)  # a refused connection answers at once: do not spin
+
+    def __enter__(self) -> Self:
+        for client in range(self.clients):
+            thread = threading.Thread(target=self._client, args=(client,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:  # a retried request may take two timeouts
+            thread.join(timeout=2 * self.timeout + 5)
+
+    def between(self, start: float, end: float | None = None) -> list[Answer]:
+        """Answers to requests sent in [start, end) (monotonic clock)."""
+        with self._lock:
+            return [
+                a for a in self.answers if a.sent_at >= start and (end is None or a.sent_at < end)
+            ]
+
+
+@dataclass
+class Traffic(ClientFleet[tuple[str, bytes, dict[str, str]]]):
+    """Closed-loop clients sending ``request(client, i)`` and keeping whole answers."""
+
+    request: Request = field(default_factory=varied_classify)
+
+    def _ask(self, client: int, index: int) -> tuple[str, bytes, dict[str, str]]:
+        return self.request(client, index)
+
+    def _send(
+        self,
+        conn: http.client.HTTPConnection,
+        client: int,
+        asked: tuple[str, bytes, dict[str, str]],
+    ) -> tuple[Answer, bool]:
+        path, body, headers = asked
         start, sent_at = time.perf_counter(), time.monotonic()
         try:
             headers = {"content-type": "application/json", **headers}
@@ -110,8 +192,10 @@ class Traffic:
             payload = response.read()
         except (OSError, http.client.HTTPException):
             conn.close()
-            return Answer(client, sent_at, time.perf_counter() - start, 0, False, None, None, b"")
-        return Answer(
+            return Answer(
+                client, sent_at, time.perf_counter() - start, 0, False, None, None, b""
+            ), False
+        answer = Answer(
             client,
             sent_at,
             time.perf_counter() - start,
@@ -121,45 +205,7 @@ class Traffic:
             response.getheader("x-model-role"),
             payload,
         )
-
-    def _client(self, client: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-        deadline = time.monotonic() + self.max_seconds
-        index = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            answer = self._send(conn, client, index)
-            if answer.status == 0 and self.retry_resets and answer.seconds < self.timeout:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                again = self._send(conn, client, index)
-                answer = dataclasses.replace(
-                    again, sent_at=answer.sent_at, seconds=answer.seconds + again.seconds,
-                    retried=True,
-                )  # fmt: skip
-            index += 1
-            with self._lock:
-                self.answers.append(answer)
-            if answer.status == 0:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                time.sleep(0.05)  # a refused connection answers at once: do not spin
-
-    def __enter__(self) -> Traffic:
-        for client in range(self.clients):
-            thread = threading.Thread(target=self._client, args=(client,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=self.timeout + 5)
-
-    def between(self, start: float, end: float | None = None) -> list[Answer]:
-        """Answers to requests sent in [start, end) (monotonic clock)."""
-        with self._lock:
-            return [
-                a for a in self.answers if a.sent_at >= start and (end is None or a.sent_at < end)
-            ]
+        return answer, False
 
 
 @dataclass
