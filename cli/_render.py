@@ -132,6 +132,47 @@ def render_version(record: VersionRecord, aliases: dict[str, str | None]) -> str
     return "\n".join(lines)
 
 
+PARENT_KEYS = ("converted_from", "distilled_from")  # what a derived version's metrics name
+
+
+def derived_versions(
+    record: VersionRecord, versions: Sequence[VersionRecord]
+) -> list[VersionRecord]:
+    """The versions made from ``record`` (converted, quantized, distilled), oldest first."""
+    found = [v for v in versions if record.version in (v.metrics.get(k) for k in PARENT_KEYS)]
+    return sorted(found, key=lambda v: v.number)
+
+
+def _method(record: VersionRecord) -> str:
+    m = record.metrics
+    setting = m.get("quant") or (f"{m['student_layers']} layers" if "student_layers" in m else "")
+    return f"{m.get('method', '?')} {setting}".strip()
+
+
+def render_derived(children: Sequence[VersionRecord]) -> list[str]:
+    """Each compressed child with its method, status and verdict, speed and size beside it."""
+    from gates.footprint import footprint  # the gates package is heavy: only when needed
+
+    if not children:
+        return []
+    rows = []
+    for child in children:
+        verdict = child.verdict or {}
+        theirs = verdict.get("champion_metrics") or {}
+        against = f" vs {verdict.get('champion')}" if verdict.get("champion") else ""
+        rows.append(
+            (
+                child.version,
+                _method(child),
+                child.status,
+                (verdict.get("reason") or "not judged") + against,
+                footprint(verdict.get("candidate_metrics") or {}, theirs) or "-",
+            )
+        )
+    headers = ("version", "method", "status", "verdict", "speed and size (child vs judged against)")
+    return ["", "compressed children:", format_table(headers, rows)]
+
+
 def render_history(moves: Sequence[AliasMove]) -> str:
     rows = [
         (when(m.at), m.alias, m.from_version or "-", m.to_version or "-", m.actor, m.reason)

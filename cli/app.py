@@ -13,6 +13,7 @@ from cli import _context
 from cli.convert_cmd import convert
 from cli.demo_cmd import demo
 from cli.deploy_cmd import deploy, watch
+from cli.distil_cmd import distil
 from cli.evaluate_cmd import evaluate
 from cli.keys_cmd import keys_app
 from cli.models_cmd import models_app
@@ -41,6 +42,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(traffic_app, name="traffic")
 app.command("train")(train)
 app.command("convert")(convert)
+app.command("distil")(distil)
 app.command("validate")(validate)
 app.command("evaluate")(evaluate)
 app.command("demo")(demo)

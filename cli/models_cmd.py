@@ -9,9 +9,11 @@ import typer
 
 from cli import _context
 from cli._render import (
+    derived_versions,
     format_table,
     json_text,
     render_audit,
+    render_derived,
     render_history,
     render_version,
     when,
@@ -64,13 +66,17 @@ def show(
     ],
     as_json: JsonFlag = False,
 ) -> None:
-    """Everything about one version: lineage, metrics, gate verdict."""
+    """Everything about one version: lineage, metrics, gate verdict, and the versions made
+    from it (int8, GGUF, distilled students) with their verdicts, speed and size."""
     registry = _context.registry()
     record = registry.resolve(version)
+    children = derived_versions(record, registry.list_versions(record.deployment))
     if as_json:
-        typer.echo(json_text(asdict(record)))
+        payload = asdict(record) | {"compressed_children": [asdict(c) for c in children]}
+        typer.echo(json_text(payload))
         return
-    typer.echo(render_version(record, registry.aliases(record.deployment)))
+    lines = [render_version(record, registry.aliases(record.deployment)), *render_derived(children)]
+    typer.echo("\n".join(lines))
 
 
 @models_app.command("history")

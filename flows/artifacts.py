@@ -106,10 +106,18 @@ def publish_promotion(deployment: str, lines: list[str]) -> None:
     )
 
 
-def publish_conversion(deployment: str, lines: list[str], parity_report: str) -> None:
-    """The conversion's outcome and its parity gate's report (against the parent version)."""
+def publish_conversion(
+    deployment: str,
+    lines: list[str],
+    parity_report: str,
+    *,
+    stage: str = "conversion",
+    what: str = "GGUF conversion",
+) -> None:
+    """A conversion's or compression's outcome and its parity gate's report (against the
+    parent version); ``stage`` keys the artifact, ``what`` describes it."""
     create_markdown_artifact(
         "\n".join(lines) + "\n\n" + parity_report,
-        key=_key(deployment, "conversion"),
-        description="GGUF conversion and its parity gate",
+        key=_key(deployment, stage),
+        description=f"{what} and its parity gate",
     )

@@ -1,7 +1,9 @@
 """Convert a version for llama.cpp and judge it: parity with its parent, then the champion.
 
 Plain wiring of two stages (``conversion`` writes and registers the GGUF version, ``gates``
-judges it), shared by ``conveyor convert`` and the retrain flow's convert task. The parity
+judges it), shared by ``conveyor convert`` and the retrain flow's convert task;
+:func:`judge_derived` is the judging itself, shared with the compressed candidates
+(:mod:`flows.compress`). The parity
 gate is the chat gates against the parent version with the recipe's ``convert`` tolerances
 (headline drop, fact-error rise); the champion gate is the usual one, skipped when the
 champion is the parent itself (parity already judged that pair).
@@ -9,6 +11,7 @@ champion is the parent itself (parity already judged that pair).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +21,17 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from gates import GateOutcome, evaluate_version, find_champion
 
-__all__ = ["ConvertOutcome", "convert_and_judge", "parity_overrides"]
+__all__ = [
+    "ConvertOutcome",
+    "convert_and_judge",
+    "judge_derived",
+    "parity_overrides",
+]
 
 
 @dataclass(frozen=True)
 class ConvertOutcome:
-    version: str  # the new GGUF version
+    version: str  # the new version (GGUF, int8 ONNX, a distilled student)
     parent: str
     parity: GateOutcome
     champion: GateOutcome | None
@@ -39,6 +47,40 @@ def parity_overrides(max_headline_drop: float, max_fact_error_rise: float) -> li
     ]
 
 
+def judge_derived(
+    registry: Registry,
+    settings: Settings,
+    version: str,
+    parent: str,
+    *,
+    parity: Sequence[str],
+    against: str = "production",
+    out_dir: Path | None = None,
+) -> ConvertOutcome:
+    """``version`` (made from ``parent``: converted, quantized, distilled) judged against
+    ``parent`` with the ``parity`` overrides of the gates, then against ``against``."""
+    judged_parity = evaluate_version(
+        registry,
+        settings,
+        version,
+        against=parent,
+        overrides=parity,
+        out_dir=out_dir / "parity" if out_dir else None,
+    )
+    reason = f"parity with {parent}: {judged_parity.verdict.reason}"
+    if not judged_parity.verdict.passed:
+        return ConvertOutcome(version, parent, judged_parity, None, False, reason)
+    champion_record = find_champion(registry, registry.resolve(version), against)
+    if champion_record is None or champion_record.version == parent:
+        return ConvertOutcome(version, parent, judged_parity, None, True, reason)
+    judged = evaluate_version(
+        registry, settings, version, against=champion_record.version, out_dir=out_dir
+    )
+    return ConvertOutcome(
+        version, parent, judged_parity, judged, judged.verdict.passed, judged.verdict.reason
+    )
+
+
 def convert_and_judge(
     registry: Registry,
     settings: Settings,
@@ -52,29 +94,13 @@ def convert_and_judge(
     parent = registry.resolve(ref)
     tolerances = Recipe.model_validate(parent.recipe).convert
     converted = convert_version(registry, settings, parent.version, quant=quant)
-    parity = evaluate_version(
+    overrides = parity_overrides(tolerances.max_headline_drop, tolerances.max_fact_error_rise)
+    return judge_derived(
         registry,
         settings,
         converted.version,
-        against=parent.version,
-        overrides=parity_overrides(tolerances.max_headline_drop, tolerances.max_fact_error_rise),
-        out_dir=out_dir / "parity" if out_dir else None,
-    )
-    if not parity.verdict.passed:
-        reason = f"parity with {parent.version}: {parity.verdict.reason}"
-        return ConvertOutcome(converted.version, parent.version, parity, None, False, reason)
-    champion_record = find_champion(registry, converted, against)
-    if champion_record is None or champion_record.version == parent.version:
-        reason = f"parity with {parent.version}: {parity.verdict.reason}"
-        return ConvertOutcome(converted.version, parent.version, parity, None, True, reason)
-    judged = evaluate_version(
-        registry, settings, converted.version, against=champion_record.version, out_dir=out_dir
-    )
-    return ConvertOutcome(
-        converted.version,
         parent.version,
-        parity,
-        judged,
-        judged.verdict.passed,
-        judged.verdict.reason,
+        parity=overrides,
+        against=against,
+        out_dir=out_dir,
     )

@@ -25,6 +25,7 @@ from flows.tasks import (
     evaluate_candidate,
     package_model,
     promote_model,
+    quantize_candidate,
     reconcile_rollout,
     train_model,
     validate_data,
@@ -71,6 +72,21 @@ def _converted(
         return version
     outcome["version"] = converted["version"]
     return str(converted["version"])
+
+
+def _quantized(
+    recipe: Recipe, version: str, champion: str | None, registry: Registry, outcome: dict[str, Any]
+) -> str:
+    """The version to promote: its int8 ONNX child when the recipe asks for one and it keeps
+    parity, else the version itself (the refusal is in the outcome)."""
+    if recipe.compress.quantize.to != "onnx-int8":
+        return version
+    quantized = quantize_candidate(version, champion, registry)
+    outcome["quantization"] = quantized
+    if not quantized["passed"]:
+        return version
+    outcome["version"] = quantized["version"]
+    return str(quantized["version"])
 
 
 @flow(name="retrain", flow_run_name="retrain {recipe}", log_prints=True)
@@ -129,6 +145,7 @@ def retrain(
         _rename_run(f"{loaded.name}: {version} passed, not promoted")
     else:
         version = _converted(loaded, version, champion, registry, outcome)
+        version = _quantized(loaded, version, champion, registry, outcome)
         outcome["package"] = package_model(version, registry)
         promotion = promote_model(loaded.name, version, canary_percent, bake_seconds, registry)
         outcome["promotion"] = promotion

@@ -31,6 +31,7 @@ __all__ = [
     "evaluate_candidate",
     "package_model",
     "promote_model",
+    "quantize_candidate",
     "reconcile_rollout",
     "train_model",
     "validate_data",
@@ -166,6 +167,36 @@ def convert_candidate(
     publish_conversion(deployment, lines, outcome.parity.report)
     get_run_logger().info("conversion of %s: %s (%s)", version, verdict, outcome.reason)
     return {"version": outcome.version, "passed": outcome.passed, "reason": outcome.reason}
+
+
+@task(name="quantize-onnx-int8", cache_policy=NO_CACHE)
+def quantize_candidate(version: str, champion: str | None, registry: Registry) -> dict[str, Any]:
+    """The passing classifier written as an int8 ONNX graph, judged against it (parity) and
+    the champion; the outcome, its speed and size, and the parity report are an artifact."""
+    from flows.compress import quantize_and_judge
+    from gates import footprint
+
+    outcome = quantize_and_judge(registry, load_settings(), version, against=champion or "none")
+    parity = outcome.parity
+    speed = footprint(parity.candidate.metrics, parity.champion.metrics if parity.champion else {})
+    verdict = "passed" if outcome.passed else "refused"
+    lines = [
+        f"# {outcome.version}: int8 ONNX of {version}, {verdict}",
+        "",
+        f"- {outcome.reason}",
+        f"- against {version}: {speed or 'no figures'}",
+        f"- parity report: `{parity.report_path}`",
+    ]
+    publish_conversion(
+        version.split(":")[0], lines, parity.report, stage="quantize", what="int8 ONNX"
+    )
+    get_run_logger().info("int8 quantization of %s: %s (%s)", version, verdict, outcome.reason)
+    return {
+        "version": outcome.version,
+        "passed": outcome.passed,
+        "reason": outcome.reason,
+        "footprint": speed,
+    }
 
 
 @task(name="package", cache_policy=NO_CACHE, retries=1, retry_condition_fn=_retry_unless_user_error)

@@ -10,6 +10,7 @@ plug-ins in ``plugins/``.
 """
 
 from gates.bootstrap import Interval, bootstrap_interval, paired_difference_interval
+from gates.footprint import footprint
 from gates.run import GateOutcome, evaluate_version, find_champion
 from gates.text.decide import decide
 from gates.text.scoring import ClassificationScores, score_classification
@@ -26,6 +27,7 @@ __all__ = [
     "decide",
     "evaluate_version",
     "find_champion",
+    "footprint",
     "paired_difference_interval",
     "score_classification",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "Verdict",
     "at_least",
     "at_most",
+    "headline_drop",
     "perplexity_rise",
     "significance",
 ]
@@ -133,6 +134,22 @@ def significance(gain: Interval | None, metric: str, champion: str) -> GateCheck
     return GateCheck("significant_gain", gain.low, 0.0, ">", "pass" if ok else "fail", detail)
 
 
+def headline_drop(gain: Interval | None, metric: str, champion: str, ceiling: float) -> GateCheck:
+    """The headline's drop against ``champion`` (a parent, for a compressed candidate) within
+    ``ceiling``, judged on the paired estimate; its interval is in the detail."""
+    if gain is None:
+        detail = "no paired interval computed"
+        return GateCheck("max_headline_drop", None, ceiling, "<=", "fail", detail)
+    drop = -gain.estimate
+    ok = drop <= ceiling
+    detail = (
+        f"{metric} drop vs {champion}: {drop:.4f} {'<=' if ok else '>'} {ceiling:.4f} "
+        f"(change {gain.estimate:+.4f}, {gain.confidence:.0%} CI "
+        f"[{gain.low:+.4f}, {gain.high:+.4f}])"
+    )
+    return GateCheck("max_headline_drop", drop, ceiling, "<=", "pass" if ok else "fail", detail)
+
+
 def _reason(checks: list[GateCheck], champion: Judged | None, compared: bool, alone: str) -> str:
     failed = [c for c in checks if c.failed]
     if failed:
@@ -155,6 +172,7 @@ class GateKind(Generic[E]):
     regressions: Callable[[E, E, GatesSection], list[GateCheck]]
     headline: Callable[[E, GatesSection], str]
     alone: str  # how the reason names a candidate judged without a champion
+    drop_ceiling: Callable[[GatesSection], float | None] | None = None  # headline vs champion
 
     def __call__(
         self, candidate: E, champion: E | None, gates: GatesSection, gain: Interval | None = None
@@ -173,6 +191,9 @@ class GateKind(Generic[E]):
             checks.append(GateCheck("champion_evaluated", None, None, "", "warn", detail))
         if compared and champion is not None:
             checks += self.regressions(candidate, champion, gates)
+            ceiling = self.drop_ceiling(gates) if self.drop_ceiling else None
+            if ceiling is not None:
+                checks.append(headline_drop(gain, headline, champion.version, ceiling))
             if gates.require_significant_gain:
                 checks.append(significance(gain, headline, champion.version))
         passed = not any(c.failed for c in checks)

@@ -2,13 +2,16 @@
 
 ``run(recipe, settings, launch=LaunchSpec(...))`` is the stage's entry point: in this
 process or through the DeepSpeed launcher, it fine-tunes, writes the model folder and
-registers the version. ``evaluate`` scores a model on encoded data. Nothing here talks
+registers the version. ``evaluate`` scores a model on encoded data; ``distil_version``
+trains a smaller student of a registered version on its soft targets. Nothing here talks
 to Prefect or BentoML.
 """
 
 from training.checkpoints import TrainState
 from training.data import Encoded, LabelMap, collate, epoch_batches
 from training.dispatch import run, spec_for
+from training.distil import DistillationError
+from training.distil_version import distil_version, parse_student
 from training.errors import (
     BaseModelError,
     LabelMismatchError,
@@ -23,6 +26,7 @@ from training.metrics import accuracy, evaluate, macro_f1, predict
 
 __all__ = [
     "BaseModelError",
+    "DistillationError",
     "Encoded",
     "LabelMap",
     "LabelMismatchError",
@@ -36,7 +40,9 @@ __all__ = [
     "accuracy",
     "checkpoint_dir",
     "collate",
+    "distil_version",
     "epoch_batches",
+    "parse_student",
     "evaluate",
     "fine_tune",
     "macro_f1",

@@ -39,7 +39,8 @@ from training.data import (
 )
 from training.data.chat import encode_chat, read_chat, read_training_chats
 from training.data.text import read_training_texts
-from training.errors import ResumeError
+from training.distil import Distiller, Teacher, student_from
+from training.errors import LabelMismatchError, ResumeError
 from training.loop import FitResult, LoopSettings, eval_batch_size, fit
 from training.lora import LoraSettings, wrap_with_lora
 from training.modeling import (
@@ -114,8 +115,20 @@ def _logit_width(recipe: Recipe, prepared: Prepared) -> int | None:
     return int(getattr(prepared.model.config, "vocab_size", 0)) or None
 
 
-def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
-    """Read and tokenize the splits and build the model the recipe names."""
+def _student(teacher: Teacher, label_names: tuple[str, ...] | None) -> Distiller:
+    """The distillation module: a student from every other layer of ``teacher``."""
+    if teacher.label_names is not None and teacher.label_names != label_names:
+        raise LabelMismatchError(
+            f"the training data's labels are not {teacher.version}'s: a student learns its "
+            "teacher's classes, in its order"
+        )
+    student = student_from(teacher.model, teacher.settings.layers)
+    return Distiller(student, teacher.model, teacher.settings)
+
+
+def prepare(recipe: Recipe, work_dir: Path, teacher: Teacher | None = None) -> Prepared:
+    """Read and tokenize the splits and build the model the recipe names (or, given a
+    ``teacher``, a student distilled from it: :mod:`training.distil`)."""
     data, max_length = recipe.data, recipe.model.max_length
     train_texts: list[str] = []
     val_texts: list[str] = []
@@ -130,7 +143,11 @@ def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
     if recipe.task is Task.CLASSIFICATION:
         labels = LabelMap.from_labels(train_labels)
         val_ids = labels.ids(val_labels, "validation")
-        model = build_classifier(recipe.model.base, labels, dict(recipe.model.config))
+        model = (
+            _student(teacher, labels.names)
+            if teacher
+            else build_classifier(recipe.model.base, labels, dict(recipe.model.config))
+        )
         tokenizer = load_tokenizer(resolve_base(recipe.model.base))
         train = encode_classification(
             tokenizer, train_texts, labels.ids(train_labels, "train"), max_length
@@ -140,7 +157,11 @@ def prepare(recipe: Recipe, work_dir: Path) -> Prepared:
     else:
         overrides = {k: v for k, v in recipe.model.config.items() if k != "vocab_size"}
         tokenizer = _causal_tokenizer(recipe, train_texts, work_dir / "tokenizer")
-        model = build_causal_lm(recipe.model.base, tokenizer, max_length, overrides)
+        model = (
+            _student(teacher, None)
+            if teacher
+            else build_causal_lm(recipe.model.base, tokenizer, max_length, overrides)
+        )
         if recipe.data.format is DataFormat.CHAT:
             train = encode_chat(tokenizer, read_training_chats(data.train_files()), max_length).data
             validation = encode_chat(
@@ -203,8 +224,13 @@ def fine_tune(
     show_progress: bool = True,
     registry: Registry | None = None,
     deepspeed_config: dict[str, Any] | None = None,
+    teacher: Teacher | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune the recipe's model with DeepSpeed, write the model folder, register it.
+
+    With ``teacher`` the model is a student distilled from it (:mod:`training.distil`);
+    ``lineage`` is recorded beside the data's (and, as plain values, in the metrics).
 
     ``deepspeed_config`` (an ``infra/deepspeed/*.json``) merges over conveyor's config;
     the recipe's ``training.deepspeed`` merges over both.
@@ -216,7 +242,7 @@ def fine_tune(
     directory = checkpoint_dir(settings, recipe.name)
     rank = int(os.environ.get("RANK", "0"))
     _start(directory, resume, fingerprint, recipe, rank)
-    prepared = prepare(recipe, directory)
+    prepared = prepare(recipe, directory, teacher)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     total = _total_steps(recipe, len(prepared.train), world)
     on_gpu = t.gpus > 0 and torch.cuda.is_available()
@@ -281,7 +307,10 @@ def fine_tune(
     state_dict = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else None
     if engine.global_rank != 0:
         return TrainResult(None, None, metrics, result.state.step, result.stopped_early)
-    return _publish(recipe, settings, prepared, result, metrics, fingerprint, state_dict, registry)
+    derived = lineage or {}
+    return _publish(
+        recipe, settings, prepared, result, metrics, fingerprint, state_dict, registry, derived
+    )
 
 
 def _publish(
@@ -293,8 +322,11 @@ def _publish(
     fingerprint: str,
     state_dict: dict[str, Any] | None,
     registry: Registry | None,
+    derived: dict[str, Any],
 ) -> TrainResult:
     lineage: dict[str, Any] = {"data_fingerprint": fingerprint, "base_model": recipe.model.base}
+    lineage |= derived
+    metrics = {**metrics, **{k: v for k, v in derived.items() if not isinstance(v, dict)}}
     if recipe.data.extra:  # which captured rows (a reviewed traffic export) it trained on
         lineage["extra_data"] = captured_lineage(recipe.data.extra)
     base = None

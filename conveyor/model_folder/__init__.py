@@ -8,7 +8,13 @@ through :func:`register_model_folder`. A folder says which kind of model it hold
 from conveyor.model_folder.adapter import ADAPTER_FILES, base_ref_for, resolve_base_ref
 from conveyor.model_folder.errors import ArtifactError
 from conveyor.model_folder.hashing import NOT_CONTENT, content_sha256, file_sha256, verify_content
-from conveyor.model_folder.loading import GGUF_FILE, LoadedModel, load_model
+from conveyor.model_folder.loading import (
+    GGUF_FILE,
+    ONNX_INT8_FILE,
+    WEIGHT_FILES,
+    LoadedModel,
+    load_model,
+)
 from conveyor.model_folder.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -20,7 +26,12 @@ from conveyor.model_folder.manifest import (
 from conveyor.model_folder.register import register_model_folder
 from conveyor.model_folder.tags import bento_model_tag
 from conveyor.model_folder.weights import load_pretrained_in_memory
-from conveyor.model_folder.writer import MODEL_FILES, write_gguf_folder, write_model_folder
+from conveyor.model_folder.writer import (
+    MODEL_FILES,
+    write_gguf_folder,
+    write_model_folder,
+    write_onnx_int8_folder,
+)
 
 __all__ = [
     "ADAPTER_FILES",
@@ -29,6 +40,8 @@ __all__ = [
     "MANIFEST_FILE",
     "MODEL_FILES",
     "NOT_CONTENT",
+    "ONNX_INT8_FILE",
+    "WEIGHT_FILES",
     "ArtifactError",
     "BaseRef",
     "LoadedModel",
@@ -46,4 +59,5 @@ __all__ = [
     "verify_content",
     "write_gguf_folder",
     "write_model_folder",
+    "write_onnx_int8_folder",
 ]

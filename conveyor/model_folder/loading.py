@@ -23,9 +23,18 @@ from conveyor.model_folder.manifest import (
 )
 from conveyor.model_folder.weights import load_pretrained_in_memory
 
-__all__ = ["GGUF_FILE", "GGUF_SLOTS", "LoadedModel", "load_model"]
+__all__ = [
+    "GGUF_FILE",
+    "GGUF_SLOTS",
+    "ONNX_INT8_FILE",
+    "WEIGHT_FILES",
+    "LoadedModel",
+    "load_model",
+]
 
 GGUF_FILE = "model.gguf"
+ONNX_INT8_FILE = "model.int8.onnx"  # the weights of an int8 version (content, unlike model.onnx)
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", GGUF_FILE, ONNX_INT8_FILE)
 GGUF_SLOTS = 8  # sequences llama.cpp decodes together (the torch engine's batch, too)
 
 
@@ -62,8 +71,7 @@ def _checked_folder(folder: Path | str | None, expected_sha256: str | None) -> P
     path = Path(folder)
     if not path.is_dir():
         raise ArtifactError(f"artifact missing: {path} does not exist")
-    weights = ("model.safetensors", "adapter_model.safetensors", GGUF_FILE)
-    if not any((path / name).is_file() for name in weights):
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise ArtifactError(f"artifact incomplete: no model.safetensors in {path}")
     if expected_sha256:
         verify_content(path, expected_sha256)
@@ -107,6 +115,8 @@ def load_model(
     kind = manifest.kind
     if kind is ModelKind.GGUF:
         return _load_gguf(path, gguf_slots)
+    if kind is ModelKind.ONNX_INT8:
+        return _load_onnx(path)
     causal = kind is ModelKind.CAUSAL_LM
     auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
     if kind is ModelKind.LORA_ADAPTER:
@@ -146,6 +156,24 @@ def _load_gguf(path: Path, slots: int) -> LoadedModel:
         threads=torch.get_num_threads(),
     )
     return LoadedModel(path, "causal-lm", model, tokenizer, None, ModelKind.GGUF)
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    """An int8 classifier in ONNX Runtime (its threads: torch's, as set for this process),
+    with its tokenizer and label map; its config says how many labels it has."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    from conveyor.onnx_model import OnnxClassifier
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        model = OnnxClassifier(path / ONNX_INT8_FILE, threads=torch.get_num_threads())
+    except Exception as exc:  # a tokenizer, config or graph that does not read
+        raise ArtifactError(f"cannot load {path}: {first_line(exc)}") from exc
+    names = _label_names(path, config)
+    return LoadedModel(path, "classification", model, tokenizer, names, ModelKind.ONNX_INT8)
 
 
 def _default_cache_dir() -> Path:

@@ -34,15 +34,16 @@ class ModelKind(StrEnum):
     CAUSAL_LM = "causal-lm"
     LORA_ADAPTER = "lora-adapter"  # a causal LM as LoRA weights on a base named by hash
     GGUF = "gguf"  # a causal LM converted for llama.cpp (``model.gguf``), served by it
+    ONNX_INT8 = "onnx-int8"  # a classifier as an int8 ONNX graph, served by ONNX Runtime
 
     @property
     def task(self) -> str:
         """The recipe task this kind serves (``classification`` or ``causal-lm``)."""
-        return "classification" if self is ModelKind.CLASSIFIER else "causal-lm"
+        return "causal-lm" if self.is_generative else "classification"
 
     @property
     def is_generative(self) -> bool:
-        return self is not ModelKind.CLASSIFIER
+        return self not in (ModelKind.CLASSIFIER, ModelKind.ONNX_INT8)
 
 
 class BaseRef(BaseModel):

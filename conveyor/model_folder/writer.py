@@ -20,9 +20,10 @@ from typing import Any
 import yaml
 
 from conveyor.model_folder.hashing import file_hashes
+from conveyor.model_folder.loading import GGUF_FILE, ONNX_INT8_FILE
 from conveyor.model_folder.manifest import BaseRef, ModelKind, write_manifest
 
-__all__ = ["MODEL_FILES", "write_gguf_folder", "write_model_folder"]
+__all__ = ["MODEL_FILES", "write_gguf_folder", "write_model_folder", "write_onnx_int8_folder"]
 
 _ADAPTER = ("adapter_config.json", "adapter_model.safetensors")
 MODEL_FILES = (
@@ -38,7 +39,8 @@ MODEL_FILES = (
 def _folder_name(folder: Path) -> str:
     digest = hashlib.sha256()
     names = (
-        "config.json", "model.safetensors", "label_map.json", *_ADAPTER, "base.json", "model.gguf"
+        "config.json", "model.safetensors", "label_map.json", *_ADAPTER, "base.json", GGUF_FILE,
+        ONNX_INT8_FILE,
     )  # fmt: skip
     for name in names:
         path = folder / name
@@ -136,5 +138,31 @@ def write_gguf_folder(
         tokenizer.save_pretrained(staging)
         _common_files(staging, metrics, recipe, lineage)
         return ModelKind.GGUF
+
+    return _staged(models_dir / deployment, fill)
+
+
+def write_onnx_int8_folder(
+    models_dir: Path,
+    deployment: str,
+    write_model: Callable[[Path], None],
+    tokenizer: Any,
+    config: Any,
+    *,
+    label_names: tuple[str, ...],
+    metrics: dict[str, Any],
+    recipe: dict[str, Any],
+    lineage: dict[str, Any],
+) -> Path:
+    """An int8 classifier's folder: ``write_model(path)`` writes its graph (``ONNX_INT8_FILE``); the
+    config (label count), tokenizer, label map, metrics, recipe and lineage beside it."""
+
+    def fill(staging: Path) -> ModelKind:
+        write_model(staging / ONNX_INT8_FILE)
+        config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        _dump(staging / "label_map.json", {name: i for i, name in enumerate(label_names)})
+        _common_files(staging, metrics, recipe, lineage)
+        return ModelKind.ONNX_INT8
 
     return _staged(models_dir / deployment, fill)

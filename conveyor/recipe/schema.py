@@ -16,12 +16,14 @@ from pydantic import Field, PositiveInt, model_validator
 
 from conveyor.recipe._section import Section as _Section
 from conveyor.recipe.capture import CaptureSection
+from conveyor.recipe.compress import CompressSection
 from conveyor.recipe.generation import GenerationGates, GenerationTaskCheck, Language
 
 __all__ = [
     "BUILTIN_MODELS",
     "CaptureSection",
     "ChecksSection",
+    "CompressSection",
     "DataFormat",
     "DataSection",
     "DriftAction",
@@ -232,8 +234,16 @@ class GatesSection(_Section):
     )
     headline_metric: str = Field(
         default="accuracy",
-        pattern=r"^(accuracy|macro_f1)$",
-        description="Classification metric given a confidence interval and used for significance.",
+        pattern=r"^(accuracy|macro_f1|in_scope_accuracy)$",
+        description="Classification metric given a confidence interval and used for significance "
+        "(`in_scope_accuracy`: over the test examples that are not `oos_label`).",
+    )
+    max_headline_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Allowed drop of the headline metric against the champion (a compressed "
+        "version against its parent: `compress` sets it); null = not checked.",
     )
     max_perplexity_increase: float = Field(
         default=0.05, ge=0, description="Allowed relative perplexity rise against the champion."
@@ -412,11 +422,17 @@ class Recipe(_Section):
     serving: ServingSection = Field(default_factory=ServingSection)
     checks: ChecksSection = Field(default_factory=ChecksSection)
     convert: ConvertSection = Field(default_factory=ConvertSection)
+    compress: CompressSection = Field(default_factory=CompressSection)
 
     @model_validator(mode="after")
     def _fits_task(self) -> Self:
         if self.convert.to != "none" and self.task is not Task.CAUSAL_LM:
             raise ValueError("convert.to: only causal-lm versions convert to GGUF")
+        if self.compress.quantize.to != "none" and self.task is not Task.CLASSIFICATION:
+            raise ValueError(
+                "compress.quantize.to: onnx-int8 is for classifiers (a causal-lm quantizes "
+                "to GGUF: convert.to gguf)"
+            )
         if self.task is Task.CLASSIFICATION:
             if not self.data.label_field:
                 raise ValueError("data.label_field: required when task is classification")

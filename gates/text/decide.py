@@ -2,7 +2,9 @@
 
 A pure function of plain values: no model, no registry, no Prefect. Classifiers are held to
 floors on accuracy and macro-F1 and to the drop of macro-F1 and of the worst class against
-the champion; causal language models to a perplexity ceiling and its relative rise. The
+the champion (and, when the recipe sets ``max_headline_drop``, of the headline metric, with
+its paired interval: the parity gate of a compressed version); causal language models to a
+perplexity ceiling and its relative rise. The
 checks every gate shares, and the reason, are :func:`gates.verdict.GateKind`'s.
 """
 
@@ -103,6 +105,12 @@ def _headline(candidate: Evaluation, gates: GatesSection) -> str:
     return "perplexity" if candidate.task == "causal-lm" else gates.headline_metric
 
 
-decide = GateKind(_threshold_checks, _regressions, _headline, alone="first model")
+def _drop_ceiling(gates: GatesSection) -> float | None:
+    return gates.max_headline_drop
+
+
+decide = GateKind(
+    _threshold_checks, _regressions, _headline, alone="first model", drop_ceiling=_drop_ceiling
+)
 """``decide(candidate, champion, gates, gain=None) -> Verdict``: ``gain`` is the paired
 interval of candidate minus champion."""

@@ -97,9 +97,15 @@ def _ids(names: list[str], index: dict[str, int]) -> npt.NDArray[np.int64]:
 
 
 def _classification_metric(
-    truth: Indices, predicted: Indices, classes: int, metric: str
+    truth: Indices, predicted: Indices, classes: int, metric: str, oos: int | None
 ) -> Callable[[Indices], float]:
+    """The headline metric over the test rows ``rows`` (a resample, for the intervals).
+    ``in_scope_accuracy`` counts the rows whose truth is not ``oos`` (all rows without one)."""
+
     def score(rows: Indices) -> float:
+        if metric == "in_scope_accuracy":
+            kept = rows[truth[rows] != oos] if oos is not None else rows
+            return float((truth[kept] == predicted[kept]).mean()) if len(kept) else 0.0
         if metric == "accuracy":
             return float((truth[rows] == predicted[rows]).mean())
         matrix = confusion(truth[rows], predicted[rows], classes)
@@ -136,7 +142,8 @@ def _score_classification(
         oos_label=gates.oos_label,
         unknown_labels=unknown,
     )
-    metric = _classification_metric(truth, predicted, len(labels), gates.headline_metric)
+    oos = index.get(gates.oos_label) if gates.oos_label else None
+    metric = _classification_metric(truth, predicted, len(labels), gates.headline_metric, oos)
     evaluation = Evaluation(
         run.version,
         run.task,

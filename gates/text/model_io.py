@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from conveyor.model_folder import ArtifactError, LoadedModel, load_model
+from conveyor.model_folder import ONNX_INT8_FILE, ArtifactError, LoadedModel, load_model
 
 __all__ = [
     "ArtifactError",
@@ -155,4 +155,6 @@ def latency_profile(
 
 
 def model_size_mb(folder: Path) -> float:
-    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
+    """Weights on disk: the safetensors, or the graph of an int8 version."""
+    weights = [*folder.glob("*.safetensors"), *folder.glob(ONNX_INT8_FILE)]
+    return sum(p.stat().st_size for p in weights) / 1e6

@@ -1,8 +1,9 @@
 """``conveyor package``: a version into the BentoML model store, and an immutable Bento pinning it.
 
-Only safetensors (or GGUF) weights, configs and tokenizer files are copied (no pickle on the serving
-path); the Bento is built offline (``lock_packages: false``, no hub calls) and carries its
-pin in its source (:mod:`serving.bento_pin`), so the service inside serves that one model.
+Only safetensors (or GGUF, or an int8 version's ONNX graph) weights, configs and tokenizer
+files are copied (no pickle on the serving path); the Bento is built offline
+(``lock_packages: false``, no hub calls) and carries its pin in its source
+(:mod:`serving.bento_pin`), so the service inside serves that one model.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.model_folder import GGUF_FILE, ArtifactError, bento_model_tag, verify_content
+from conveyor.model_folder import (
+    WEIGHT_FILES,
+    ArtifactError,
+    ModelKind,
+    bento_model_tag,
+    read_manifest,
+    verify_content,
+)
 from conveyor.registry import Registry, VersionStatus
 from conveyor.serving_spec import serving_spec_of
 from serving.bento_pin import write_pin
@@ -29,7 +37,7 @@ log = logging.getLogger(__name__)
 # Every file of a model folder counts in its content hash, so the store's copy takes them all:
 # peft writes a model card (README.md) beside a LoRA adapter.
 ALLOWED_SUFFIXES = (
-    ".safetensors", ".gguf", ".json", ".txt", ".yaml", ".model", ".jinja", ".md"
+    ".safetensors", ".gguf", ".onnx", ".json", ".txt", ".yaml", ".model", ".jinja", ".md"
 )  # fmt: skip
 REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy")
 
@@ -44,8 +52,7 @@ class Packaged:
 
 
 def _servable_files(folder: Path) -> list[Path]:
-    weights = ("model.safetensors", "adapter_model.safetensors", GGUF_FILE)  # LoRA: the adapter
-    if not any((folder / name).is_file() for name in weights):
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):  # LoRA: the adapter
         raise ArtifactError(f"artifact incomplete: no model.safetensors in {folder}")
     pickled = [p.name for p in folder.iterdir() if p.suffix in REFUSED_SUFFIXES]
     if pickled:
@@ -86,7 +93,7 @@ def package_version(registry: Registry, ref: str, *, build_bento: bool = True) -
                 shutil.copy2(path, Path(model.path) / path.name)
             if record.content_sha256:  # the store's copy must be the registered folder
                 verify_content(model.path, record.content_sha256)
-            if record.task == "classification":
+            if read_manifest(folder).kind is ModelKind.CLASSIFIER:  # int8 is ONNX already
                 _export_onnx(Path(model.path), spec.max_length)
     onnx_report = _onnx_report(Path(model.path))
     bento_tag = _build_bento(str(model.tag), record.deployment) if build_bento else None

@@ -4,7 +4,8 @@
 exporter, opset 17, dynamic batch and sequence axes) and returns the largest absolute
 difference between ONNX Runtime's and PyTorch's logits on a parity set of texts of mixed
 lengths; over ``MAX_ABS_DIFF`` the file is removed and the version serves with PyTorch.
-``OnnxClassifier`` stands in for the PyTorch model in ``classify_texts``.
+``OnnxClassifier`` (the core's, :mod:`conveyor.onnx_model`) stands in for the PyTorch model
+in ``classify_texts``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import json
 import logging
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from conveyor.model_folder import ArtifactError, LoadedModel, file_sha256
+from conveyor.onnx_model import OPSET, OnnxClassifier, export_onnx
 
 __all__ = [
     "MAX_ABS_DIFF",
@@ -40,25 +41,6 @@ PARITY_TEXTS = (
     "what does serendipity mean",
     "x",
 )
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class OnnxClassifier:
-    """Callable like a Hugging Face classifier: ``model(**batch).logits`` (a torch tensor)."""
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-
-    def __call__(self, **batch: Any) -> Any:
-        feed = {name: batch[name].numpy() for name in self.inputs if name in batch}
-        (logits,) = self.session.run(["logits"], feed)
-        return SimpleNamespace(logits=torch.from_numpy(logits))
 
 
 def _batch(loaded: LoadedModel, texts: tuple[str, ...], max_length: int) -> dict[str, Any]:
@@ -73,25 +55,13 @@ def _batch(loaded: LoadedModel, texts: tuple[str, ...], max_length: int) -> dict
 def export_classifier(loaded: LoadedModel, out_dir: Path, max_length: int) -> float:
     """Write ``model.onnx`` (and ``onnx.json``) into ``out_dir``; the max abs logit difference."""
     model = loaded.model.eval()
-    sample = _batch(loaded, PARITY_TEXTS[:2], max_length)
-    names = [n for n in _INPUTS if n in sample]
     path = out_dir / ONNX_FILE
-    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    torch.onnx.export(
-        model,
-        tuple(sample[n] for n in names),
-        str(path),
-        input_names=names,
-        output_names=["logits"],
-        dynamic_axes=axes,
-        opset_version=17,
-        dynamo=False,
-    )
+    export_onnx(model, _batch(loaded, PARITY_TEXTS[:2], max_length), path)
     parity = _batch(loaded, PARITY_TEXTS, max_length)
     expected = model(**parity).logits.float()
     got = OnnxClassifier(path)(**parity).logits
     diff = float((got - expected).abs().max())
-    report: dict[str, Any] = {"max_abs_diff": diff, "opset": 17, "texts": len(PARITY_TEXTS)}
+    report: dict[str, Any] = {"max_abs_diff": diff, "opset": OPSET, "texts": len(PARITY_TEXTS)}
     if diff > MAX_ABS_DIFF:
         path.unlink()
         report["refused"] = f"max abs difference {diff:.3g} over {MAX_ABS_DIFF:g}"

@@ -29,6 +29,7 @@ from serving.engine.llamacpp_engine import LlamaCppEngine
 __all__ = [
     "ENGINE_MAX_BATCH",
     "GGUF_BACKEND",
+    "ONNX_INT8_BACKEND",
     "Served",
     "load_failure",
     "load_version",
@@ -41,6 +42,7 @@ FAILURE_RETRY_SECONDS = 5.0  # a refused version is tried again after 5, 10, 20 
 FAILURE_RETRY_MAX_SECONDS = 300.0
 ENGINE_MAX_BATCH = 8  # requests decoding together in one generative engine
 GGUF_BACKEND = "llama.cpp"  # the backend a GGUF version is served (and gated) with
+ONNX_INT8_BACKEND = "onnx-int8"  # an int8 classifier version: ONNX Runtime, always
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,9 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
         spec.max_length, context_length(loaded.model, loaded.tokenizer) or spec.max_length
     )
     backend = "torch"
-    if record.task == "classification" and spec.backend != "torch":
+    if loaded.kind is ModelKind.ONNX_INT8:
+        backend = ONNX_INT8_BACKEND  # the version is the graph: no PyTorch to choose
+    elif record.task == "classification" and spec.backend != "torch":
         loaded, backend = _with_onnx(loaded, folder, spec.backend, max_length)
     if loaded.kind is ModelKind.GGUF:
         engine, backend = (

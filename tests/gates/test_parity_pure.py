@@ -1,0 +1,83 @@
+"""The parity gate of a compressed candidate, with plain values: the headline's drop against
+the parent within tolerance (its paired interval in the detail), in-scope accuracy as a
+headline, speed and size beside quality, and a tolerance that is not a number."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conveyor.errors import ConveyorError
+from conveyor.recipe import load_recipe
+from conveyor.recipe.schema import GatesSection
+from gates import footprint
+from gates.bootstrap import Interval
+from gates.text.decide import decide
+from gates.text.evaluate import _classification_metric
+from gates.verdict import Evaluation
+from testbed.paths import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+PARITY = GatesSection(max_headline_drop=0.005, max_macro_f1_drop=0.005, max_class_f1_drop=0.15)
+
+
+def clf(version: str, accuracy: float) -> Evaluation:
+    return Evaluation(
+        version,
+        "classification",
+        metrics={"accuracy": accuracy, "macro_f1": accuracy},
+        per_class_f1={"a": accuracy},
+    )
+
+
+def test_a_drop_within_tolerance_passes_and_shows_its_interval() -> None:
+    change = Interval(-0.002, -0.006, 0.001, 0.95, 1000)
+    verdict = decide(clf("d:v2", 0.948), clf("d:v1", 0.950), PARITY, change)
+    assert verdict.passed, verdict.reason
+    check = next(c for c in verdict.checks if c.name == "max_headline_drop")
+    assert check.outcome == "pass" and check.value == pytest.approx(0.002)
+    assert check.detail == (
+        "accuracy drop vs d:v1: 0.0020 <= 0.0050 (change -0.0020, 95% CI [-0.0060, +0.0010])"
+    )
+
+
+def test_a_drop_beyond_tolerance_is_refused_with_the_numbers() -> None:
+    change = Interval(-0.012, -0.02, -0.004, 0.95, 1000)
+    verdict = decide(clf("d:v2", 0.938), clf("d:v1", 0.950), PARITY, change)
+    assert not verdict.passed
+    assert "accuracy drop vs d:v1: 0.0120 > 0.0050 (change -0.0120" in verdict.reason
+
+
+def test_without_a_tolerance_no_drop_check_is_made() -> None:
+    verdict = decide(clf("d:v2", 0.9), clf("d:v1", 0.9), GatesSection(), None)
+    assert "max_headline_drop" not in {c.name for c in verdict.checks}
+
+
+def test_in_scope_accuracy_leaves_out_the_oos_rows() -> None:
+    truth = np.array([0, 0, 1, 1, 2], dtype=np.int64)  # class 2 is oos
+    predicted = np.array([0, 1, 1, 1, 0], dtype=np.int64)
+    rows = np.arange(5, dtype=np.int64)
+    in_scope = _classification_metric(truth, predicted, 3, "in_scope_accuracy", 2)
+    overall = _classification_metric(truth, predicted, 3, "accuracy", 2)
+    assert in_scope(rows) == pytest.approx(3 / 4)
+    assert overall(rows) == pytest.approx(3 / 5)
+    assert in_scope(np.array([4, 4], dtype=np.int64)) == 0.0  # a resample of oos rows only
+
+
+def test_footprint_puts_speed_and_size_beside_each_other() -> None:
+    ours = {"p50_ms_batch1": 2.0, "p50_ms_batch32": 20.0, "model_size_mb": 23.0}
+    theirs = {"p50_ms_batch1": 4.0, "p50_ms_batch32": 50.0, "model_size_mb": 92.0}
+    assert footprint(ours, theirs) == (
+        "p50 batch 1 2.0 ms vs 4.0 ms (0.50x); p50 batch 32 20.0 ms vs 50.0 ms (0.40x); "
+        "weights 23.0 MB vs 92.0 MB (0.25x)"
+    )
+    assert footprint(ours, {}) == ""
+
+
+def test_a_tolerance_that_is_not_a_number_is_refused_naming_the_key() -> None:
+    recipe = REPO_ROOT / "recipes" / "clinc150-minilm.yaml"
+    with pytest.raises(ConveyorError, match=r"compress\.quantize\.max_headline_drop"):
+        load_recipe(recipe, ["compress.quantize.max_headline_drop=half a point"])
+    with pytest.raises(ConveyorError, match=r"compress\.quantize\.to"):
+        load_recipe(recipe.with_name("e2e-smollm2.yaml"), ["compress.quantize.to=onnx-int8"])
