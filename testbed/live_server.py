@@ -101,15 +101,17 @@ def running_server(
     log_dir: Path | None = None,
     torch_threads: int | None = 1,
     ready: bool = True,
+    deployment: str = DEPLOYMENT,
 ) -> Iterator[Server]:
-    """`bentoml serve` following DEPLOYMENT; its whole process group is killed on exit.
+    """`bentoml serve` following ``deployment`` (several: comma-separated); its whole process
+    group is killed on exit.
 
     ``torch_threads=None`` leaves the server's own choice (the cores shared by the workers);
     ``ready=False`` yields once it listens, ready or not."""
     port = free_port()
     log = (log_dir or settings.home) / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = serve_environment(settings, DEPLOYMENT, workers, torch_threads=torch_threads)
+    env = serve_environment(settings, deployment, workers, torch_threads=torch_threads)
     with log.open("wb") as out:
         process = subprocess.Popen(
             serve_command(port),
