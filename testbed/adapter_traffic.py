@@ -42,8 +42,11 @@ TOPICS = (
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def make_adapter(base: Path, folder: Path, seed: int, *, rank: int = 4) -> Path:
-    """A LoRA adapter on ``base`` with random B (it changes what the model writes), saved."""
+def make_adapter(
+    base: Path, folder: Path, seed: int, *, rank: int = 4, spread: float = 0.02
+) -> Path:
+    """A LoRA adapter on ``base`` with random B (of std ``spread``: it changes what the model
+    writes), saved."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -53,7 +56,7 @@ def make_adapter(base: Path, folder: Path, seed: int, *, rank: int = 4) -> Path:
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
-                param.normal_(0, 0.02)
+                param.normal_(0, spread)
     model.save_pretrained(str(folder))
     return folder
 

@@ -133,6 +133,15 @@ class _Slot:
         return SlotView(self.key, self.nbytes, self.last_used, self.leases, self.loading)
 
 
+def _keep_active(model: Any) -> None:
+    """Point the peft model's active adapter at one it holds: peft leaves it naming a deleted
+    adapter once the last one goes, and every forward then fails on it. (Requests name their
+    own adapter per row; the active one only has to exist.)"""
+    held = list(getattr(model, "peft_config", {}) or ())
+    if held and model.active_adapter not in held:
+        model.set_adapter(held[0], inference_mode=True)
+
+
 def _trim_heap() -> None:
     """Hand freed memory back to the system (glibc keeps freed tensors' pages otherwise)."""
     gc.collect()
@@ -270,9 +279,10 @@ class AdapterPool:
                 with self._lock:
                     self._bases[ref.sha256] = shared
                 return shared
-        load = lambda: shared.model.load_adapter(  # noqa: E731
-            str(path), adapter_name=name, is_trainable=False
-        )
+        def load() -> None:
+            shared.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            _keep_active(shared.model)
+
         try:
             shared.engine.call_between_steps(load).result()
         except Exception as exc:  # peft raises many types for a bad folder
@@ -359,6 +369,7 @@ class AdapterPool:
 
         def load() -> None:
             shared.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            _keep_active(shared.model)
 
         def done(future: Future[Any]) -> None:
             failed = future.exception()
@@ -395,6 +406,7 @@ class AdapterPool:
 
         def delete() -> None:
             model.delete_adapter(name)
+            _keep_active(model)
             _trim_heap()
 
         shared.engine.call_between_steps(delete, unused=name).add_done_callback(
