@@ -159,4 +159,3 @@ def spread_chat(models: Sequence[str], stream_every: int = 3) -> Request:
         return each[(client + index) % len(each)](client, index)
 
     return make
-

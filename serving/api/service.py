@@ -70,7 +70,7 @@ class ModelVersionHeader:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-model-version" for name, _ in headers):
-                    runtime = _current()
+                    runtime = _fleet.routed() if _fleet is not None else None
                     version = runtime.active_version() if runtime else None
                     headers.append((b"x-model-version", (version or "none").encode()))
                     message = {**message, "headers": headers}

@@ -21,18 +21,15 @@ or another) is ever reused by a request on the new one.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import itertools
 import logging
 import re
-import sys
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from conveyor.model_folder import (
     ArtifactError,
@@ -44,9 +41,9 @@ from conveyor.model_folder import (
     resolve_base_ref,
     verify_content,
 )
+from serving.engine._adapter_slots import AdapterBusy, AdapterEvents, Slot, keep_active, trim_heap
 from serving.engine.adapter_budget import AdapterBudget, SlotView, adapter_bytes, choose_evictions
 from serving.engine.decoding import DecodeEngine
-from serving.refusal import Unavailable
 
 __all__ = [
     "AdapterBusy",
@@ -101,57 +98,6 @@ def _checked(folder: Path | None, expected_sha256: str | None) -> tuple[Path, Ba
     return folder, manifest.base
 
 
-class AdapterBusy(Unavailable):
-    """A request's adapter is not loaded and could not be within the wait: retry shortly."""
-
-
-class AdapterEvents(Protocol):
-    """What a pool tells its worker's metrics (per version's deployment)."""
-
-    def loaded(self, version: str, seconds: float) -> None: ...
-    def evicted(self, version: str) -> None: ...
-    def waited(self, version: str, seconds: float) -> None: ...
-    def holding(self, adapters: int, nbytes: int) -> None: ...
-
-
-@dataclass
-class _Slot:
-    """One version's adapter: where it is (``name`` in the peft model, None when evicted)."""
-
-    key: str
-    version: str
-    base: str
-    folder: Path
-    nbytes: int
-    name: str | None = None
-    last_used: float = field(default_factory=time.monotonic)
-    leases: int = 0
-    loading: bool = False
-    error: str | None = None
-
-    def view(self) -> SlotView:
-        return SlotView(self.key, self.nbytes, self.last_used, self.leases, self.loading)
-
-
-def _keep_active(model: Any) -> None:
-    """Point the peft model's active adapter at one it holds: peft leaves it naming a deleted
-    adapter once the last one goes, and every forward then fails on it. (Requests name their
-    own adapter per row; the active one only has to exist.)"""
-    held = list(getattr(model, "peft_config", {}) or ())
-    if held and model.active_adapter not in held:
-        model.set_adapter(held[0], inference_mode=True)
-
-
-def _trim_heap() -> None:
-    """Hand freed memory back to the system (glibc keeps freed tensors' pages otherwise)."""
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except OSError:  # not glibc
-            pass
-
-
 class AdapterPool:
     """The shared bases of one worker process, keyed by the base's SHA-256, and the adapter
     slots on them, within ``budget``. ``single_base``: every adapter must be on the base the
@@ -174,7 +120,7 @@ class AdapterPool:
         self.single_base = single_base
         self.events = events
         self._bases: dict[str, SharedBase] = {}
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, Slot] = {}
         self._lock = threading.Lock()
         self._base_lock = threading.Lock()  # one base opened at a time
         self.loads = 0
@@ -221,7 +167,7 @@ class AdapterPool:
         self._check_base(version, ref)
         tokenizer = _tokenizer(path)
         name = adapter_name(version)
-        slot = self._reserve(_Slot(name, version, ref.sha256, path, nbytes, loading=True, leases=1))
+        slot = self._reserve(Slot(name, version, ref.sha256, path, nbytes, loading=True, leases=1))
         started = time.monotonic()
         try:
             shared = self._put(ref, path, name, tokenizer)
@@ -250,7 +196,7 @@ class AdapterPool:
                 f"server holds base sha256 {held[0].key}: one server serves one base"
             )
 
-    def _reserve(self, slot: _Slot) -> _Slot:
+    def _reserve(self, slot: Slot) -> Slot:
         """Make room for ``slot`` (evicting idle adapters) and hold its place, waiting up to
         ``wait_seconds`` for requests to let go; ArtifactError when they do not."""
         deadline = time.monotonic() + self.wait_seconds
@@ -279,9 +225,10 @@ class AdapterPool:
                 with self._lock:
                     self._bases[ref.sha256] = shared
                 return shared
+
         def load() -> None:
             shared.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-            _keep_active(shared.model)
+            keep_active(shared.model)
 
         try:
             shared.engine.call_between_steps(load).result()
@@ -363,13 +310,13 @@ class AdapterPool:
                 slot.leases -= 1
                 slot.last_used = time.monotonic()
 
-    def _reload(self, slot: _Slot, shared: SharedBase) -> None:
+    def _reload(self, slot: Slot, shared: SharedBase) -> None:
         name = adapter_name(slot.version)  # a new name: nothing of an earlier load is reused
         path, started = slot.folder, time.monotonic()
 
         def load() -> None:
             shared.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-            _keep_active(shared.model)
+            keep_active(shared.model)
 
         def done(future: Future[Any]) -> None:
             failed = future.exception()
@@ -390,7 +337,7 @@ class AdapterPool:
 
     # -- giving back ---------------------------------------------------------------------------
 
-    def _evict(self, slot: _Slot) -> None:
+    def _evict(self, slot: Slot) -> None:
         """(under the lock) Drop an idle slot's adapter from the model; it stays a slot."""
         name, slot.name = slot.name, None
         self.evictions += 1
@@ -406,8 +353,8 @@ class AdapterPool:
 
         def delete() -> None:
             model.delete_adapter(name)
-            _keep_active(model)
-            _trim_heap()
+            keep_active(model)
+            trim_heap()
 
         shared.engine.call_between_steps(delete, unused=name).add_done_callback(
             lambda _: self._tell_holding()

@@ -54,6 +54,11 @@ class Fleet:
         """The runtime the edge routed this request to; the first outside a request."""
         return current_runtime.get() or self.first
 
+    def routed(self) -> Runtime | None:
+        """The runtime this request was routed to; for several, None before routing (a
+        refusal at the edge names no deployment's version)."""
+        return current_runtime.get() or (None if self.many else self.first)
+
     def route(self, path: str, headers: Mapping[str, str], body: Any) -> Runtime:
         """The runtime a request is for: the OpenAI ``model`` (a deployment or one of its
         versions), or the ``X-Conveyor-Deployment`` header; a refusal (404 in OpenAI's shape)

@@ -10,6 +10,7 @@ A model the server does not serve is a 404 in OpenAI's shape, through the `opena
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -19,9 +20,12 @@ from pathlib import Path
 import openai
 import pytest
 
+from conveyor.errors import ConveyorError
 from conveyor.registry import Registry, RolloutState
 from conveyor.settings import Settings
+from serving.control.many import check_many, deployments_on_base
 from serving.control.rollout import promote, rollback
+from serving.engine.adapter_budget import AdapterBudget
 from testbed.adapter_traffic import failed, make_adapter, register_adapter, spread_chat
 from testbed.live_server import running_server
 from testbed.paths import REPO_ROOT
@@ -119,6 +123,14 @@ def test_serving_several_deployments_refuses_a_budget_below_one_adapter(
     assert missing.returncode == 3 and "no such deployment: lora-q" in missing.stderr
     nobase = _conveyor("serve", "--base", "no-such-base")
     assert nobase.returncode == 3 and "no-such-base" in nobase.stderr
+    assert deployments_on_base(registry, str(base)) == ["lora-a", "lora-b"]
+    other = write_tiny_llama(tmp_path / "other", smollm2_tokenizer_dir, seed=7)
+    adapter = make_adapter(other, tmp_path / "lora-c", 3)
+    promote(registry, register_adapter(registry, settings, other, adapter, deployment="lora-c"))
+    with pytest.raises(ConveyorError, match="one server serves one base") as apart:
+        check_many(registry, ["lora-a", "lora-c"], AdapterBudget())
+    hashes = re.findall(r"sha256 ([0-9a-f]{64})", str(apart.value))
+    assert len(set(hashes)) == 2, "both bases named by hash"
 
 
 def _conveyor(*args: str) -> subprocess.CompletedProcess[str]:
