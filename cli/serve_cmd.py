@@ -38,23 +38,51 @@ def package(
 
 def serve(
     deployment: Annotated[
-        str, typer.Argument(help="The deployment whose production alias to follow.")
-    ],
+        str | None, typer.Argument(help="The deployment whose production alias to follow.")
+    ] = None,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 3000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="BentoML worker processes.")] = 1,
+    deployments: Annotated[
+        str | None,
+        typer.Option("--deployments", help="Several deployments on one base: A,B,C."),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Every deployment whose production is an adapter on NAME."),
+    ] = None,
+    max_loaded_adapters: Annotated[
+        int | None,
+        typer.Option("--max-loaded-adapters", min=1, help="Adapters kept loaded per worker."),
+    ] = None,
+    adapter_memory_mb: Annotated[
+        float | None,
+        typer.Option("--adapter-memory-mb", min=0.001, help="Adapter weights kept, per worker."),
+    ] = None,
 ) -> None:
-    """Run `bentoml serve` on 127.0.0.1; every worker follows DEPLOYMENT@production."""
+    """Run `bentoml serve` on 127.0.0.1; every worker follows DEPLOYMENT@production (or each
+    of several deployments on one base; a request's `model` picks one)."""
+    from serving.control.many import check_many, served_names
     from serving.control.server import die_with_parent, serve_command, serve_environment
+    from serving.worker.runtime import adapter_budget
 
     settings = _context.settings()
-    env = serve_environment(settings, deployment, workers)
+    bounds = {"max_loaded_adapters": max_loaded_adapters, "adapter_memory_mb": adapter_memory_mb}
+    settings = settings.model_copy(update={k: v for k, v in bounds.items() if v is not None})
+    names = [deployment] if deployment and not (deployments or base) else []
+    budget = adapter_budget(settings)
+    if not names or budget.budget_bytes is not None:  # one deployment: as it always started
+        registry = _context.registry()
+        names = served_names(registry, deployment, deployments, base)
+        check_many(registry, names, budget)
+    env = serve_environment(settings, ",".join(names), workers)
     host = settings.serve_host
     child = subprocess.Popen(
         serve_command(port, host), env=env, start_new_session=True, preexec_fn=die_with_parent()
     )
     keys = "API keys required" if settings.auth_required else "no API key required"
     typer.echo(
-        f"serving {deployment} on http://{host}:{port} ({workers} workers, {keys})", err=True
+        f"serving {', '.join(names)} on http://{host}:{port} ({workers} workers, {keys})",
+        err=True,
     )
     try:
         sys.exit(child.wait())

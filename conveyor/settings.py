@@ -141,14 +141,39 @@ class Settings(BaseSettings):
     )
     serve_deployment: str | None = Field(
         default=None,
-        description="Process-internal: the deployment a serving worker follows, set by "
-        "`conveyor serve` for its own workers.",
+        description="Process-internal: the deployment a serving worker follows (several, "
+        "comma-separated, for a server of many on one base), set by `conveyor serve` for "
+        "its own workers.",
+    )
+    max_loaded_adapters: int | None = Field(
+        default=None,
+        ge=1,
+        description="LoRA adapters one serving worker keeps loaded at once; the least "
+        "recently used idle one is evicted to load another (`conveyor serve "
+        "--max-loaded-adapters`); default: no bound.",
+    )
+    adapter_memory_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Megabytes of LoRA adapter weights one serving worker keeps loaded "
+        "(`--adapter-memory-mb`); one adapter over it is refused; default: no bound.",
+    )
+    adapter_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request for an evicted adapter waits for its load (and for "
+        "room) before a 503 with Retry-After.",
     )
     bento_model: str | None = Field(
         default=None,
         description="Overrides the model a packaged Bento serves, which `conveyor package` "
         "pins in the Bento's source (serving/bento_pin.json).",
     )
+
+    def served_deployments(self) -> list[str]:
+        """The deployments a serving worker follows (``serve_deployment``, comma-separated)."""
+        names = (self.serve_deployment or "").split(",")
+        return [name.strip() for name in names if name.strip()]
 
     @model_validator(mode="after")
     def _auth_beyond_loopback(self) -> Settings:

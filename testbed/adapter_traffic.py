@@ -30,6 +30,7 @@ __all__ = [
     "make_adapter",
     "p99_ms",
     "register_adapter",
+    "spread_chat",
     "varied_chat",
 ]
 
@@ -41,8 +42,11 @@ TOPICS = (
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def make_adapter(base: Path, folder: Path, seed: int, *, rank: int = 4) -> Path:
-    """A LoRA adapter on ``base`` with random B (it changes what the model writes), saved."""
+def make_adapter(
+    base: Path, folder: Path, seed: int, *, rank: int = 4, spread: float = 0.02
+) -> Path:
+    """A LoRA adapter on ``base`` with random B (of std ``spread``: it changes what the model
+    writes), saved."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -52,7 +56,7 @@ def make_adapter(base: Path, folder: Path, seed: int, *, rank: int = 4) -> Path:
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
-                param.normal_(0, 0.02)
+                param.normal_(0, spread)
     model.save_pretrained(str(folder))
     return folder
 
@@ -64,19 +68,20 @@ def register_adapter(
     adapter: Path,
     *,
     serving: dict[str, Any] | None = None,
+    deployment: str = DEPLOYMENT,
 ) -> str:
-    """The adapter as a ``lora-adapter`` version of DEPLOYMENT on ``base`` (pinned by hash)."""
+    """The adapter as a ``lora-adapter`` version of ``deployment`` on ``base`` (pinned by hash)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     ref, _ = base_ref_for(str(base), settings.cache_dir)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base)), str(adapter))
     folder = write_model_folder(
-        settings.models_dir, DEPLOYMENT, model, AutoTokenizer.from_pretrained(str(base)),
+        settings.models_dir, deployment, model, AutoTokenizer.from_pretrained(str(base)),
         label_names=None, metrics={}, recipe={}, lineage={}, base=ref,
     )  # fmt: skip
     record = registry.register_version(
-        DEPLOYMENT, task="causal-lm", base_model=str(base), recipe={}, artifact_uri=str(folder),
+        deployment, task="causal-lm", base_model=str(base), recipe={}, artifact_uri=str(folder),
         serving_spec={"max_new_tokens": 32, **(serving or {})},
         content_sha256=content_sha256(folder),
     )  # fmt: skip
@@ -143,3 +148,14 @@ def alias_to_full(answers: Sequence[Answer], moved: float, target: str) -> float
     answered (a request is routed when it arrives; 0 when all of them came from ``target``)."""
     late = [a.sent_at for a in answers if a.sent_at >= moved and a.version != target]
     return max(0.0, max(late, default=moved) - moved)
+
+
+def spread_chat(models: Sequence[str], stream_every: int = 3) -> Request:
+    """:func:`varied_chat` spread over several deployments, in turn: request ``i`` of client
+    ``c`` names ``models[(c + i) % len(models)]``."""
+    each = [varied_chat(model, stream_every) for model in models]
+
+    def make(client: int, index: int) -> tuple[str, bytes, dict[str, str]]:
+        return each[(client + index) % len(each)](client, index)
+
+    return make

@@ -103,8 +103,8 @@ def running_server(
     ready: bool = True,
     deployment: str = DEPLOYMENT,
 ) -> Iterator[Server]:
-    """`bentoml serve` following ``deployment`` (default DEPLOYMENT); its whole process group
-    is killed on exit.
+    """`bentoml serve` following ``deployment`` (several: comma-separated); its whole process
+    group is killed on exit.
 
     ``torch_threads=None`` leaves the server's own choice (the cores shared by the workers);
     ``ready=False`` yields once it listens, ready or not."""

@@ -27,6 +27,7 @@ from serving.api.openai.responses import error_body
 from serving.api.validation import RequestError, status_of
 from serving.refusal import Refusal, RefusalKind
 from serving.worker.access import Refused, current_app, retry_after_header
+from serving.worker.fleet import current_runtime
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -171,12 +172,24 @@ async def _read_body(receive: Callable[[], Awaitable[Any]]) -> bytes:
             return b"".join(chunks)
 
 
-class EdgeGuard:
-    """ASGI middleware; reads the worker's runtime through ``get_runtime`` (set at startup)."""
+Router = Callable[[str, dict[str, str], Any], Any]  # (path, headers, parsed body) -> runtime
 
-    def __init__(self, app: Any, get_runtime: Callable[[], Any]) -> None:
+
+class EdgeGuard:
+    """ASGI middleware; reads the worker's runtime through ``get_runtime`` (set at startup).
+
+    A worker serving several deployments gives ``get_router``: then the body is read first,
+    and the router picks the deployment's runtime (its gate, limits and bound) from it."""
+
+    def __init__(
+        self,
+        app: Any,
+        get_runtime: Callable[[], Any],
+        get_router: Callable[[], Router | None] = lambda: None,
+    ) -> None:
         self.app = app
         self.get_runtime = get_runtime
+        self.get_router = get_router
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         runtime = self.get_runtime()
@@ -186,13 +199,21 @@ class EdgeGuard:
         if scope["type"] != "http" or scope["path"] not in MODEL_PATHS or runtime is None:
             await self.app(scope, receive, send)
             return
-        admitted = await self._admit(scope, receive, send, runtime)
+        read: bytes | None = None
+        router = self.get_router()
+        if router is not None:
+            routed = await self._route(scope, receive, send, runtime, router)
+            if routed is None:
+                return
+            runtime, read = routed
+        admitted = await self._admit(scope, receive, send, runtime, read)
         if admitted is None:
             return
         app, body = admitted
         runtime.metrics.admission.labels(runtime.deployment, app, "ok").inc()
         runtime.in_flight += 1
         token = current_app.set(app)
+        routed_to = current_runtime.set(runtime)
         replayed = False
 
         async def replay() -> Any:
@@ -207,12 +228,35 @@ class EdgeGuard:
         finally:
             runtime.in_flight -= 1
             current_app.reset(token)
+            current_runtime.reset(routed_to)
+
+    async def _route(
+        self, scope: Any, receive: Any, send: Any, first: Any, router: Router
+    ) -> tuple[Any, bytes] | None:
+        """The runtime of the deployment the request names, and its body; None when it
+        names none served here (404, sent and counted here)."""
+        path = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        openai = path in OPENAI_PATHS
+        try:
+            body = await _read_body(receive)
+            parsed: Any = None
+            if openai and path != "/v1/models":
+                try:
+                    parsed = json.loads(body)
+                except (ValueError, RecursionError):  # the deployment's parse says what
+                    parsed = None
+            return router(path, headers, parsed), body
+        except Refusal as exc:
+            first.metrics.refused(first.deployment, path, status_of(exc), "-")
+            await send_error(send, exc, openai)
+            return None
 
     async def _admit(
-        self, scope: Any, receive: Any, send: Any, runtime: Any
+        self, scope: Any, receive: Any, send: Any, runtime: Any, read: bytes | None = None
     ) -> tuple[str, bytes] | None:
-        """The calling app and the request's body, or None when the request was refused
-        (the refusal is sent and counted here)."""
+        """The calling app and the request's body (``read``: already read by the router),
+        or None when the request was refused (the refusal is sent and counted here)."""
         path = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         app = "-"
@@ -227,7 +271,7 @@ class EdgeGuard:
                 app = await asyncio.to_thread(runtime.gate.admit, authorization, client=client)
             else:
                 app = runtime.gate.admit(None)
-            body = await _read_body(receive)
+            body = read if read is not None else await _read_body(receive)
             if openai and method == "POST":
                 content_type = headers.get("content-type", "")
                 parsed = parse_json(content_type, body, max_list_items=MAX_MESSAGES)

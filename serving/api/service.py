@@ -1,7 +1,8 @@
 """The BentoML service: thin glue from HTTP to the controller, the batcher and the inference code.
 
 ``conveyor serve`` starts ``bentoml serve serving.api.service:Conveyor`` with
-``CONVEYOR_SERVE_DEPLOYMENT`` set: every worker follows that deployment's production alias.
+``CONVEYOR_SERVE_DEPLOYMENT`` set: every worker follows that deployment's production alias
+(several deployments on one base, comma-separated: a request's ``model`` picks one).
 A packaged Bento serves the one model pinned in its source (:mod:`serving.bento_pin`), which
 ``CONVEYOR_BENTO_MODEL`` overrides.
 """
@@ -31,7 +32,8 @@ from serving.api.openapi import ApiFacts, OpenApiPages  # noqa: E402
 from serving.api.validation import RequestError, check_texts, status_of  # noqa: E402
 from serving.refusal import Refusal  # noqa: E402
 from serving.worker.access import current_app  # noqa: E402
-from serving.worker.runtime import Runtime, start_runtime  # noqa: E402
+from serving.worker.fleet import Fleet, start_fleet  # noqa: E402
+from serving.worker.runtime import Runtime  # noqa: E402
 
 __all__ = ["Conveyor"]
 
@@ -41,9 +43,16 @@ PINNED = pinned_model(SETTINGS.bento_model)  # from the Bento's src/; none in th
 # no FastAPI docs of its own: the Swagger page at / is the documented one, and these would
 # be served without a key (/v1/docs even loads its page from a CDN)
 admin = FastAPI(title="conveyor admin", docs_url=None, redoc_url=None, openapi_url=None)
-_runtime: Runtime | None = None
+_fleet: Fleet | None = None
 _timeout.install()  # BentoML's own timeout middleware keeps every request alive for 120 s
-admin.include_router(openai_router(lambda: _runtime))  # /v1/chat/completions, /completions, /models
+
+
+def _current() -> Runtime | None:
+    """The runtime of the deployment this request was routed to (the only one, for one)."""
+    return _fleet.current() if _fleet is not None else None
+
+
+admin.include_router(openai_router(_current, lambda: _fleet))  # chat, completions, models
 
 
 class ModelVersionHeader:
@@ -61,7 +70,8 @@ class ModelVersionHeader:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-model-version" for name, _ in headers):
-                    version = _runtime.active_version() if _runtime else None
+                    runtime = _fleet.routed() if _fleet is not None else None
+                    version = runtime.active_version() if runtime else None
                     headers.append((b"x-model-version", (version or "none").encode()))
                     message = {**message, "headers": headers}
             await send(message)
@@ -82,9 +92,9 @@ class Conveyor:
     pinned_model = bentoml.models.BentoModel(PINNED) if PINNED else None
 
     def __init__(self) -> None:
-        global _runtime
-        self.runtime = start_runtime(pinned=PINNED)
-        _runtime = self.runtime
+        global _fleet
+        self.fleet = start_fleet(pinned=PINNED)
+        _fleet = self.fleet
         # What is alive now (libraries, the first model) lives as long as the worker: keep it
         # out of the collector's full passes, which would otherwise stop every request while
         # they walk the whole heap.
@@ -92,11 +102,16 @@ class Conveyor:
         gc.freeze()
 
     def __is_ready__(self) -> bool:
-        return self.runtime.controller.ready
+        return self.fleet.ready
 
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def _shutdown(self) -> None:
-        self.runtime.stop()
+        self.fleet.stop()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime of the deployment this request was routed to."""
+        return self.fleet.current()
 
     def _refuse(self, ctx: bentoml.Context, exc: Refusal) -> dict[str, Any]:
         ctx.response.status_code = status_of(exc)
@@ -159,28 +174,33 @@ class Conveyor:
     @admin.get("/status")
     def status(self) -> dict[str, Any]:
         """Versions loaded in this worker, their roles and since when, and their figures."""
-        return self.runtime.status()
+        return self.fleet.status()
 
 
 def _api_facts() -> ApiFacts | None:
     """What the Swagger page documents: this deployment and the version serving now."""
-    if _runtime is None:
+    runtime = _current()
+    if runtime is None:
         return None
-    active = _runtime.controller.routing.active
+    active = runtime.controller.routing.active
     if active is None:
-        return ApiFacts(_runtime.deployment, None, None, keys_required=_runtime.gate.required)
+        return ApiFacts(runtime.deployment, None, None, keys_required=runtime.gate.required)
     return ApiFacts(
-        _runtime.deployment,
+        runtime.deployment,
         active.version,
         active.task,
         max_texts=active.max_texts,
         max_chars=active.max_chars,
         max_new_tokens=active.max_new_tokens,
-        keys_required=_runtime.gate.required,
+        keys_required=runtime.gate.required,
     )
 
 
 # The first added is outermost: every response, edge refusals too, passes ModelVersionHeader.
 cast(Any, Conveyor).add_asgi_middleware(ModelVersionHeader)
 cast(Any, Conveyor).add_asgi_middleware(OpenApiPages, facts=_api_facts)
-cast(Any, Conveyor).add_asgi_middleware(EdgeGuard, get_runtime=lambda: _runtime)
+cast(Any, Conveyor).add_asgi_middleware(
+    EdgeGuard,
+    get_runtime=_current,
+    get_router=lambda: _fleet.route if _fleet is not None and _fleet.many else None,
+)

@@ -32,7 +32,8 @@ def serve_environment(
     base: Mapping[str, str] | None = None,
     torch_threads: int | None = None,
 ) -> dict[str, str]:
-    """The child's environment: which deployment to follow, how many workers, the same home."""
+    """The child's environment: which deployment to follow (several: comma-separated), how
+    many workers, the adapter bounds, the same home."""
     env = dict(os.environ if base is None else base)
     env["CONVEYOR_HOME"] = str(settings.home)
     if settings.db_url:
@@ -44,6 +45,16 @@ def serve_environment(
     if settings.redis_url:
         env["CONVEYOR_REDIS_URL"] = settings.redis_url
     env["CONVEYOR_SERVE_WORKERS"] = str(workers)
+    adapter_bounds = {
+        "CONVEYOR_MAX_LOADED_ADAPTERS": settings.max_loaded_adapters,
+        "CONVEYOR_ADAPTER_MEMORY_MB": settings.adapter_memory_mb,
+        "CONVEYOR_ADAPTER_WAIT_SECONDS": settings.adapter_wait_seconds,
+    }
+    for name, value in adapter_bounds.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
     env["BENTOML_HOME"] = str(settings.bentoml_home)
     env.pop("CONVEYOR_BENTO_MODEL", None)
     cores = os.cpu_count() or 1

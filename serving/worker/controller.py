@@ -82,12 +82,18 @@ class Controller:
         poll_seconds: float = 0.2,
         heartbeat_seconds: float = 0.5,
         worker_index: int = 0,
+        adapters: AdapterPool | None = None,
+        label: str = "",
     ) -> None:
+        """``adapters``: the pool of shared bases, one per worker process, shared by the
+        controllers of a server of many deployments; ``label`` tells their heartbeats apart."""
         self.registry = registry
         self.deployment = deployment
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
-        self.worker = f"{socket.gethostname()}:{os.getpid()}:{worker_index}"
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{worker_index}" + (
+            f"/{label}" if label else ""
+        )
         self.started_at = datetime.now(UTC)
         self.routing = Routing()
         self.failures: dict[str, tuple[str, float]] = {}
@@ -108,7 +114,7 @@ class Controller:
         self._beat_lock = threading.Lock()
         self._last_beat = 0.0
         self._rng = random.Random()
-        self.adapters = AdapterPool(max_batch=ENGINE_MAX_BATCH)  # this worker's shared bases
+        self.adapters = adapters or AdapterPool(max_batch=ENGINE_MAX_BATCH)  # shared bases
         self.on_routing: Callable[[Routing], None] = _ignore  # told of each new routing
 
     # -- requests --------------------------------------------------------------------------

@@ -164,6 +164,9 @@ def load_version(record: VersionRecord, pool: AdapterPool | None = None) -> Serv
     except BaseException:
         release_version(served, pool)
         raise
+    finally:
+        if adapter is not None and pool is not None:  # checked: now it may be evicted
+            pool.unlease(adapter)
     return dataclasses.replace(served, load_seconds=time.perf_counter() - start)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from serving.canary.stats import LATENCY_BUCKETS_MS
 
-__all__ = ["WorkerMetrics"]
+__all__ = ["AdapterSeries", "WorkerMetrics"]
 
 TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OUTPUT_TOKENS_BUCKETS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -71,6 +71,7 @@ class WorkerMetrics:
             registry=into,
         )
         self._routing_series(into)
+        self.adapters = AdapterSeries(into)
         self._language_model_series(into)
         self._drift_series(into)
 
@@ -98,16 +99,16 @@ class WorkerMetrics:
             registry=into,
             multiprocess_mode="livemax",
         )
-        self._shown: set[tuple[str, str, str]] = set()
+        self._shown: dict[str, set[tuple[str, str, str]]] = {}  # per deployment
 
     def show_routing(self, deployment: str, roles: dict[str, str], canary_percent: float) -> None:
         """Set the routing gauges to what this worker holds now (``roles``: version -> role)."""
         now = {(deployment, version, role) for version, role in roles.items()}
-        for gone in self._shown - now:
+        for gone in self._shown.get(deployment, set()) - now:
             self.model_info.labels(*gone).set(0)
         for held in now:
             self.model_info.labels(*held).set(1)
-        self._shown = now
+        self._shown[deployment] = now
         self.canary_percent.labels(deployment).set(canary_percent)
 
     def _language_model_series(self, into: Any) -> None:
@@ -165,3 +166,59 @@ class WorkerMetrics:
             buckets=TEXT_CHARS_BUCKETS,
             registry=into,
         )
+
+
+def _deployment(version: str) -> str:
+    return version.split(":", 1)[0]
+
+
+class AdapterSeries:
+    """LoRA adapters on this worker's shared base: how many are loaded (and their bytes),
+    loads and evictions per deployment, and how long requests waited for a cold adapter."""
+
+    def __init__(self, into: Any) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.loaded_count = Gauge(
+            "conveyor_adapters_loaded",
+            "LoRA adapters loaded in the live workers' models",
+            registry=into,
+            multiprocess_mode="livesum",
+        )
+        self.loaded_bytes = Gauge(
+            "conveyor_adapter_bytes_loaded",
+            "Bytes of LoRA adapter weights loaded in the live workers",
+            registry=into,
+            multiprocess_mode="livesum",
+        )
+        self.loads = Counter(
+            "conveyor_adapter_loads", "Adapter loads (first and after eviction)",
+            ["deployment"], registry=into,
+        )  # fmt: skip
+        self.evictions = Counter(
+            "conveyor_adapter_evictions", "Adapters evicted to make room (least recently used)",
+            ["deployment"], registry=into,
+        )  # fmt: skip
+        self.load_seconds = Histogram(
+            "conveyor_adapter_load_seconds", "Time to load an adapter onto the shared base",
+            ["deployment"], buckets=TTFT_BUCKETS_S, registry=into,
+        )  # fmt: skip
+        self.cold_wait = Histogram(
+            "conveyor_adapter_cold_wait_seconds",
+            "How long a request waited for its evicted adapter to load again",
+            ["deployment"], buckets=TTFT_BUCKETS_S, registry=into,
+        )  # fmt: skip
+
+    def loaded(self, version: str, seconds: float) -> None:
+        self.loads.labels(_deployment(version)).inc()
+        self.load_seconds.labels(_deployment(version)).observe(seconds)
+
+    def evicted(self, version: str) -> None:
+        self.evictions.labels(_deployment(version)).inc()
+
+    def waited(self, version: str, seconds: float) -> None:
+        self.cold_wait.labels(_deployment(version)).observe(seconds)
+
+    def holding(self, adapters: int, nbytes: int) -> None:
+        self.loaded_count.set(adapters)
+        self.loaded_bytes.set(nbytes)

@@ -22,6 +22,8 @@ from conveyor.model_folder import ArtifactError
 from conveyor.registry import Registry, VersionRecord, open_registry
 from conveyor.settings import LOOPBACK_HOSTS, Settings, load_settings
 from serving.canary.routing import PINNED_ROLE
+from serving.engine.adapter_budget import AdapterBudget
+from serving.engine.adapters import AdapterPool
 from serving.engine.batcher import Batcher
 from serving.engine.decoding import DecodeEngine
 from serving.engine.inference import classify_texts, preload_model_libraries
@@ -33,12 +35,12 @@ from serving.worker.cache_redis import RedisPredictionCache, registry_namespace
 from serving.worker.capture import CaptureRecorder
 from serving.worker.controller import Controller, Routing
 from serving.worker.limits import LocalLimiter, RedisLimiter
-from serving.worker.loading import Served, load_failure, load_version
+from serving.worker.loading import ENGINE_MAX_BATCH, Served, load_failure, load_version
 from serving.worker.metrics import WorkerMetrics
 from serving.worker.profiler import ProfileRecorder
 from serving.worker.token_limits import LocalTokenLimiter, RedisTokenLimiter
 
-__all__ = ["Runtime", "start_runtime"]
+__all__ = ["Runtime", "adapter_budget", "start_runtimes"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -264,8 +266,10 @@ def _exit_when_orphaned(interval: float = 1.0) -> None:
     threading.Thread(target=watch, name="orphan-watchdog", daemon=True).start()
 
 
-def start_runtime(pinned: str | None = None) -> Runtime:
-    """Build this worker's runtime from the environment ``conveyor serve`` (or a Bento) sets."""
+def start_runtimes(pinned: str | None = None) -> list[Runtime]:
+    """This worker's runtimes, one per deployment it serves, from the environment ``conveyor
+    serve`` (or a Bento) sets. Several deployments share the batcher, the metrics and one
+    adapter pool (one base, the adapters within the settings' budget)."""
     from bentoml import server_context
 
     _exit_when_orphaned()
@@ -285,23 +289,44 @@ def start_runtime(pinned: str | None = None) -> Runtime:
         except Exception as exc:  # up and not ready, saying why: never a restart loop
             controller.failures[pinned] = (load_failure(exc), time.monotonic())
             log.error("pinned model %s does not load: %s", pinned, controller.failures[pinned][0])
-        return _assemble(controller, batcher, metrics, pinned)
-    deployment = settings.serve_deployment
-    if not deployment:
+        return [_assemble(controller, batcher, metrics, pinned)]
+    names = settings.served_deployments()
+    if not names:
         raise RuntimeError(
             "nothing to serve: this is not a packaged Bento (a Bento carries its model pin), "
             "so set CONVEYOR_SERVE_DEPLOYMENT (conveyor serve does) or CONVEYOR_BENTO_MODEL"
         )
     registry = _open_for_serving(settings)
-    controller = Controller(
-        registry,
-        deployment,
-        poll_seconds=settings.poll_seconds,
-        worker_index=index,
+    pool = AdapterPool(
+        max_batch=ENGINE_MAX_BATCH,
+        budget=adapter_budget(settings),
+        wait_seconds=settings.adapter_wait_seconds,
+        single_base=len(names) > 1,
+        events=metrics.adapters,
     )
-    controller.on_routing = _routing_gauges(metrics, deployment)
-    controller.start()
-    return _assemble(controller, batcher, metrics, None)
+    runtimes = []
+    for deployment in names:
+        controller = Controller(
+            registry,
+            deployment,
+            poll_seconds=settings.poll_seconds,
+            worker_index=index,
+            adapters=pool,
+            label=deployment if len(names) > 1 else "",
+        )
+        controller.on_routing = _routing_gauges(metrics, deployment)
+        controller.start()
+        runtimes.append(_assemble(controller, batcher, metrics, None))
+    return runtimes
+
+
+def adapter_budget(settings: Settings) -> AdapterBudget:
+    """The worker's adapter bounds, from the settings (``conveyor serve`` flags)."""
+    megabytes = settings.adapter_memory_mb
+    return AdapterBudget(
+        max_loaded=settings.max_loaded_adapters,
+        budget_bytes=round(megabytes * 2**20) if megabytes is not None else None,
+    )
 
 
 def _routing_gauges(metrics: WorkerMetrics, deployment: str) -> Callable[[Routing], None]:

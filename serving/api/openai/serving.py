@@ -6,7 +6,9 @@ limits, the in-flight bound) and read the body; here the request is parsed
 version the ``model`` field pins), held to the version's limits (:func:`check_budget`: its
 ``serving.max_new_tokens`` and the context its engine computed at load), decoded by the
 version's engine, and counted: per-version metrics, canary evidence (only when the model ran;
-its time to first token is what the judge reads) and the app's tokens.
+its time to first token is what the judge reads) and the app's tokens. A LoRA version's
+request leases its adapter for as long as it decodes (:class:`Lease`): loaded again first if
+it was evicted (up to the pool's wait, else 503 with Retry-After), never evicted under it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from jinja2 import TemplateError
+from starlette.background import BackgroundTask
 
+from conveyor.model_folder import ArtifactError
 from serving.api.edge import BODY_STATE, parse_json
 from serving.api.openai.protocol import ApiError, Kind, LlmRequest, parse_request
 from serving.api.openai.responses import (
@@ -38,8 +43,9 @@ from serving.api.openai.responses import (
 from serving.api.openai.tracking import capture_refusal, tracker_for
 from serving.api.validation import status_of
 from serving.canary.routing import PINNED_ROLE
+from serving.engine.adapters import AdapterPool
 from serving.engine.params import SamplingParams, TokenEvent
-from serving.refusal import Refusal
+from serving.refusal import Refusal, Unavailable
 from serving.worker.access import Refused, current_app
 from serving.worker.token_limits import TokenReservation
 
@@ -47,7 +53,7 @@ if TYPE_CHECKING:
     from serving.worker.loading import Served
     from serving.worker.runtime import Runtime
 
-__all__ = ["answer", "cache_key", "check_budget", "prompt_ids"]
+__all__ = ["Lease", "answer", "cache_key", "check_budget", "lease", "prompt_ids"]
 
 log = logging.getLogger(__name__)
 CACHE_TOP_K = 0  # the prediction cache's second key part: 0 marks a language-model answer
@@ -130,14 +136,42 @@ def prompt_ids(tokenizer: Any, request: LlmRequest) -> list[int]:
     return [int(t) for t in tokenizer(request.prompt)["input_ids"]]
 
 
+@dataclass
+class Lease:
+    """A request's hold on its version's adapter (``name``: in the model now); none for a
+    version without one. Released once, whichever way the request ends."""
+
+    pool: AdapterPool | None = None
+    slot: str | None = None
+    name: str | None = None
+
+    def release(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None and self.slot is not None:
+            pool.unlease(self.slot)
+
+
+async def lease(runtime: Runtime, served: Served) -> Lease:
+    """Hold ``served``'s adapter for one request, loading it if it was evicted; Unavailable
+    (503, Retry-After) when it cannot be loaded within the pool's wait."""
+    if served.adapter is None:
+        return Lease()
+    pool = runtime.controller.adapters
+    try:
+        name = await pool.acquire(served.adapter)
+    except ArtifactError as exc:  # released meanwhile, or it did not load again
+        raise Unavailable(f"{served.version} cannot answer now: {exc}") from exc
+    return Lease(pool, served.adapter, name)
+
+
 @asynccontextmanager
 async def _decoding(
-    served: Served, ids: list[int], params: SamplingParams
+    served: Served, ids: list[int], params: SamplingParams, held: Lease
 ) -> AsyncIterator[AsyncIterator[TokenEvent]]:
     """The engine's token stream, closed on the way out whatever happens (a client gone, an
     error): closing it ends that request's decoding."""
     assert served.engine is not None
-    stream = served.engine.stream(ids, params, served.adapter)
+    stream = served.engine.stream(ids, params, held.name)
     try:
         yield stream
     finally:
@@ -190,6 +224,7 @@ async def _complete(
     ids: list[int],
     budget: int,
     reservation: TokenReservation | None,
+    held: Lease,
 ) -> Response:
     rid = ("chatcmpl-" if llm.kind == "chat" else "cmpl-") + uuid.uuid4().hex
     created = int(time.time())
@@ -211,7 +246,7 @@ async def _complete(
     assert served.engine is not None
     pieces: list[str] = []
     try:
-        async with _decoding(served, ids, llm.params(budget)) as run:
+        async with _decoding(served, ids, llm.params(budget), held) as run:
             async for event in run:
                 tracker.event(event)
                 pieces.append(event.text)
@@ -242,6 +277,7 @@ async def _events(
     ids: list[int],
     budget: int,
     reservation: TokenReservation | None,
+    held: Lease,
 ) -> AsyncIterator[bytes]:
     """The server-sent events of one streamed answer; a client that goes away ends the
     decoding at the next token (the engine's stream is closed)."""
@@ -254,7 +290,7 @@ async def _events(
     try:
         if llm.kind == "chat":
             yield sse(chunk(*head, text="", role=True, with_usage=usage))
-        async with _decoding(served, ids, llm.params(budget)) as run:
+        async with _decoding(served, ids, llm.params(budget), held) as run:
             async for event in run:
                 tracker.event(event)
                 if await request.is_disconnected():
@@ -274,6 +310,7 @@ async def _events(
         yield sse(error_body(ApiError(500, f"the model failed: {type(exc).__name__}")))
     finally:
         tracker.done(failed=failed)
+        held.release()
 
 
 async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Response:
@@ -281,6 +318,7 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         return error_response(ApiError(503, "the worker is starting", retry_after=1.0))
     version: str | None = None
     picked: tuple[Served, str, LlmRequest] | None = None
+    held = Lease()
     start = time.perf_counter()
     try:
         body = getattr(request.state, BODY_STATE, None)  # parsed once, by the edge
@@ -301,12 +339,14 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         check_prompt_chars(llm, served.context)  # before any tokenizing: a cheap bound
         ids = await runtime.tokenize(prompt_ids, served.loaded.tokenizer, llm)
         budget = check_budget(llm, len(ids), cap=served.max_new_tokens, context=served.context)
+        held = await lease(runtime, served)
         app = current_app.get()
         reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
     except ValueError:
         runtime.metrics.refused(runtime.deployment, request.url.path, 400, current_app.get())
         return error_response(ApiError(400, "the body is not valid JSON", param="body"))
     except Refusal as exc:  # the request's fault: never counted against the version
+        held.release()
         if isinstance(exc, Refused):  # a limit: counted with the edge's refusals
             runtime.metrics.admission.labels(runtime.deployment, exc.app, exc.outcome).inc()
         if picked is not None:
@@ -314,9 +354,18 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         app = current_app.get()
         runtime.metrics.refused(runtime.deployment, request.url.path, status_of(exc), app)
         return error_response(exc, version)
+    except BaseException:
+        held.release()
+        raise
     if not llm.stream:
-        return await _complete(request, runtime, served, role, llm, ids, budget, reservation)
+        try:
+            args = (ids, budget, reservation, held)
+            return await _complete(request, runtime, served, role, llm, *args)
+        finally:
+            held.release()
     headers = {"X-Model-Version": served.version, "X-Model-Role": role}
     headers["Cache-Control"] = "no-cache"
-    events = _events(request, runtime, served, role, llm, ids, budget, reservation)
-    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    events = _events(request, runtime, served, role, llm, ids, budget, reservation, held)
+    after = BackgroundTask(held.release)  # the stream releases it; this, if it never ran
+    sent = "text/event-stream"
+    return StreamingResponse(events, media_type=sent, headers=headers, background=after)

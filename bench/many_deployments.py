@@ -1,0 +1,146 @@
+"""Ten LoRA deployments on one base in one `bentoml serve`, against one server per deployment.
+
+    .venv/bin/python -m bench.many_deployments [--model tiny|smollm2] [--n 10] [--seconds 20]
+
+Each deployment is a LoRA adapter (r=16 on every projection, as recipes/e2e-smollm2.yaml
+trains it) on the same base, promoted. Measured on real servers on 127.0.0.1:
+
+- memory: resident memory of the whole server (its process tree: BentoML's parent and the
+  worker) serving all N, every adapter loaded, against one server of one deployment; N
+  single-deployment servers are N times that one (computed, not started side by side);
+- cold adapters: the same server with ``--max-loaded-adapters 2``, streamed completions
+  naming the deployments in turn, so each finds its adapter evicted: time to the first token
+  (first ``data:`` event), p50/p99, beside the same requests with every adapter loaded;
+- throughput: four closed-loop clients for ``--seconds``, greedy chat of 3-6 tokens, all
+  naming one deployment, then spread over all N (no adapter bound): answers per second and
+  the ratio (goal >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.adapter_swap import _adapter, _base_folder
+from conveyor.offline import apply_offline_environment
+from conveyor.registry import Registry
+from conveyor.settings import Settings
+from serving.control.rollout import promote
+from testbed.adapter_traffic import failed, register_adapter, spread_chat, varied_chat
+from testbed.live_server import Server, running_server
+from testbed.traffic import Traffic
+
+
+def _tree_rss(server: Server) -> int:
+    root = psutil.Process(server.process.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+def _first_token_s(port: int, model: str, n: int) -> float:
+    """One streamed completion: seconds to its first event."""
+    body = {"model": model, "prompt": f"Item {n}: describe a quiet cafe.", "max_tokens": 4}
+    body |= {"temperature": 0, "stream": True}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    start = time.perf_counter()
+    conn.request("POST", "/v1/completions", json.dumps(body), {"content-type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200, (response.status, response.read())
+    head = response.read(5)  # the first event's first bytes (the body is chunked)
+    assert head == b"data:", head
+    first = time.perf_counter() - start
+    response.read()
+    conn.close()
+    return first
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _throughput(port: int, request: Any, seconds: float) -> tuple[float, int]:
+    with Traffic(port, clients=4, request=request, timeout=60) as traffic:
+        time.sleep(2.0)  # warm
+        start = time.monotonic()
+        time.sleep(seconds)
+        end = time.monotonic()
+    window = [a for a in traffic.answers if start <= a.sent_at < end]
+    return len(window) / (end - start), sum(1 for a in window if failed(a))
+
+
+def _warm_all(port: int, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        _first_token_s(port, name, i)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("smollm2", "tiny"), default="tiny")
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--cold", type=int, default=40, help="cold-adapter requests")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="bench-many-"))
+    os.environ["CONVEYOR_HOME"] = str(home)
+    settings = Settings(home=home, actor="bench")
+    apply_offline_environment(settings)
+    registry = Registry.from_url(settings.registry_url, actor="bench")
+    base = _base_folder(args.model, home)
+    names = [f"app-{i:02d}" for i in range(args.n)]
+    for seed, name in enumerate(names, start=1):
+        adapter = _adapter(base, home / f"adapter-{name}", seed)
+        version = register_adapter(registry, settings, base, adapter, deployment=name)
+        promote(registry, version, canary_percent=0, timeout=120)
+    both = ",".join(names)
+    print(f"many deployments: --model {args.model}, {args.n} LoRA deployments, load {_load()}")
+
+    with running_server(settings, deployment=names[0]) as one:
+        _warm_all(one.port, names[:1])
+        single_rss = _tree_rss(one)
+        one_rps, one_failed = _throughput(one.port, varied_chat(names[0], 1000), args.seconds)
+    with running_server(settings, deployment=both) as many:
+        _warm_all(many.port, names)
+        many_rss = _tree_rss(many)
+        warm = [_first_token_s(many.port, names[i % args.n], i) for i in range(args.cold)]
+        spread_rps, spread_failed = _throughput(many.port, spread_chat(names, 1000), args.seconds)
+        same_rps, same_failed = _throughput(many.port, varied_chat(names[0], 1000), args.seconds)
+    bounded = settings.model_copy(update={"max_loaded_adapters": 2})
+    with running_server(bounded, deployment=both) as small:
+        cold = [_first_token_s(small.port, names[i % args.n], i) for i in range(args.cold)]
+        pool = small.status()["adapter_pool"]
+
+    mb = 2**20
+    print(
+        f"  memory: one server of {args.n}: {many_rss / mb:.0f} MB RSS; one server of one: "
+        f"{single_rss / mb:.0f} MB, so {args.n} servers: {args.n * single_rss / mb:.0f} MB "
+        f"({args.n * single_rss / many_rss:.1f}x)"
+    )
+    print(
+        f"  first token, adapter loaded: p50 {1000 * statistics.median(warm):.0f} ms, "
+        f"p99 {1000 * _pct(warm, 0.99):.0f} ms; adapter evicted (bound 2 of {args.n}): "
+        f"p50 {1000 * statistics.median(cold):.0f} ms, p99 {1000 * _pct(cold, 0.99):.0f} ms "
+        f"({len(cold)} requests, {pool['loads']} loads, {pool['evictions']} evictions)"
+    )
+    print(
+        f"  throughput (4 clients, {args.seconds:g} s): one deployment's own server "
+        f"{one_rps:.2f}/s; server of {args.n}, all to one: {same_rps:.2f}/s, spread over "
+        f"{args.n}: {spread_rps:.2f}/s ({spread_rps / same_rps:.2f}x); failed: "
+        f"{one_failed + spread_failed + same_failed}"
+    )
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()
