@@ -192,6 +192,7 @@ class EdgeGuard:
         app, body = admitted
         runtime.metrics.admission.labels(runtime.deployment, app, "ok").inc()
         runtime.in_flight += 1
+        runtime.metrics.in_flight.labels(runtime.deployment).inc()
         token = current_app.set(app)
         replayed = False
 
@@ -206,6 +207,7 @@ class EdgeGuard:
             await self.app(scope, replay, send)
         finally:
             runtime.in_flight -= 1
+            runtime.metrics.in_flight.labels(runtime.deployment).dec()
             current_app.reset(token)
 
     async def _admit(
