@@ -15,6 +15,7 @@ from cli.demo_cmd import demo
 from cli.deploy_cmd import deploy, watch
 from cli.distil_cmd import distil
 from cli.evaluate_cmd import evaluate
+from cli.k8s_cmd import k8s_app
 from cli.keys_cmd import keys_app
 from cli.models_cmd import models_app
 from cli.monitor_cmd import monitor
@@ -40,6 +41,7 @@ app.add_typer(recipe_app, name="recipe")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(traffic_app, name="traffic")
+app.add_typer(k8s_app, name="k8s")
 app.command("train")(train)
 app.command("convert")(convert)
 app.command("distil")(distil)

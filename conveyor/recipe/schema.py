@@ -15,12 +15,14 @@ from typing import Any, Literal, Self
 from pydantic import Field, PositiveInt, model_validator
 
 from conveyor.recipe._section import Section as _Section
+from conveyor.recipe.autoscale import AutoscaleSection
 from conveyor.recipe.capture import CaptureSection
 from conveyor.recipe.compress import CompressSection
 from conveyor.recipe.generation import GenerationGates, GenerationTaskCheck, Language
 
 __all__ = [
     "BUILTIN_MODELS",
+    "AutoscaleSection",
     "CaptureSection",
     "ChecksSection",
     "CompressSection",
@@ -332,6 +334,7 @@ class ServingSection(_Section):
         "may ask for.",
     )
     capture: CaptureSection = Field(default_factory=CaptureSection)
+    autoscale: AutoscaleSection = Field(default_factory=AutoscaleSection)
 
 
 class DriftAction(StrEnum):

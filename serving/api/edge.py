@@ -212,6 +212,7 @@ class EdgeGuard:
         app, body = admitted
         runtime.metrics.admission.labels(runtime.deployment, app, "ok").inc()
         runtime.in_flight += 1
+        runtime.metrics.in_flight.labels(runtime.deployment).inc()
         token = current_app.set(app)
         routed_to = current_runtime.set(runtime)
         replayed = False
@@ -227,6 +228,7 @@ class EdgeGuard:
             await self.app(scope, replay, send)
         finally:
             runtime.in_flight -= 1
+            runtime.metrics.in_flight.labels(runtime.deployment).dec()
             current_app.reset(token)
             current_runtime.reset(routed_to)
 

@@ -32,6 +32,7 @@ from serving.api.openapi import ApiFacts, OpenApiPages  # noqa: E402
 from serving.api.validation import RequestError, check_texts, status_of  # noqa: E402
 from serving.refusal import Refusal  # noqa: E402
 from serving.worker.access import current_app  # noqa: E402
+from serving.worker.drain import FIRST_BYTE_TIMEOUT_S  # noqa: E402
 from serving.worker.fleet import Fleet, start_fleet  # noqa: E402
 from serving.worker.runtime import Runtime  # noqa: E402
 
@@ -82,7 +83,7 @@ class ModelVersionHeader:
 @bentoml.service(
     name="conveyor",
     workers=WORKERS,
-    traffic={"timeout": 120, "max_concurrency": 256},
+    traffic={"timeout": FIRST_BYTE_TIMEOUT_S, "max_concurrency": 256},
 )
 @bentoml.asgi_app(admin, path="/v1")
 class Conveyor:

@@ -10,7 +10,12 @@ from typing import Any
 
 from serving.canary.stats import LATENCY_BUCKETS_MS
 
-__all__ = ["AdapterSeries", "WorkerMetrics"]
+__all__ = ["IN_FLIGHT", "OUTPUT_TOKENS", "WAITING", "AdapterSeries", "WorkerMetrics"]
+
+# The series the autoscaler queries (``serving.control.k8s``): named once, here.
+IN_FLIGHT = "conveyor_in_flight_requests"
+WAITING = "conveyor_waiting_requests"
+OUTPUT_TOKENS = "conveyor_output_tokens"
 
 TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OUTPUT_TOKENS_BUCKETS = (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -72,6 +77,7 @@ class WorkerMetrics:
         )
         self._routing_series(into)
         self.adapters = AdapterSeries(into)
+        self._load_series(into)
         self._language_model_series(into)
         self._drift_series(into)
 
@@ -111,6 +117,26 @@ class WorkerMetrics:
         self._shown[deployment] = now
         self.canary_percent.labels(deployment).set(canary_percent)
 
+    def _load_series(self, into: Any) -> None:
+        from prometheus_client import Gauge
+
+        # livesum: the replica's load is its live workers' added up (the autoscaler's input)
+        self.in_flight = Gauge(
+            IN_FLIGHT,
+            "Model requests admitted and not yet answered (the autoscaler's classifier metric)",
+            ["deployment"],
+            registry=into,
+            multiprocess_mode="livesum",
+        )
+        self.waiting = Gauge(
+            WAITING,
+            "Language models: requests sent to the engine that have no output token yet "
+            "(the autoscaler's queue metric)",
+            ["deployment"],
+            registry=into,
+            multiprocess_mode="livesum",
+        )
+
     def _language_model_series(self, into: Any) -> None:
         from prometheus_client import Counter, Histogram
 
@@ -123,7 +149,7 @@ class WorkerMetrics:
             registry=into,
         )
         self.output_tokens = Histogram(
-            "conveyor_output_tokens",
+            OUTPUT_TOKENS,
             "Language models: completion tokens per answer (the _sum is every token produced)",
             version,
             buckets=OUTPUT_TOKENS_BUCKETS,

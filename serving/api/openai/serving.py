@@ -245,6 +245,7 @@ async def _complete(
         return JSONResponse(body, headers=headers)
     assert served.engine is not None
     pieces: list[str] = []
+    tracker.wait()
     try:
         async with _decoding(served, ids, llm.params(budget), held) as run:
             async for event in run:
@@ -287,6 +288,7 @@ async def _events(
     tracker = tracker_for(runtime, served, role, llm, reservation)
     failed = False
     assert served.engine is not None
+    tracker.wait()
     try:
         if llm.kind == "chat":
             yield sse(chunk(*head, text="", role=True, with_usage=usage))

@@ -37,13 +37,26 @@ class Tracker:
     last: TokenEvent | None = None
     captured: bool = False  # this request's capture sample was drawn: its text is kept
     pieces: list[str] = field(default_factory=list)
+    waiting: bool = False  # counted in the waiting gauge: sent to the engine, no token yet
 
     def __post_init__(self) -> None:
         self.captured = self.runtime.capture.sampled(self.served.capture)
 
+    def wait(self) -> None:
+        """The request goes to the engine: it waits for its first token (the autoscaler's
+        queue metric) until :meth:`event` brings one or :meth:`done` ends it."""
+        self.waiting = True
+        self.runtime.metrics.waiting.labels(self.runtime.deployment).inc()
+
+    def _stop_waiting(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.runtime.metrics.waiting.labels(self.runtime.deployment).dec()
+
     def event(self, event: TokenEvent) -> None:
         if self.first is None and event.completion_tokens > 0:
             self.first = time.perf_counter()
+            self._stop_waiting()
         self.last = event
         if self.captured and event.text:
             self.pieces.append(event.text)
@@ -68,6 +81,7 @@ class Tracker:
         )
 
     def done(self, *, failed: bool = False, executed: bool = True) -> None:
+        self._stop_waiting()
         runtime, version = self.runtime, self.served.version
         app = current_app.get()
         series = (runtime.deployment, version, self.role)
