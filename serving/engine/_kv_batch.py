@@ -8,6 +8,11 @@ whichever side is shorter; a finished one leaves by ``index_select``; columns th
 in every row are trimmed. Positions are explicit (the count of a row's real tokens before
 it), so padding never shifts a row's rotary positions: each row computes what it would
 compute alone.
+
+The cache is a plain ``DynamicCache`` of full-attention layers for every architecture, also
+for sliding-window models (Gemma 3): their mask still limits what each layer attends to, and
+since a row's real tokens are contiguous and end at the last column, column distances are
+token distances; a sliding cache would drop columns from rows at different offsets.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ def _left_pad(tensor: torch.Tensor, columns: int) -> torch.Tensor:
 def prefill_inputs(prompts: Sequence[Sequence[int]], device: torch.device) -> dict[str, Any]:
     """The forward arguments that prefill ``prompts`` together, left-padded to the longest;
     each row's positions count its own tokens, as if it ran alone."""
+    from transformers import DynamicCache
+
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), PAD_ID, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -52,6 +59,7 @@ def prefill_inputs(prompts: Sequence[Sequence[int]], device: torch.device) -> di
         "input_ids": ids.to(device),
         "attention_mask": mask.to(device),
         "position_ids": positions.to(device),
+        "past_key_values": DynamicCache(),  # full-attention layers, whatever the model
         "use_cache": True,
     }
 
