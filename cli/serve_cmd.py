@@ -47,8 +47,8 @@ def serve(
     from serving.control.server import die_with_parent, serve_command, serve_environment
 
     settings = _context.settings()
-    env = serve_environment(settings, deployment, workers)
     host = settings.serve_host
+    env = serve_environment(settings, deployment, workers, url=f"http://{host}:{port}")
     child = subprocess.Popen(
         serve_command(port, host), env=env, start_new_session=True, preexec_fn=die_with_parent()
     )

@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         description="Process-internal: the deployment a serving worker follows, set by "
         "`conveyor serve` for its own workers.",
     )
+    serve_url: str | None = Field(
+        default=None,
+        description="Process-internal: where clients reach a serving worker "
+        "(`http://127.0.0.1:3000`), set by `conveyor serve`; workers publish it in their "
+        "heartbeats so a promotion and `conveyor status` name the endpoint.",
+    )
     bento_model: str | None = Field(
         default=None,
         description="Overrides the model a packaged Bento serves, which `conveyor package` "

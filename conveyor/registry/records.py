@@ -145,6 +145,7 @@ class WorkerRecord:
     failures: dict[str, Any]
     stats: dict[str, Any]
     prewarmed_version: str | None = None  # loaded and checked, no traffic yet (a promotion's)
+    url: str | None = None  # where clients reach it (http://host:port), when its server said
 
 
 R = TypeVar("R", bound="DataclassInstance")

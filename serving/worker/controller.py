@@ -82,8 +82,10 @@ class Controller:
         poll_seconds: float = 0.2,
         heartbeat_seconds: float = 0.5,
         worker_index: int = 0,
+        url: str | None = None,
     ) -> None:
         self.registry = registry
+        self.url = url
         self.deployment = deployment
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -346,6 +348,7 @@ class Controller:
                 standby_version=routing.standby.version if routing.standby else None,
                 canary_version=routing.canary.version if routing.canary else None,
                 prewarmed_version=routing.prewarmed.version if routing.prewarmed else None,
+                url=self.url,
                 rollout_id=self._stats_rollout,
                 failures={v: reason for v, (reason, _) in failures.items()},
                 stats=self._published_stats(),

@@ -298,6 +298,7 @@ def start_runtime(pinned: str | None = None) -> Runtime:
         deployment,
         poll_seconds=settings.poll_seconds,
         worker_index=index,
+        url=settings.serve_url,
     )
     controller.on_routing = _routing_gauges(metrics, deployment)
     controller.start()
