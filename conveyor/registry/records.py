@@ -54,6 +54,7 @@ class VersionRecord:
     created_by: str
     serving_spec: dict[str, Any] = field(default_factory=dict)
     content_sha256: str | None = None
+    lineage: dict[str, Any] | None = None  # the run that made it (flow_run_id, flow_run_url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from conveyor.errors import NotFoundError
 from conveyor.registry import Registry, RolloutRecord, WorkerRecord
 from serving.canary.bake import LIVE_SECONDS
 from serving.canary.stats import VersionStats
-from serving.control.wording import clock, endpoints, how_moved, serving_now
+from serving.control.wording import clock, endpoints, how_moved, made_by, serving_now
 
 __all__ = ["deployment_status", "render_status"]
 
@@ -84,6 +84,7 @@ def deployment_status(registry: Registry, deployment: str, now: datetime) -> dic
         "production": production,
         "served_by": [w["worker"] for w in serving],  # now, from fresh heartbeats
         "endpoints": endpoints([w["url"] for w in serving]),
+        "made_by": registry.resolve(production).lineage if production else None,
         "rollout": _rollout(rollouts[0]) if rollouts else None,
         "workers": workers,
     }
@@ -125,6 +126,8 @@ def render_status(view: dict[str, Any]) -> str:
     live = sum(1 for w in view["workers"] if w["live"])
     now = serving_now(view["production"], live, view["served_by"], view["endpoints"])
     lines.append(f"  now: {now}")
+    if view["production"]:
+        lines.append(f"  {view['production']} made by: {made_by(view['made_by'])}")
     if view["rollout"] is not None:
         lines.append(_rollout_line(view["rollout"]))
     lines += [_worker_line(w) for w in view["workers"]]

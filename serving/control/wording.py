@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-__all__ = ["clock", "endpoints", "how_moved", "serving_now"]
+__all__ = ["clock", "endpoints", "how_moved", "made_by", "serving_now"]
 
 
 def clock(moment: datetime | str | None) -> str:
@@ -47,3 +48,12 @@ def serving_now(version: str | None, live: int, serving: Sequence[str], urls: Se
         return f"none of the {live} live workers serves {version} yet"
     where = f" at {', '.join(urls)}" if urls else ""
     return f"{version} served by {len(serving)} of {live} live workers{where}"
+
+
+def made_by(lineage: dict[str, Any] | None) -> str:
+    """The flow run that made a version: its UI link, or its id where no UI was known."""
+    found = lineage or {}
+    run = found.get("flow_run_id")
+    if not run:
+        return "- (not made by a Prefect flow run)"
+    return f"flow run {found.get('flow_run_url') or run}"
