@@ -9,6 +9,7 @@ from typing import Any
 
 from conveyor.markdown import figure as number
 from conveyor.registry import AliasMove, AuditRecord, VersionRecord
+from serving.control.wording import made_by
 
 __all__ = [
     "json_text",
@@ -125,6 +126,7 @@ def render_version(record: VersionRecord, aliases: dict[str, str | None]) -> str
         f"artifact:         {record.artifact_uri or '-'}",
         f"data fingerprint: {record.data_fingerprint or '-'}",
         f"created:          {when(record.created_at)} by {record.created_by}",
+        f"made by:          {made_by(record.lineage)}",
         *_metrics_table(record.metrics),
     ]
     if record.verdict is not None:

@@ -9,7 +9,7 @@ import typer
 
 from cli import _context
 
-__all__ = ["demo"]
+__all__ = ["demo", "then_lines"]
 
 DEMO_RECIPE = "recipes/clinc150-minilm.yaml"
 
@@ -110,6 +110,17 @@ def demo(
             '-H "Content-Type: application/json" '
             '-d \'{"texts": ["book a flight to paris"]}\' -i'
         )
-    typer.echo(f"then:        conveyor status {name}; conveyor models history {name} --audit")
-    typer.echo("             bash scripts/demo.sh   # again: a new model against this one")
-    typer.echo("             conveyor demo --stop   # stop the servers")
+    for line in then_lines(name):
+        typer.echo(line)
+
+
+def then_lines(name: str) -> list[str]:
+    """The demo's closing lines: what to look at, and how to get a "Run" button in the UI
+    (the demo runs the flow itself, so the Deployments page stays empty until then)."""
+    return [
+        f"then:        conveyor status {name}; conveyor models history {name} --audit",
+        f"             conveyor deploy {name}   # a Run button for this retrain on the "
+        "Prefect UI's Deployments page (nightly schedule, new-data trigger)",
+        "             bash scripts/demo.sh   # again: a new model against this one",
+        "             conveyor demo --stop   # stop the servers",
+    ]

@@ -74,8 +74,8 @@ def serve(
         registry = _context.registry()
         names = served_names(registry, deployment, deployments, base)
         check_many(registry, names, budget)
-    env = serve_environment(settings, ",".join(names), workers)
     host = settings.serve_host
+    env = serve_environment(settings, ",".join(names), workers, url=f"http://{host}:{port}")
     child = subprocess.Popen(
         serve_command(port, host), env=env, start_new_session=True, preexec_fn=die_with_parent()
     )

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         description="How long a request for an evicted adapter waits for its load (and for "
         "room) before a 503 with Retry-After.",
     )
+    serve_url: str | None = Field(
+        default=None,
+        description="Process-internal: where clients reach a serving worker "
+        "(`http://127.0.0.1:3000`), set by `conveyor serve`; workers publish it in their "
+        "heartbeats so a promotion and `conveyor status` name the endpoint.",
+    )
     bento_model: str | None = Field(
         default=None,
         description="Overrides the model a packaged Bento serves, which `conveyor package` "

@@ -20,6 +20,7 @@ from conveyor.registry import Registry, open_registry
 from conveyor.settings import load_settings
 from conveyor.splits import fingerprint_splits
 from flows.keys import run_key
+from flows.lines import outcome_text
 from flows.tasks import (
     convert_candidate,
     evaluate_candidate,
@@ -31,23 +32,32 @@ from flows.tasks import (
     validate_data,
 )
 
-__all__ = ["DEFAULT_RECIPE", "retrain"]
+__all__ = ["DEFAULT_RECIPE", "retrain", "run_tags"]
 
 DEFAULT_RECIPE = "recipes/clinc150-minilm.yaml"
 STAGE_LOGGERS = ("training", "data_checks", "gates", "conversion", "serving")
 log = logging.getLogger(__name__)
 
 
-def _rename_run(name: str) -> None:
-    """Give the run a name that says what it did (best effort: the UI shows it)."""
+def run_tags(deployment: str, version: str) -> list[str]:
+    """The tags a retrain's run carries, to find it in the UI by deployment and version."""
+    return [f"deployment:{deployment}", f"version:{version}"]
+
+
+def _rename_run(name: str, tags: list[str] | None = None) -> None:
+    """Give the run a name that says what it did and tags naming the deployment and version
+    it made (best effort: the UI shows them)."""
     from prefect.client.orchestration import get_client
 
     run_id = flow_run.get_id()
     if run_id is None:
         return
+    kept = [t for t in flow_run.get_tags() if not t.startswith(("deployment:", "version:"))]
     try:
         with get_client(sync_client=True) as client:
-            client.update_flow_run(flow_run_id=UUID(str(run_id)), name=name)
+            client.update_flow_run(
+                flow_run_id=UUID(str(run_id)), name=name, tags=[*kept, *(tags or [])]
+            )
     except Exception as exc:  # the run itself must not fail on its name
         log.warning("could not rename flow run: %s", exc)
 
@@ -138,11 +148,15 @@ def retrain(
     if version == champion:
         outcome["reason"] = f"{version} already serves {loaded.name}: nothing to promote"
         outcome["reconciled"] = reconcile_rollout(loaded.name, registry)
-        _rename_run(f"{loaded.name}: {version} already in production")
+        _rename_run(
+            f"{loaded.name}: {version} already in production", run_tags(loaded.name, version)
+        )
     elif not verdict["passed"]:
-        _rename_run(f"{loaded.name}: {version} rejected")
+        _rename_run(f"{loaded.name}: {version} rejected", run_tags(loaded.name, version))
     elif not auto_promote:
-        _rename_run(f"{loaded.name}: {version} passed, not promoted")
+        _rename_run(
+            f"{loaded.name}: {version} passed, not promoted", run_tags(loaded.name, version)
+        )
     else:
         version = _converted(loaded, version, champion, registry, outcome)
         version = _quantized(loaded, version, champion, registry, outcome)
@@ -153,6 +167,6 @@ def retrain(
         if promotion["rolled_back"]:
             outcome["reason"] = f"canary rolled back: {promotion['reason']}"
         verb = "rolled back in canary" if promotion["rolled_back"] else "promoted"
-        _rename_run(f"{loaded.name}: {version} {verb}")
-    logger.info("outcome: %s", outcome)
+        _rename_run(f"{loaded.name}: {version} {verb}", run_tags(loaded.name, version))
+    logger.info("outcome: %s", outcome_text(outcome))
     return outcome

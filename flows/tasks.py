@@ -9,11 +9,13 @@ retries are for what a retry can fix.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.runtime import flow_run
 
 from conveyor.errors import ConveyorError, ExitCode
 from conveyor.recipe import Recipe
@@ -25,6 +27,7 @@ from flows.artifacts import (
     publish_promotion,
     publish_validation,
 )
+from flows.lines import Promotion, log_line, metrics_text, promotion_lines, run_lineage
 
 __all__ = [
     "DataGateFailed",
@@ -114,7 +117,10 @@ def train_model(
     version = str(result.version)
     if profile is not None:
         registry.update_version(version, metrics={PROFILE_KEY: profile})
-    logger.info("trained %s: %s", version, result.metrics)
+    made_by = run_lineage(flow_run.get_id(), flow_run.get_flow_run_ui_url())
+    if made_by:
+        registry.update_version(version, lineage=made_by)
+    logger.info("trained %s: %s", version, metrics_text(result.metrics))
     return version
 
 
@@ -225,7 +231,8 @@ def promote_model(
     and servers load the version when they start.
     """
     from serving.canary.bake import live_workers
-    from serving.control.rollout import promote
+    from serving.control.rollout import NO_LIVE_WORKER, promote
+    from serving.control.wording import clock, endpoints, how_moved
 
     logger = get_run_logger()
     previous = registry.alias(deployment, "production")
@@ -244,20 +251,29 @@ def promote_model(
         "notes": outcome.notes,
         "reason": rollout.reason,
     }
-    lines = [
-        f"## {'Rolled back' if outcome.rolled_back else 'Promoted'}: {version}",
-        "",
-        f"- production: {previous or '(none)'} -> {registry.alias(deployment, 'production')}",
-        f"- rollout: {rollout.kind}, canary {rollout.canary_percent:g}%, "
-        f"bake {rollout.bake_seconds:g} s, state **{rollout.state}**",
-        f"- live workers at the start: {len(live)}; "
-        f"serving it now: {', '.join(outcome.workers) or '-'}",
-        f"- verified to load in {outcome.load_seconds:.2f} s; converged in "
-        f"{outcome.converge_seconds:.2f} s",
-        *[f"- {note}" for note in outcome.notes],
-    ]
+    why = "" if live or rollout.previous is None else "no live worker to send canary traffic to"
+    serving = [w for w in live_workers(registry, deployment) if w.worker in outcome.workers]
+    lines = promotion_lines(
+        Promotion(
+            deployment=deployment,
+            version=version,
+            previous=previous,
+            production=registry.alias(deployment, "production"),
+            rolled_back=outcome.rolled_back,
+            how=how_moved(
+                rollout.kind, rollout.previous, rollout.canary_percent, rollout.bake_seconds, why
+            ),
+            state=str(rollout.state),
+            written=clock(rollout.finished_at or datetime.now(UTC)),
+            workers=outcome.workers,
+            endpoints=endpoints([w.url for w in serving]),
+            load_seconds=outcome.load_seconds,
+            converge_seconds=outcome.converge_seconds,
+            notes=[note for note in outcome.notes if note != NO_LIVE_WORKER],
+        )
+    )
     publish_promotion(deployment, lines)
-    logger.info("; ".join(line.lstrip("#- ") for line in lines if line))
+    logger.info("%s", log_line(lines))
     return result
 
 

@@ -111,7 +111,8 @@ def running_server(
     port = free_port()
     log = (log_dir or settings.home) / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = serve_environment(settings, deployment, workers, torch_threads=torch_threads)
+    url = f"http://127.0.0.1:{port}"
+    env = serve_environment(settings, deployment, workers, torch_threads=torch_threads, url=url)
     with log.open("wb") as out:
         process = subprocess.Popen(
             serve_command(port),

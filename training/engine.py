@@ -8,16 +8,25 @@ plain eager on an H100 against 0.66-0.71x for DeepSpeed's ``bf16`` mode).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import MutableMapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from conveyor.ports import free_port
+from conveyor.progress import waiting
 from training.errors import TrainingError
+
+log = logging.getLogger("training")
+# deepspeed_shm_comm is compiled with g++ on a machine's first start (74 s measured, STACK.md),
+# then loaded from TORCH_EXTENSIONS_DIR in ~2 s.
+ENGINE_START_SECONDS = 80.0
+ENGINE_START = "starting the DeepSpeed engine (the first start on a machine compiles its C++ ops)"
 
 __all__ = [
     "build_optimizer",
@@ -197,12 +206,14 @@ def initialize(
     import deepspeed
 
     ensure_distributed_env()
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        deepspeed.init_distributed(dist_backend=backend, verbose=False)
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
-    )
+    head = os.environ.get("RANK", "0") == "0"  # rank zero speaks for all
+    with waiting(log, ENGINE_START, ENGINE_START_SECONDS) if head else nullcontext():
+        if not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+        )
     if engine.world_size == 1 and config.get("zero_optimization", {}).get("stage", 0) == 0:
         # One process has nothing to reduce; the engine would still flatten, all-reduce
         # and copy back every gradient each step (~5% of a tiny-model CPU step, profiled).

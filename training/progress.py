@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from conveyor.progress import eta_text
+
 __all__ = ["Progress"]
 
 log = logging.getLogger("training")
@@ -30,6 +32,8 @@ class Progress:
             )
         self._window_start = time.perf_counter()
         self._window_samples = 0
+        self._start_step = start_step
+        self._started = self._window_start
 
     def update(self, step: int, epoch: float, loss: float, lr: float, samples: int) -> None:
         """Called after each optimizer step with the samples it consumed."""
@@ -43,9 +47,8 @@ class Progress:
             self._bar.update(1)
         if step % self.log_every == 0 or step == self.total:
             log.info(
-                "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  %.1f samples/s",
-                step,
-                self.total,
+                "step %s  epoch %.2f  loss %.4f  lr %.2e  %.1f samples/s",
+                self.pace(step),
                 epoch,
                 loss,
                 lr,
@@ -53,6 +56,12 @@ class Progress:
             )
             self._window_start = time.perf_counter()
             self._window_samples = 0
+
+    def pace(self, step: int) -> str:
+        """``120/400 (30%), 41 s elapsed, ETA 1 min 36 s``: this run's steps (after a resume,
+        the pace counts only the steps this process took)."""
+        elapsed = time.perf_counter() - self._started
+        return eta_text(step, self.total, elapsed, since=self._start_step)
 
     def note(self, message: str, *args: object) -> None:
         if self.enabled:

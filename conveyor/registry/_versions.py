@@ -133,13 +133,17 @@ def update_version(
     artifact_uri: str | None,
     serving_spec: dict[str, Any] | None,
     reason: str,
+    lineage: dict[str, Any] | None = None,
 ) -> VersionRecord:
-    """Arguments left None keep what is stored; ``metrics`` merge into the stored ones."""
+    """Arguments left None keep what is stored; ``metrics`` and ``lineage`` merge into the
+    stored ones."""
 
     def work(session: Session) -> VersionRecord:
         row = _row(session, version)
         if metrics is not None:
             row.metrics = {**(row.metrics or {}), **metrics}
+        if lineage is not None:
+            row.lineage = {**(row.lineage or {}), **lineage}
         if verdict is not None:
             row.verdict = verdict
         if artifact_uri is not None:

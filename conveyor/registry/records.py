@@ -54,6 +54,7 @@ class VersionRecord:
     created_by: str
     serving_spec: dict[str, Any] = field(default_factory=dict)
     content_sha256: str | None = None
+    lineage: dict[str, Any] | None = None  # the run that made it (flow_run_id, flow_run_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ class WorkerRecord:
     failures: dict[str, Any]
     stats: dict[str, Any]
     prewarmed_version: str | None = None  # loaded and checked, no traffic yet (a promotion's)
+    url: str | None = None  # where clients reach it (http://host:port), when its server said
 
 
 R = TypeVar("R", bound="DataclassInstance")

@@ -106,6 +106,7 @@ class Registry:
         artifact_uri: str | None = None,
         reason: str = "",
         serving_spec: dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> VersionRecord:
         """Record what a stage learnt about a version; a status change is audited."""
         return _versions.update_version(
@@ -117,6 +118,7 @@ class Registry:
             artifact_uri=artifact_uri,
             serving_spec=serving_spec,
             reason=reason,
+            lineage=lineage,
         )
 
     # -- aliases ----------------------------------------------------------------------------

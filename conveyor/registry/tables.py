@@ -83,6 +83,8 @@ class ModelVersion(Base):
     # the SHA-256 over every file of its model folder, checked before it takes traffic.
     serving_spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     content_sha256: Mapped[str | None] = mapped_column(String(64))
+    # What made it beyond its data and recipe: the orchestrator's run (id, URL, name).
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(256))
@@ -202,3 +204,4 @@ class WorkerHeartbeat(Base):
     failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prewarmed_version: Mapped[str | None] = mapped_column(String(128))
+    url: Mapped[str | None] = mapped_column(String(512))

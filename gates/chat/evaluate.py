@@ -109,8 +109,12 @@ def run_generation(
     run = GenerationRun(version)
     started = time.perf_counter()
     prompts = [g.prompt for g in groups]
-    asked = {"max_new_tokens": generation.max_new_tokens, "batch_size": generation.batch_size}
-    run.answers = generate_answers(model, tokenizer, prompts, **asked)
+    asked: dict[str, Any] = {
+        "max_new_tokens": generation.max_new_tokens,
+        "batch_size": generation.batch_size,
+    }
+    what = f"{version}: test answers generated"
+    run.answers = generate_answers(model, tokenizer, prompts, **asked, what=what)
     run.seconds["generate_s"] = round(time.perf_counter() - started, 2)
     run.scores = score_texts(run.answers, [g.references for g in groups], generation.language)
     checker = checker_for(generation.task_check)

@@ -9,6 +9,7 @@ position; answers come back in the order of the prompts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,8 +19,11 @@ import numpy.typing as npt
 
 from conveyor.chat import IGNORE_INDEX, Conversation, Message, render_for_training, render_prompt
 from conveyor.llamacpp import LlamaCppModel
+from conveyor.progress import Ticker
 
 __all__ = ["answer_text", "generate_answers", "reference_losses"]
+
+log = logging.getLogger(__name__)
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -40,6 +44,7 @@ def generate_answers(
     max_new_tokens: int,
     batch_size: int,
     max_prompt_tokens: int = 1024,
+    what: str = "answers generated",
 ) -> list[str]:
     """The greedy answer to each prompt (special tokens dropped, whitespace stripped).
 
@@ -59,6 +64,7 @@ def generate_answers(
     eos = tokenizer.eos_token_id
     answers = [""] * len(encoded)
     model.eval()
+    ticker = Ticker(log, what, len(encoded))
     for batch in _batches([len(ids) for ids in encoded], batch_size):
         width = max(len(encoded[i]) for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -78,6 +84,7 @@ def generate_answers(
             )
         for row, index in enumerate(batch):
             answers[index] = answer_text(tokenizer, out[row, width:].tolist())
+        ticker.advance(len(batch))
     return answers
 
 

@@ -81,12 +81,14 @@ def run_model(
         run.error = str(exc)
         return run
     if task is Task.CAUSAL_LM:
-        run.nll, run.token_counts = token_losses(loaded, test.texts, max_length)
+        what = f"{version}: test texts scored"
+        run.nll, run.token_counts = token_losses(loaded, test.texts, max_length, what=what)
         prompts = [text[:40] for text in test.texts[:SAMPLE_PROMPTS]]
         run.samples = generate_samples(loaded, prompts)
     else:
         run.label_names = loaded.label_names or ()
-        run.predictions = predict_classes(loaded, test.texts, max_length)
+        what = f"{version}: test examples classified"
+        run.predictions = predict_classes(loaded, test.texts, max_length, what=what)
     run.serving = latency_profile(loaded, test.texts, max_length)
     run.serving["model_size_mb"] = model_size_mb(loaded.folder)
     return run

@@ -7,6 +7,7 @@ unloadable", not crashed on. Re-exported here for the gates' own modules.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import numpy.typing as npt
 import torch
 
 from conveyor.model_folder import ONNX_INT8_FILE, ArtifactError, LoadedModel, load_model
+from conveyor.progress import Ticker
 
 __all__ = [
     "ArtifactError",
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 EVAL_BATCH = 64
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,15 @@ def _encode(loaded: LoadedModel, texts: list[str], max_length: int) -> Any:
 
 
 @torch.inference_mode()
-def predict_classes(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> Predictions:
-    """Label and confidence for each text (length-sorted batches, dynamic padding)."""
+def predict_classes(
+    loaded: LoadedModel, texts: Sequence[str], max_length: int, *, what: str = "classified"
+) -> Predictions:
+    """Label and confidence for each text (length-sorted batches, dynamic padding); the
+    progress (``what``: n/total, elapsed, ETA) is logged every 10 s."""
     assert loaded.label_names is not None
     labels = [""] * len(texts)
     confidence = np.zeros(len(texts), dtype=np.float64)
+    ticker = Ticker(log, what, len(texts))
     for indices in _batches(texts, EVAL_BATCH):
         batch = _encode(loaded, [texts[i] for i in indices], max_length)
         probs = torch.softmax(loaded.model(**batch).logits.float(), dim=-1)
@@ -68,16 +75,18 @@ def predict_classes(loaded: LoadedModel, texts: Sequence[str], max_length: int) 
         for slot, row in enumerate(indices):
             labels[row] = loaded.label_names[int(ids[slot])]
             confidence[row] = float(best[slot])
+        ticker.advance(len(indices))
     return Predictions(labels, confidence)
 
 
 @torch.inference_mode()
 def token_losses(
-    loaded: LoadedModel, texts: Sequence[str], max_length: int
+    loaded: LoadedModel, texts: Sequence[str], max_length: int, *, what: str = "scored"
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """Per text: summed next-token negative log-likelihood and the number of predicted tokens."""
     nll = np.zeros(len(texts), dtype=np.float64)
     counts = np.zeros(len(texts), dtype=np.int64)
+    ticker = Ticker(log, what, len(texts))
     for indices in _batches(texts, 16):
         batch = _encode(loaded, [texts[i] for i in indices], max_length)
         logits = loaded.model(**batch).logits.float()[:, :-1]
@@ -90,6 +99,7 @@ def token_losses(
         for slot, row in enumerate(indices):
             nll[row] = float(losses[slot].sum())
             counts[row] = int(mask[slot].sum())
+        ticker.advance(len(indices))
     return nll, counts
 
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from conveyor.markdown import code, escape, figure, table
-from gates.text._fonts import fonts_for
 from gates.verdict import Evaluation, GateCheck, Verdict
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-
-__all__ = ["PLOT_ALT", "Confusion", "markdown_report", "top_confusions", "write_plot"]
+__all__ = ["PLOT_ALT", "Confusion", "markdown_report", "top_confusions"]
 
 PLOT_ALT = "weakest classes and top confusions"
 _SHOWN_METRICS = (
@@ -32,7 +26,6 @@ _SHOWN_METRICS = (
     "model_size_mb",
 )
 _CLASS_ROWS = 10
-_PLOT_CLASSES = 15
 
 
 @dataclass(frozen=True)
@@ -141,6 +134,8 @@ def markdown_report(
         f"**{escape(verdict.reason)}**",
         "",
     ]
+    # What the gate judged comes first; the headline metric and its interval are context.
+    lines += ["### What the gate judged", "", *_checks(verdict), "", "### Against what", ""]
     split = f"{code(test_path)} ({test_size:,} examples)"
     if champion is None:
         lines.append(f"No champion: first model of the deployment. Test split: {split}.")
@@ -152,7 +147,7 @@ def markdown_report(
     if candidate.interval is not None:
         iv = candidate.interval
         lines.append(
-            f"Candidate {escape(verdict.headline_metric)}: {iv.estimate:.4f}, "
+            f"Candidate headline {escape(verdict.headline_metric)}: {iv.estimate:.4f}, "
             f"{iv.confidence:.0%} bootstrap CI "
             f"[{iv.low:.4f}, {iv.high:.4f}] ({iv.samples} resamples)."
         )
@@ -162,7 +157,6 @@ def markdown_report(
             f"Paired gain over the champion: {g.estimate:+.4f}, CI [{g.low:+.4f}, {g.high:+.4f}]"
             + (" — beyond noise." if g.low > 0 else " — within noise.")
         )
-    lines += ["", "### Checks", "", *_checks(verdict)]
     if candidate.error is None:
         lines += ["", "### Metrics", "", *_metric_rows(candidate, champion)]
         lines += _class_rows(candidate, champion)
@@ -173,95 +167,3 @@ def markdown_report(
     if plot_name:
         lines += ["", f"![{PLOT_ALT}]({plot_name})"]
     return "\n".join(lines) + "\n"
-
-
-def _weakest_panel(ax: Axes, candidate: Evaluation, champion: Evaluation | None) -> None:
-    names = sorted(candidate.per_class_f1, key=lambda c: (candidate.per_class_f1[c], c))
-    names = names[:_PLOT_CLASSES][::-1]  # weakest at the top
-    positions = list(range(len(names)))
-    bars = ax.barh(
-        positions,
-        [candidate.per_class_f1[c] for c in names],
-        color="tab:blue",
-        label=candidate.version,
-    )
-    ax.bar_label(bars, fmt="%.2f", padding=3, fontsize=8)
-    if champion is not None and champion.error is None and champion.per_class_f1:
-        ax.scatter(
-            [champion.per_class_f1.get(c, 0.0) for c in names],
-            positions,
-            color="black",
-            marker="|",
-            s=200,
-            label=f"{champion.version} (champion)",
-            zorder=3,
-        )
-    ax.set_yticks(positions, names, fontsize=8)
-    ax.set_xlim(0, 1.0)
-    ax.set_xlabel("F1 on the test split")
-    ax.set_title(f"{len(names)} weakest of {len(candidate.per_class_f1)} classes (candidate F1)")
-    ax.legend(loc="lower right", fontsize=8)
-
-
-def _confusion_panel(ax: Axes, confusions: Sequence[Confusion]) -> None:
-    shown = list(confusions)[::-1]
-    positions = list(range(len(shown)))
-    bars = ax.barh(positions, [c.count for c in shown], color="tab:red")
-    ax.bar_label(bars, [f"{c.count} ({c.share:.0%})" for c in shown], padding=3, fontsize=8)
-    ax.margins(x=0.15)
-    labels = [f"{c.truth} → {c.predicted}" for c in shown]
-    ax.set_yticks(positions, labels, fontsize=8)
-    ax.set_xlabel("test examples")
-    ax.set_title("top confusions: true → predicted (share)")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _plot_labels(candidate: Evaluation, confusions: Sequence[Confusion]) -> list[str]:
-    labels = [*candidate.per_class_f1, candidate.version]
-    return labels + [f"{c.truth} → {c.predicted}" for c in confusions]
-
-
-def _font_families(texts: Sequence[str]) -> list[str]:
-    """Family names of the fonts that draw ``texts`` (the default, then a CJK one if needed)."""
-    from matplotlib import font_manager
-
-    names = []
-    for path in fonts_for(texts):
-        font_manager.fontManager.addfont(str(path))
-        names.append(font_manager.FontProperties(fname=str(path)).get_name())
-    return names
-
-
-def write_plot(
-    path: Path,
-    candidate: Evaluation,
-    champion: Evaluation | None,
-    confusions: Sequence[Confusion] = (),
-) -> Path | None:
-    """The weakest classes by name (champion marked) and the top confusions; None if no classes.
-
-    Labels in a script the default font lacks (Chinese class names) are drawn with an installed
-    font that has them; with none, :class:`NoFontForText` is raised instead of drawing boxes.
-    """
-    if not candidate.per_class_f1:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    families = _font_families(_plot_labels(candidate, confusions))
-    panels = 2 if confusions else 1
-    with plt.rc_context({"font.family": families}):
-        figure_, axes = plt.subplots(1, panels, figsize=(7 * panels, 5.5))
-        first = axes[0] if panels == 2 else axes
-        _weakest_panel(first, candidate, champion)
-        if confusions:
-            _confusion_panel(axes[1], confusions)
-        figure_.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure_.savefig(path, dpi=100)
-    plt.close(figure_)
-    return path

@@ -16,7 +16,8 @@ from conveyor.registry import VersionRecord
 from gates.text._fonts import NoFontForText
 from gates.text.decide import decide
 from gates.text.evaluate import read_test_set, run_model, score_pair
-from gates.text.report import markdown_report, top_confusions, write_plot
+from gates.text.plot import write_plot
+from gates.text.report import markdown_report, top_confusions
 from gates.verdict import Judgement
 
 __all__ = ["judge_text_version"]
@@ -45,7 +46,9 @@ def judge_text_version(
     scores = candidate_run.scores
     confusions = top_confusions(scores.labels, scores.confusion) if scores else []
     try:
-        plot = write_plot(folder / "per_class_f1.png", ours, theirs, confusions)
+        plot = write_plot(
+            folder / "per_class_f1.png", ours, theirs, confusions, verdict.checks, verdict.passed
+        )
     except NoFontForText as exc:  # the report goes on without a plot of empty boxes
         log.warning("no gate plot: %s", exc)
         plot = None

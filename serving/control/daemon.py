@@ -55,7 +55,7 @@ def ensure_model_server(
         return ModelServer(url, None, started=False)
     pid = start_detached(
         serve_command(port),
-        env=serve_environment(settings, deployment, workers),
+        env=serve_environment(settings, deployment, workers, url=url),
         log_path=settings.home / "logs" / f"serve-{deployment}.log",
         pid_file=_pid_file(settings, deployment),
         is_up=lambda: ready(url),

@@ -156,6 +156,7 @@ def wait_converged(
         time.sleep(0.1)
 
 
+# Said when the record is written and read later (conveyor status shows it with that moment).
 NO_LIVE_WORKER = "no live worker serves it yet: servers load it when they start"
 
 

@@ -31,10 +31,15 @@ def serve_environment(
     workers: int,
     base: Mapping[str, str] | None = None,
     torch_threads: int | None = None,
+    url: str | None = None,
 ) -> dict[str, str]:
     """The child's environment: which deployment to follow (several: comma-separated), how
-    many workers, the adapter bounds, the same home."""
+    many workers, the adapter bounds, the same home; ``url``: where clients reach it, which
+    its workers publish in their heartbeats."""
     env = dict(os.environ if base is None else base)
+    env.pop("CONVEYOR_SERVE_URL", None)
+    if url:
+        env["CONVEYOR_SERVE_URL"] = url
     env["CONVEYOR_HOME"] = str(settings.home)
     if settings.db_url:
         env["CONVEYOR_DB_URL"] = settings.db_url

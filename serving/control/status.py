@@ -17,6 +17,7 @@ from conveyor.errors import NotFoundError
 from conveyor.registry import Registry, RolloutRecord, WorkerRecord
 from serving.canary.bake import LIVE_SECONDS
 from serving.canary.stats import VersionStats
+from serving.control.wording import clock, endpoints, how_moved, made_by, serving_now
 
 __all__ = ["deployment_status", "render_status"]
 
@@ -57,6 +58,7 @@ def _worker(record: WorkerRecord, now: datetime) -> dict[str, Any]:
         "standby": record.standby_version,
         "canary": record.canary_version,
         "prewarmed": record.prewarmed_version,
+        "url": record.url,
         "since": record.started_at,
         "failures": record.failures,
         "figures": {v: _figures(s) for v, s in figures.items()},
@@ -74,11 +76,17 @@ def deployment_status(registry: Registry, deployment: str, now: datetime) -> dic
         listed = ", ".join(known) if known else "none yet"
         raise NotFoundError(f"no deployment {deployment!r} in the registry (deployments: {listed})")
     rollouts = registry.rollouts(deployment, limit=1)
+    production = registry.alias(deployment, "production")
+    workers = [_worker(w, now) for w in registry.workers(deployment)]
+    serving = [w for w in workers if w["live"] and production and w["active"] == production]
     view = {
         "deployment": deployment,
-        "production": registry.alias(deployment, "production"),
+        "production": production,
+        "served_by": [w["worker"] for w in serving],  # now, from fresh heartbeats
+        "endpoints": endpoints([w["url"] for w in serving]),
+        "made_by": registry.resolve(production).lineage if production else None,
         "rollout": _rollout(rollouts[0]) if rollouts else None,
-        "workers": [_worker(w, now) for w in registry.workers(deployment)],
+        "workers": workers,
     }
     plain: dict[str, Any] = _plain(view)
     return plain
@@ -100,17 +108,27 @@ def _worker_line(worker: dict[str, Any]) -> str:
     )
 
 
+def _rollout_line(r: dict[str, Any]) -> str:
+    """The newest rollout, with the moment its record was written: what it says of the
+    workers was true then (the "now:" line says what is true now)."""
+    how = how_moved(r["kind"], r["previous"], r["canary_percent"], r["bake_seconds"])
+    said = r["details"].get("outcome") or r["reason"]
+    at = clock(r["finished_at"] or r["started_at"])
+    return (
+        f"  rollout {r['id']}: {r['kind']} {r['version']} from {r['previous'] or '-'}, {how}; "
+        f"{r['state']}, recorded {at}: {said}"
+    )
+
+
 def render_status(view: dict[str, Any]) -> str:
     """The view of :func:`deployment_status` as lines for a person."""
     lines = [f"{view['deployment']}: production {view['production'] or '-'}"]
-    r = view["rollout"]
-    if r is not None:
-        lines.append(
-            f"  rollout {r['id']}: {r['kind']} {r['version']} from {r['previous'] or '-'} "
-            f"{r['state']} (canary {r['canary_percent']:g}%, bake {r['bake_seconds']:g} s): "
-            f"{r['details'].get('outcome') or r['reason']}"
-        )
+    live = sum(1 for w in view["workers"] if w["live"])
+    now = serving_now(view["production"], live, view["served_by"], view["endpoints"])
+    lines.append(f"  now: {now}")
+    if view["production"]:
+        lines.append(f"  {view['production']} made by: {made_by(view['made_by'])}")
+    if view["rollout"] is not None:
+        lines.append(_rollout_line(view["rollout"]))
     lines += [_worker_line(w) for w in view["workers"]]
-    if not any(w["live"] for w in view["workers"]):
-        lines.append("  no live worker: nothing is serving requests (start one: conveyor serve)")
     return "\n".join(lines)

@@ -84,10 +84,12 @@ class Controller:
         worker_index: int = 0,
         adapters: AdapterPool | None = None,
         label: str = "",
+        url: str | None = None,
     ) -> None:
         """``adapters``: the pool of shared bases, one per worker process, shared by the
         controllers of a server of many deployments; ``label`` tells their heartbeats apart."""
         self.registry = registry
+        self.url = url
         self.deployment = deployment
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -352,6 +354,7 @@ class Controller:
                 standby_version=routing.standby.version if routing.standby else None,
                 canary_version=routing.canary.version if routing.canary else None,
                 prewarmed_version=routing.prewarmed.version if routing.prewarmed else None,
+                url=self.url,
                 rollout_id=self._stats_rollout,
                 failures={v: reason for v, (reason, _) in failures.items()},
                 stats=self._published_stats(),

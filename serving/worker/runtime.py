@@ -313,6 +313,7 @@ def start_runtimes(pinned: str | None = None) -> list[Runtime]:
             worker_index=index,
             adapters=pool,
             label=deployment if len(names) > 1 else "",
+            url=settings.serve_url,
         )
         controller.on_routing = _routing_gauges(metrics, deployment)
         controller.start()

@@ -120,3 +120,18 @@ def test_a_pool_deployment_runs_from_its_checkout_and_beats(tmp_path: Path) -> N
         "working_dir": str(tmp_path),
     }
     assert silent_after(30) > 2 * 30  # two beats missed before a run counts as dead
+
+
+def test_the_demo_ends_pointing_to_its_recipes_deployment() -> None:
+    """The demo runs the flow itself, so the UI's Deployments page is empty: its closing
+    lines name the `conveyor deploy` that gives the demo recipe a Run button."""
+    from cli.demo_cmd import then_lines
+    from conveyor.recipe import load_recipe
+    from flows.deployments import load_specs
+    from flows.retrain import DEFAULT_RECIPE
+
+    name = load_recipe(DEFAULT_RECIPE).name
+    [spec] = load_specs(names=[name])
+    deploy = [line for line in then_lines(name) if "conveyor deploy" in line]
+    assert deploy and deploy[0].split("#")[0].split() == ["conveyor", "deploy", spec.name]
+    assert "Run button" in deploy[0]

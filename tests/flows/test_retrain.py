@@ -62,6 +62,42 @@ def _artifact_keys() -> set[str]:
         return {a.key for a in client.read_artifacts() if a.key}
 
 
+def _said_by(run_name: str) -> tuple[Any, list[str], str]:
+    """The run named so, its log lines, and the newest promotion artifact's Markdown."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    with get_client(sync_client=True) as client:
+        run = next(r for r in client.read_flow_runs() if r.name == run_name)
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        key = ArtifactFilter(key=ArtifactFilterKey(any_=["tiny-intents-promotion"]))
+        [artifact] = client.read_latest_artifacts(artifact_filter=key)
+    return run, [log.message for log in logs], str(artifact.data)
+
+
+def _the_first_run_tells_the_truth(registry: Registry) -> None:
+    """Made-by lineage and tags; log lines without Python values or Markdown; a promotion
+    artifact that says when it was written, a straight move as one, and the endpoint."""
+    from serving.control.wording import made_by
+
+    run, lines, promotion = _said_by("tiny-intents: tiny-intents:v1 promoted")
+    lineage = registry.resolve("tiny-intents:v1").lineage or {}
+    assert lineage["flow_run_id"] == str(run.id)
+    assert lineage["flow_run_url"].endswith(f"/flow-runs/flow-run/{run.id}")
+    assert made_by(lineage) == f"flow run {lineage['flow_run_url']}"
+    assert {"deployment:tiny-intents", "version:tiny-intents:v1"} <= set(run.tags)
+    assert lines and not [m for m in lines if "{'" in m or "**" in m or "`" in m]
+    assert any(m.startswith("outcome: tiny-intents:v1 promoted: production of") for m in lines)
+    assert any(m.startswith("trained tiny-intents:v1: ") for m in lines), lines
+    assert "straight move, no canary (nothing served before to compare with)" in promotion
+    assert "- when this was written (20" in promotion and "canary 100%" not in promotion
+    assert "- endpoint: none running yet (conveyor serve tiny-intents starts one)" in promotion
+
+
 def test_retrain_promotes_rejects_stops_and_resumes(
     prefect_server: None, recipe_file: Path, registry: Registry
 ) -> None:
@@ -78,6 +114,7 @@ def test_retrain_promotes_rejects_stops_and_resumes(
         "tiny-intents-promotion",
     } <= _artifact_keys()
     assert "tiny-intents: tiny-intents:v1 promoted" in _run_names()
+    _the_first_run_tells_the_truth(registry)
 
     shuffled = retrain(str(recipe_file), data_train=str(recipe_file.parent / "shuffled.jsonl"))
     assert shuffled["version"] == "tiny-intents:v2"

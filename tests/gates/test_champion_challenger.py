@@ -8,6 +8,7 @@ artifacts and unknown test labels are judged, not crashed on.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -102,11 +103,17 @@ def test_shuffled_label_candidate_is_rejected_and_production_stays(
 
 
 def test_better_candidate_passes_against_the_champion(
-    workspace: dict[str, Any], champion: str
+    workspace: dict[str, Any], champion: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry: Registry = workspace["registry"]
     candidate = _train(workspace, "train.jsonl", epochs=4)
-    outcome = evaluate_version(registry, workspace["settings"], candidate)
+    with caplog.at_level(logging.INFO, logger="gates"):
+        outcome = evaluate_version(registry, workspace["settings"], candidate)
+    progress = [
+        r.getMessage() for r in caplog.records if "test examples classified" in r.getMessage()
+    ]
+    assert {line.split(": ")[0] for line in progress} == {candidate, champion}, progress
+    assert all(" elapsed" in line for line in progress), progress
     assert outcome.verdict.passed, outcome.report
     assert outcome.verdict.reason == f"pass: all 3 checks passed against champion {champion}"
     assert outcome.verdict.gain is not None

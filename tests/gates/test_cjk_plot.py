@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gates.text._fonts import NoFontForText, candidate_fonts, fonts_for
-from gates.text.report import top_confusions, write_plot
+from gates.text.plot import write_plot
+from gates.text.report import top_confusions
 from gates.verdict import Evaluation
 
 pytestmark = pytest.mark.unit

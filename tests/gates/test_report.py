@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gates.bootstrap import Interval
-from gates.text.report import PLOT_ALT, markdown_report, top_confusions, write_plot
+from gates.text.plot import write_plot
+from gates.text.report import PLOT_ALT, markdown_report, top_confusions
 from gates.verdict import Evaluation, GateCheck, Verdict
 from tests.markdown_check import assert_renders_literally
 
@@ -79,7 +80,7 @@ def test_the_plot_names_the_weakest_classes_and_the_top_confusions(tmp_path: Pat
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from gates.text.report import _confusion_panel, _weakest_panel
+    from gates.text.plot import _confusion_panel, _weakest_panel
 
     candidate = _evaluation("demo:v2", [0.5, 0.9, 0.2, 0.7, 0.95])
     champion = _evaluation("demo:v1", [0.6, 0.8, 0.3, 0.7, 0.9])
@@ -91,7 +92,7 @@ def test_the_plot_names_the_weakest_classes_and_the_top_confusions(tmp_path: Pat
     _confusion_panel(right, confusions)
     ticks = [t.get_text() for t in left.get_yticklabels()]
     assert ticks[-1] == "oos" and ticks[-2] == "what_is_your_name"  # weakest at the top
-    assert [t.get_text() for t in right.get_yticklabels()][-1] == "oos → what_is_your_name"
+    assert [t.get_text() for t in right.get_yticklabels()][-1] == "oos\n→ what_is_your_name"
     plt.close(figure)
 
     path = write_plot(tmp_path / "plot.png", candidate, champion, confusions)

@@ -211,3 +211,23 @@ def test_a_compiled_fine_tune_trains_saves_and_loads_like_an_eager_one(
     assert not any("_orig_mod" in name for name, _ in loaded.model.named_parameters())
     record = registry.resolve(result.version or "")
     assert record.recipe["training"]["compile"] is True
+
+
+def test_the_log_says_what_happens_with_elapsed_time_and_eta(
+    make_recipe: RecipeFactory,
+    settings: Settings,
+    registry: Registry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No silent engine start, and every step line says how far along and how long is left."""
+    from training.engine import ENGINE_START
+
+    path = make_recipe(training={"max_steps": 4})
+    with caplog.at_level(logging.INFO, logger="training"):
+        fine_tune(load_recipe(path), settings, show_progress=True, registry=registry)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith(f"{ENGINE_START} (usually up to") for line in lines), lines
+    assert any(line.startswith(f"{ENGINE_START}: done in") for line in lines), lines
+    steps = [line for line in lines if line.startswith("step ") and "loss" in line]
+    assert steps and steps[-1].startswith("step 4/4 (100%), "), steps
+    assert all(" elapsed, ETA " in line for line in steps), steps

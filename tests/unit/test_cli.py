@@ -162,7 +162,9 @@ def test_status_json_is_plain_json_with_the_rollout_as_an_object(conveyor_home: 
     text = conveyor("status", "intents")
     assert text.returncode == ExitCode.OK
     assert text.stdout.startswith(f"intents: production {v1}\n")
-    assert "no live worker: nothing is serving requests" in text.stdout
+    assert (
+        "now: no live worker: nothing serves intents:v1 (start one: conveyor serve)" in text.stdout
+    )
 
 
 def test_status_of_an_unknown_deployment_is_not_found(conveyor_home: Path) -> None:

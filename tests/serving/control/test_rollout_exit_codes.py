@@ -111,3 +111,24 @@ def test_the_first_promotion_with_no_worker_is_not_reported_as_served(
     assert outcome.workers == []
     said = str(outcome.rollout.details["outcome"])
     assert "no live worker serves it yet" in said and "all 0" not in said
+
+
+def test_status_says_when_its_record_was_written_and_who_serves_now(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    """A first promotion with no server records "no live worker serves it yet"; once a real
+    `bentoml serve` serves it, `conveyor status` says so, with the endpoint, and shows the old
+    record with the moment it was written; a straight move is not called a canary."""
+    from testbed.live_server import running_server
+
+    version = make_version(registry, settings, tokenizer, 0)
+    _said(conveyor("promote", version, "--timeout", "1"), ExitCode.OK, "no live worker serves it")
+    with running_server(settings) as server:
+        said = conveyor("status", DEPLOYMENT)
+        url = f"http://127.0.0.1:{server.port}"
+        assert [w.url for w in registry.workers(DEPLOYMENT)] == [url]  # from its heartbeat
+    _said(said, ExitCode.OK, f"now: {version} served by 1 of 1 live workers at {url}")
+    rollout = next(line for line in said.stdout.splitlines() if "rollout" in line)
+    assert "straight move, no canary (nothing served before to compare with)" in rollout
+    assert "canary 100%" not in said.stdout and "bake 0 s" not in said.stdout
+    assert "completed, recorded 20" in rollout and "UTC: production moved" in rollout
