@@ -121,7 +121,7 @@ class AdapterPool:
         self.events = events
         self._bases: dict[str, SharedBase] = {}
         self._slots: dict[str, Slot] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a closed engine calls back at once
         self._base_lock = threading.Lock()  # one base opened at a time
         self.loads = 0
         self.evictions = 0
