@@ -110,11 +110,11 @@ def main() -> None:
     both = ",".join(names)
     print(f"many deployments: --model {args.model}, {args.n} LoRA deployments, load {_load()}")
 
-    with running_server(settings, deployment=names[0]) as one:
+    with running_server(settings, deployment=names[0], ready_timeout=900) as one:
         _warm_all(one.port, names[:1])
         single_rss = _tree_rss(one)
         one_rps, one_failed = _throughput(one.port, varied_chat(names[0], 1000), args.seconds)
-    with running_server(settings, deployment=both) as many:
+    with running_server(settings, deployment=both, ready_timeout=900) as many:
         _warm_all(many.port, names)
         many_rss = _tree_rss(many)
         warm = [_first_token_s(many.port, names[i % args.n], i) for i in range(args.cold)]
@@ -122,7 +122,7 @@ def main() -> None:
         same_rps, same_failed = _throughput(many.port, varied_chat(names[0], 1000), args.seconds)
     evicted_rss = _eviction_rss(registry, versions)
     bounded = settings.model_copy(update={"max_loaded_adapters": 2})
-    with running_server(bounded, deployment=both) as small:
+    with running_server(bounded, deployment=both, ready_timeout=900) as small:
         cold = [_first_token_s(small.port, names[i % args.n], i) for i in range(args.cold)]
         pool = small.status()["adapter_pool"]
 
