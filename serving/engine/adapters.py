@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,7 +353,9 @@ class AdapterPool:
         model = shared.model
 
         def delete() -> None:
-            model.delete_adapter(name)
+            with warnings.catch_warnings():  # "was active which is now deleted": expected
+                warnings.simplefilter("ignore", UserWarning)
+                model.delete_adapter(name)
             keep_active(model)
             trim_heap()
 
