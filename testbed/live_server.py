@@ -102,6 +102,7 @@ def running_server(
     torch_threads: int | None = 1,
     ready: bool = True,
     deployment: str = DEPLOYMENT,
+    ready_timeout: float = 90.0,
 ) -> Iterator[Server]:
     """`bentoml serve` following ``deployment`` (several: comma-separated); its whole process
     group is killed on exit.
@@ -124,9 +125,9 @@ def running_server(
     server = Server(port, process, log)
     try:
         if ready:
-            wait_ready(port, process=process)
+            wait_ready(port, timeout=ready_timeout, process=process)
         else:
-            wait_listening(port, process=process)
+            wait_listening(port, timeout=ready_timeout, process=process)
         yield server
     except BaseException:
         _print_log_tail(log)  # the server's side of a failure, in the test's captured output

@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,7 @@ class AdapterPool:
         self.events = events
         self._bases: dict[str, SharedBase] = {}
         self._slots: dict[str, Slot] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a closed engine calls back at once
         self._base_lock = threading.Lock()  # one base opened at a time
         self.loads = 0
         self.evictions = 0
@@ -352,7 +353,9 @@ class AdapterPool:
         model = shared.model
 
         def delete() -> None:
-            model.delete_adapter(name)
+            with warnings.catch_warnings():  # "was active which is now deleted": expected
+                warnings.simplefilter("ignore", UserWarning)
+                model.delete_adapter(name)
             keep_active(model)
             trim_heap()
 

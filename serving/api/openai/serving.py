@@ -345,6 +345,7 @@ async def answer(request: Request, runtime: Runtime | None, kind: Kind) -> Respo
         app = current_app.get()
         reservation = await asyncio.to_thread(runtime.gate.reserve_tokens, app, len(ids) + budget)
     except ValueError:
+        held.release()
         runtime.metrics.refused(runtime.deployment, request.url.path, 400, current_app.get())
         return error_response(ApiError(400, "the body is not valid JSON", param="body"))
     except Refusal as exc:  # the request's fault: never counted against the version

@@ -5,7 +5,8 @@ with ``max_loaded_adapters=2``. Three closed-loop clients send chat completions 
 all three (the ``model`` field picks the deployment) while one deployment is promoted to a
 new version and rolled back: every answer comes from a version of the deployment it named,
 none fails, and the worker evicted and loaded adapters again to serve three within two.
-A model the server does not serve is a 404 in OpenAI's shape, through the `openai` client.
+A model the server does not serve is a 404 in OpenAI's shape, and a key for one deployment
+is refused (403) on another, both through the `openai` client.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from conveyor.errors import ConveyorError
 from conveyor.registry import Registry, RolloutState
@@ -60,17 +62,23 @@ def test_three_deployments_one_server_promote_rollback_and_evict_lose_nothing(
         promote(registry, first[name], canary_percent=0, timeout=10)
     second = make_adapter(base, tmp_path / "lora-b-2", 9)
     b2 = register_adapter(registry, settings, base, second, deployment="lora-b")
+    _, key = registry.create_api_key("shop", ["lora-a"])
     bounded = settings.model_copy(update={"max_loaded_adapters": 2})
     request = spread_chat(DEPLOYMENTS)
     with (
         running_server(bounded, deployment=",".join(DEPLOYMENTS)) as server,
         Traffic(server.port, clients=3, request=request, timeout=30) as traffic,
     ):
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="x")
+        url = f"http://127.0.0.1:{server.port}/v1"
+        client = openai.OpenAI(base_url=url, api_key="x")
+        hi: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
         with pytest.raises(openai.NotFoundError) as missing:
-            client.chat.completions.create(
-                model="lora-z", messages=[{"role": "user", "content": "hi"}], max_tokens=2
-            )
+            client.chat.completions.create(model="lora-z", messages=hi, max_tokens=2)
+        shop = openai.OpenAI(base_url=url, api_key=key)  # a key for lora-a only
+        said = shop.chat.completions.create(model="lora-a", messages=hi, max_tokens=2)
+        assert said.model == first["lora-a"]
+        with pytest.raises(openai.PermissionDeniedError):
+            shop.chat.completions.create(model="lora-c", messages=hi, max_tokens=2)
         time.sleep(2.0)
         out = promote(registry, b2, canary_percent=0, timeout=30)
         assert out.rollout.state == RolloutState.COMPLETED
