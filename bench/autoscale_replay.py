@@ -12,8 +12,10 @@ start delay is the measured cold start (``bench/cold_start.py``: `bentoml serve`
 algorithm) with the behaviour ``conveyor k8s render`` writes into the ScaledObject for each
 candidate ``serving.autoscale``; the metrics are the ScaledObject's two queries for a language
 model (waiting requests, output tokens/s). The chosen settings are the candidate with the
-fewest replica-minutes whose p99 time to first token and SLO violations are no worse than the
-static fleet's.
+fewest replica-minutes whose p99 time to first token and SLO violations are no worse than those
+of a static fleet sized for the peak minute at one replica's full measured throughput; for each
+target share of that throughput, the best candidate is also set against a static fleet sized
+for the peak at the same share (the same headroom).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from testbed.hpa import Bounds, Memory, Metric, behavior_from_manifest, decide
 from testbed.trace_report import minute_rows, percentile, render_minutes
 
 COLD_START = Path("bench/results/cold_start.json")
+Tried = tuple[float, AutoscaleSection, Replay, dict[str, Any]]
 
 
 def peak_rate(arrivals: list[Arrival]) -> float:
@@ -174,17 +177,29 @@ def main() -> None:
             run = replay(arrivals, capacity, hpa_scaler(settings), first, measure_from=warmup)
             tried.append((share, settings, run, summary(run, args.slo_ttft, warmup)))
 
-    def saved(t: tuple[float, AutoscaleSection, Replay, dict[str, Any]]) -> float:
-        return 1 - float(t[3]["replica_minutes"]) / float(statics[t[0]]["replica_minutes"])
+    def saved(t: Tried, against: dict[str, Any]) -> float:
+        return 1 - float(t[3]["replica_minutes"]) / float(against["replica_minutes"])
 
-    def no_worse(t: tuple[float, AutoscaleSection, Replay, dict[str, Any]]) -> bool:
-        static = statics[t[0]]
+    def no_worse(t: Tried, than: dict[str, Any]) -> bool:
         return bool(
-            t[3]["ttft_p99_s"] <= static["ttft_p99_s"] and t[3]["over_slo"] <= static["over_slo"]
+            t[3]["ttft_p99_s"] <= than["ttft_p99_s"] and t[3]["over_slo"] <= than["over_slo"]
         )
 
-    fit = [t for t in tried if no_worse(t)]
-    share, chosen, chosen_run, chosen_summary = max(fit or tried, key=saved)
+    peak_fleet = statics[1.0]  # sized for the peak minute at one replica's full throughput
+    fit = [t for t in tried if no_worse(t, peak_fleet)]
+    share, chosen, chosen_run, chosen_summary = min(
+        fit or tried, key=lambda t: (t[3]["replica_minutes"], t[3]["over_slo"])
+    )
+    per_share: dict[str, dict[str, Any]] = {}
+    for sh in SHARES:  # each target against a static fleet sized for the peak at that load
+        mine = [t for t in tried if t[0] == sh and no_worse(t, statics[sh])]
+        best = min(mine, key=lambda t: t[3]["replica_minutes"]) if mine else None
+        per_share[str(sh)] = {
+            "static": statics[sh],
+            "autoscaled": best[3] if best else None,
+            "settings": {k: best[1].model_dump()[k] for k in keys} if best else None,
+            "saved_share": round(saved(best, statics[sh]), 3) if best else None,
+        }
     result = {
         "trace": str(args.trace),
         "arrivals": len(arrivals),
@@ -193,40 +208,36 @@ def main() -> None:
         "capacity": capacity.__dict__,
         "slo_ttft_s": args.slo_ttft,
         "warmup_minutes": args.warmup_minutes,
-        "static": statics[share],
+        "static": peak_fleet,
         "autoscaled": chosen_summary,
         "chosen": chosen.model_dump(),
         "meets_static": bool(fit),
-        "saved_share": round(saved((share, chosen, chosen_run, chosen_summary)), 3),
-        "statics": {str(k): v for k, v in statics.items()},
+        "saved_share": round(saved((share, chosen, chosen_run, chosen_summary), peak_fleet), 3),
+        "per_share": per_share,
         "candidates": [
-            {k: s.model_dump()[k] for k in keys}
-            | r
-            | {
-                "saved_share": round(saved((sh, s, run, r)), 3),
-                "no_worse": no_worse((sh, s, run, r)),
-            }
-            for sh, s, run, r in tried
+            {k: s.model_dump()[k] for k in keys} | r | {"share": sh} for sh, s, _, r in tried
         ],
         "load_average": os.getloadavg(),
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "candidates"}, indent=2))
-    print("\nbest per target share (least replica-minutes no worse than its static fleet):")
-    for sh in SHARES:
-        mine = [t for t in fit if t[0] == sh]
-        if mine:
-            best = max(mine, key=saved)
-            print(
-                f"  {sh:.1f}: {best[3]['replica_minutes']} vs {statics[sh]['replica_minutes']} "
-                f"replica-min ({saved(best):+.1%}), p99 {best[3]['ttft_p99_s']} s vs "
-                f"{statics[sh]['ttft_p99_s']} s, over SLO {best[3]['over_slo']} vs "
-                f"{statics[sh]['over_slo']}"
-            )
-        else:
-            print(f"  {sh:.1f}: none no worse than {statics[sh]}")
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k not in ("candidates", "per_share")}, indent=2
+        )
+    )
+    print("\nper target share, against a static fleet sized for the peak at that load:")
+    for name, row in per_share.items():
+        st, au = row["static"], row["autoscaled"]
+        if au is None:
+            print(f"  {name}: none no worse than {st['replicas']} static replicas")
+            continue
+        print(
+            f"  {name}: {au['replica_minutes']} vs {st['replica_minutes']} replica-min "
+            f"({row['saved_share']:+.1%}), p99 TTFT {au['ttft_p99_s']} vs {st['ttft_p99_s']} s, "
+            f"over SLO {au['over_slo']} vs {st['over_slo']}; {row['settings']}"
+        )
     print("\nautoscaled, per minute:")
     rows = minute_rows(chosen_run.arrivals, chosen_run.ttft, chosen_run.e2e, args.slo_ttft)
     print(render_minutes(rows))

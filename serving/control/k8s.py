@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from conveyor.errors import RecipeError
+from conveyor.errors import ConveyorError, RecipeError
 from conveyor.model_folder import bento_model_tag
 from conveyor.recipe.autoscale import AutoscaleSection
 from conveyor.registry import VersionRecord
@@ -44,6 +44,8 @@ __all__ = [
 
 Manifest = dict[str, Any]
 PORT = 3000
+PREFIX = "conveyor-"  # of every object's name
+MAX_NAME = 63  # a Service's name is a DNS label
 SECRETS = (  # env var <- (Secret, key): created by the operator (docs/scale-out.md)
     ("CONVEYOR_DB_URL", "conveyor-db", "registry-url"),
     ("CONVEYOR_REDIS_URL", "conveyor-redis", "url"),
@@ -68,9 +70,16 @@ class Overlay:
     memory_request: str = "4Gi"
     memory_limit: str = "8Gi"
 
+    def __post_init__(self) -> None:
+        if len(self.name) > MAX_NAME:
+            raise ConveyorError(
+                f"{self.name}: a Kubernetes Service name has at most {MAX_NAME} characters; "
+                f"the deployment's name may have at most {MAX_NAME - len(PREFIX)}"
+            )
+
     @property
     def name(self) -> str:
-        return f"conveyor-{self.deployment}"
+        return PREFIX + self.deployment
 
     @property
     def labels(self) -> dict[str, str]:
@@ -81,8 +90,8 @@ class Overlay:
             "app.kubernetes.io/part-of": "conveyor",
         }
 
-    def meta(self, kind_suffix: str = "") -> Manifest:
-        return {"name": self.name + kind_suffix, "namespace": self.namespace, "labels": self.labels}
+    def meta(self) -> Manifest:
+        return {"name": self.name, "namespace": self.namespace, "labels": self.labels}
 
 
 def scaling_triggers(o: Overlay) -> list[tuple[str, str, float]]:

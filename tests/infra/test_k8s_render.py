@@ -19,9 +19,12 @@ import jsonschema
 import pytest
 import yaml
 
+from conveyor.errors import ConveyorError
 from conveyor.recipe import load_recipe
+from conveyor.recipe.autoscale import AutoscaleSection
 from conveyor.registry import Registry
 from conveyor.serving_spec import ServingSpec
+from serving.control.k8s import Overlay
 from serving.worker.drain import FIRST_BYTE_TIMEOUT_S, PRESTOP_SECONDS
 from testbed.paths import RECIPES_DIR, REPO_ROOT
 from tests.infra.test_manifests import validate_manifests
@@ -232,3 +235,9 @@ def test_an_unknown_deployment_exits_not_found(home: Path, tmp_path: Path) -> No
     result = render(home, "nope", "--out", str(tmp_path))
     assert result.returncode == 3 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_a_deployment_name_too_long_for_a_service_is_refused() -> None:
+    with pytest.raises(ConveyorError, match="at most 63 characters; .* at most 54"):
+        Overlay("d" * 55, "v", "classification", "img:1", AutoscaleSection(), None)
+    assert Overlay("d" * 54, "v", "classification", "img:1", AutoscaleSection(), None).name

@@ -258,6 +258,8 @@ async def _complete(
         log.error("%s on %s failed: %s", llm.kind, served.version, exc)
         failure = ApiError(500, f"the model failed: {type(exc).__name__}")
         return error_response(failure, served.version)
+    finally:  # cancelled (the first-byte timeout): the waiting gauge still settles
+        tracker.stop_waiting()
     tracker.done()
     last = tracker.last or TokenEvent("", 0, len(ids), "stop")
     text = "".join(pieces)

@@ -48,7 +48,8 @@ class Tracker:
         self.waiting = True
         self.runtime.metrics.waiting.labels(self.runtime.deployment).inc()
 
-    def _stop_waiting(self) -> None:
+    def stop_waiting(self) -> None:
+        """Out of the waiting gauge (once; later calls do nothing)."""
         if self.waiting:
             self.waiting = False
             self.runtime.metrics.waiting.labels(self.runtime.deployment).dec()
@@ -56,7 +57,7 @@ class Tracker:
     def event(self, event: TokenEvent) -> None:
         if self.first is None and event.completion_tokens > 0:
             self.first = time.perf_counter()
-            self._stop_waiting()
+            self.stop_waiting()
         self.last = event
         if self.captured and event.text:
             self.pieces.append(event.text)
@@ -81,7 +82,7 @@ class Tracker:
         )
 
     def done(self, *, failed: bool = False, executed: bool = True) -> None:
-        self._stop_waiting()
+        self.stop_waiting()
         runtime, version = self.runtime, self.served.version
         app = current_app.get()
         series = (runtime.deployment, version, self.role)
