@@ -6,7 +6,8 @@ intervals, the paired interval of their difference, and prediction throughput.
 
 Each recipe is trained as ``conveyor train`` trains it (``training.dispatch``, CPU, in a
 scratch CONVEYOR_HOME); ``--set`` overrides apply to both (e.g. ``training.epochs=2`` for a
-shorter run). The second recipe is the candidate: the difference is second minus first.
+shorter run), ``--set-second`` to the second only. The second recipe is the candidate: the
+difference is second minus first.
 """
 
 from __future__ import annotations
@@ -103,8 +104,12 @@ def main() -> None:
     parser.add_argument("first")
     parser.add_argument("second")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--set-second", dest="second_overrides", action="append", default=[])
     args = parser.parse_args()
-    runs = [train_and_predict(path, args.overrides) for path in (args.first, args.second)]
+    runs = [
+        train_and_predict(args.first, args.overrides),
+        train_and_predict(args.second, [*args.overrides, *args.second_overrides]),
+    ]
     print(json.dumps(compare(*runs), indent=2))
 
 
