@@ -102,10 +102,23 @@ def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first")
-    parser.add_argument("second")
+    parser.add_argument("second", nargs="?", help="left out: the first recipe's scores alone")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--set-second", dest="second_overrides", action="append", default=[])
     args = parser.parse_args()
+    if args.second is None:
+        run = train_and_predict(args.first, args.overrides)
+        print(
+            json.dumps(
+                {
+                    k: v
+                    for k, v in compare(run, run).items()
+                    if k != "difference_second_minus_first"
+                },
+                indent=2,
+            )
+        )
+        return
     runs = [
         train_and_predict(args.first, args.overrides),
         train_and_predict(args.second, [*args.overrides, *args.second_overrides]),
