@@ -6,7 +6,8 @@ intervals, the paired interval of their difference, and prediction throughput.
 
 Each recipe is trained as ``conveyor train`` trains it (``training.dispatch``, CPU, in a
 scratch CONVEYOR_HOME); ``--set`` overrides apply to both (e.g. ``training.epochs=2`` for a
-shorter run). The second recipe is the candidate: the difference is second minus first.
+shorter run), ``--set-second`` to the second only. The second recipe is the candidate: the
+difference is second minus first.
 """
 
 from __future__ import annotations
@@ -101,10 +102,27 @@ def compare(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first")
-    parser.add_argument("second")
+    parser.add_argument("second", nargs="?", help="left out: the first recipe's scores alone")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--set-second", dest="second_overrides", action="append", default=[])
     args = parser.parse_args()
-    runs = [train_and_predict(path, args.overrides) for path in (args.first, args.second)]
+    if args.second is None:
+        run = train_and_predict(args.first, args.overrides)
+        print(
+            json.dumps(
+                {
+                    k: v
+                    for k, v in compare(run, run).items()
+                    if k != "difference_second_minus_first"
+                },
+                indent=2,
+            )
+        )
+        return
+    runs = [
+        train_and_predict(args.first, args.overrides),
+        train_and_predict(args.second, [*args.overrides, *args.second_overrides]),
+    ]
     print(json.dumps(compare(*runs), indent=2))
 
 

@@ -46,8 +46,8 @@ def resolve_base(base: str, cache_dir: Path | None = None) -> str:
             converted = resolve_pretrained(base, cache_dir or Settings().cache_dir)
         except BaseModelUnavailable as exc:
             raise BaseModelError(base, str(exc)) from exc
-        assert converted is not None
-        return str(converted.path)
+        if converted is not None:  # else a folder whose name merely contains ".gguf"
+            return str(converted.path)
     path = Path(base)
     if path.is_absolute() or base.startswith((".", "~")):
         if not path.is_dir():

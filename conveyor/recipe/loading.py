@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from conveyor.errors import RecipeError
+from conveyor.gguf_base import GgufBaseError, locate_gguf, parse_gguf_base
 from conveyor.recipe.schema import BUILTIN_MODELS, Recipe
 
 __all__ = [
@@ -164,7 +165,13 @@ def _check_files(recipe: Recipe) -> list[str]:
     if golden is not None and not golden.is_file():
         problems.append(f"gates.generation.golden: file not found: {golden}")
     base = recipe.model.base
-    if base not in BUILTIN_MODELS:
+    spec = parse_gguf_base(base)  # the schema refused a .gguf without a valid pin
+    if spec is not None:
+        try:
+            locate_gguf(spec)  # its hash is checked where it is converted
+        except GgufBaseError as exc:
+            problems.append(f"model.base: {exc}")
+    elif base not in BUILTIN_MODELS:
         path = Path(base)
         if path.is_absolute():
             if not path.is_dir():

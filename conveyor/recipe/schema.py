@@ -114,7 +114,8 @@ class DataSection(_Section):
 class ModelSection(_Section):
     base: str = Field(
         min_length=1,
-        description="`minilm`, `tiny-gpt2`, `smollm2-135m-instruct`, a GGUF decoder pinned "
+        description="`minilm`, `multilingual-e5-small`, `tiny-gpt2`, `smollm2-135m-instruct`, "
+        "a GGUF decoder pinned "
         "as `<path or package:<module>/<file>>.gguf@sha256:<hex>` (llama, qwen2, gemma3), "
         "a local model folder, or a hub id (needs network).",
     )

