@@ -180,22 +180,37 @@ def test_chat_answers_are_captured_with_tokens_ttft_and_finish_reason(
     llm = register_llm(registry, settings, folder, serving={"capture": FAST})
     _, key = registry.create_api_key("bot", [DEPLOYMENT])
     chat = [{"role": "user", "content": "Name a restaurant near the river, I am bob@x.org"}]
+    redacted = [{"role": "user", "content": "Name a restaurant near the river, I am [REDACTED]"}]
     with running_server(settings.model_copy(update={"require_api_key": True})) as server:
         for tokens in (3, 5):
             body = {"model": DEPLOYMENT, "messages": chat, "max_tokens": tokens, "temperature": 0}
             status, answer = _post(server.port, "/v1/chat/completions", body, key)
             assert status == 200, answer
-        assert _wait_for_rows(settings, 2) == 2
+        # The prompt as the capture keeps it (redacted), asked live: what a replay must answer.
+        body = {"model": DEPLOYMENT, "messages": redacted, "max_tokens": 5, "temperature": 0}
+        status, answer = _post(server.port, "/v1/chat/completions", body, key)
+        assert status == 200, answer
+        live = answer["choices"][0]["message"]["content"]
+        assert _wait_for_rows(settings, 3) == 3
     (row,) = _summary(settings)
-    assert (row["version"], row["app"], row["requests"]) == (llm, "bot", 2)
-    assert row["tokens_out"] == 8 and row["finish_reasons"] == {"length": 2}
+    assert (row["version"], row["app"], row["requests"]) == (llm, "bot", 3)
+    assert row["tokens_out"] == 13 and row["finish_reasons"] == {"length": 3}
     sql = "SELECT request, answer, ttft_ms, cache_hit FROM traffic ORDER BY tokens_out"
     result = conveyor(settings, "traffic", DEPLOYMENT, "--json", "--sql", sql)
-    first, second = json.loads(result.stdout)
-    assert json.loads(first["request"]) == [
-        {"role": "user", "content": "Name a restaurant near the river, I am [REDACTED]"}
-    ]
+    first, *_ = json.loads(result.stdout)
+    assert json.loads(first["request"]) == redacted
     assert first["answer"] and first["ttft_ms"] > 0 and first["cache_hit"] is False
+    # Replayed through this version (loaded here) and another: the live 5-token answer.
+    other = register_llm(
+        registry, settings, write_tiny_llama(tmp_path / "o", smollm2_tokenizer_dir, 1)
+    )
+    replay = conveyor(
+        settings, "traffic", "compare", DEPLOYMENT, llm, other, "--replay", "1", "--json"
+    )
+    assert replay.returncode == 0, replay.stderr
+    [replayed] = json.loads(replay.stdout)["rows"]
+    assert (replayed["seen"], replayed["tokens"]) == (3, 5)
+    assert replayed["answer_a"] == live, (replayed, live)
     exported = tmp_path / "chat.jsonl"
     assert (
         conveyor(settings, "traffic", "export", DEPLOYMENT, "--to", str(exported)).returncode == 0
