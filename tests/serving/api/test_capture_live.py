@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +270,51 @@ def test_a_worker_killed_mid_write_leaves_no_corrupt_file(
             _post(server.port, "/classify", {"text": "set a timer"}, key)  # its capture sweeps
             time.sleep(0.5)
         assert not drafts[0].exists()
+
+
+@contextmanager
+def _tiny_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of ``size`` (a tmpfs) mounted at ``folder``; root only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_capture_disk_that_fills_stops_the_capture_says_so_and_serving_goes_on(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    """The capture's folder on a 64 KiB filesystem: once it is full the capture stops and
+    says why (status, metrics, log), and every request is still answered."""
+    import random
+
+    version = make_version(registry, settings, tokenizer, 0, serving={"capture": FAST})
+    promote(registry, version, canary_percent=0, timeout=5)
+    _, key = registry.create_api_key("shop", [DEPLOYMENT])
+    rng = random.Random(7)
+    letters = "abcdefghijklmnopqrstuvwxyz "
+    statuses: list[int] = []
+    with (
+        _tiny_disk(settings.home / "capture", "64k"),
+        running_server(settings.model_copy(update={"require_api_key": True})) as server,
+    ):
+        deadline = time.monotonic() + 60
+        while server.status()["capture"]["stopped"] is None and time.monotonic() < deadline:
+            text = "".join(rng.choice(letters) for _ in range(1500))  # hardly compresses
+            statuses.append(_post(server.port, "/classify", {"text": text}, key)[0])
+        stopped = server.status()["capture"]["stopped"]
+        statuses += [_post(server.port, "/classify", {"text": "set a timer"}, key)[0]] * 5
+        metrics = _metrics(server.port)
+        log = server.log.read_text(errors="replace")
+    assert stopped is not None and "No space left on device" in stopped, stopped
+    assert set(statuses) == {200} and len(statuses) > 5
+    assert _sample(metrics, "conveyor_capture_rows_total", outcome="lost") > 0
+    assert f"capture of {DEPLOYMENT} stopped" in log and "serving goes on" in log
