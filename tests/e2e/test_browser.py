@@ -24,6 +24,7 @@ import yaml
 from conveyor.ports import free_port
 from conveyor.settings import Settings
 from flows.server import ensure_prefect_server, stop_prefect_server
+from gates.text.plot import SHOWN_WIDTH_PX
 from serving.control.daemon import ensure_model_server, stop_model_server
 from testbed.clinc import write_slice
 from testbed.paths import REPO_ROOT
@@ -154,7 +155,8 @@ def test_artifacts_and_swagger_read_well_in_a_real_browser(
             if what == "gate-verdict":
                 plots = [i for i in facts["images"] if i["src"].startswith("data:image/png")]
                 assert plots, (ui, facts["images"])
-                assert all(i["loaded"] and i["width"] == 846 for i in plots), facts["images"]
+                drawn = SHOWN_WIDTH_PX
+                assert all(i["loaded"] and i["width"] == drawn for i in plots), facts["images"]
                 # Drawn for the width it is shown at: not shrunk (its labels keep their size).
                 assert all(i["shown"] >= 0.9 * i["width"] for i in plots), (ui, facts["images"])
                 assert facts["text"].index("What the gate judged") < facts["text"].index(
