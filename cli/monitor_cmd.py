@@ -24,7 +24,9 @@ def render_report(deployment: str, version: str, report: DriftReport) -> str:
         bound = f"{'>=' if figure.floor else '<='} {figure.limit:g}"
         rows.append((figure.name, value, bound, "DRIFT" if figure.breached else "ok"))
     table = format_table(("figure", "live", "limit", "state"), rows)
-    return f"{deployment} {version}: {report.requests} texts\n{table}\n{report.reason()}"
+    source = "captured prompts" if report.source == "capture" else "live workers' profiles"
+    head = f"{deployment} {version}: {report.requests} texts ({source})"
+    return f"{head}\n{table}\n{report.reason()}"
 
 
 def monitor(
@@ -53,7 +55,8 @@ def monitor(
     drifting = False
     try:
         while True:
-            checked, report = monitor_version(registry, deployment, version)
+            home = _context.settings().home
+            checked, report = monitor_version(registry, deployment, version, home)
             typer.echo(render_report(deployment, checked, report))
             if report.drifted and not drifting:
                 _report(deployment, checked, report, prefect_port)

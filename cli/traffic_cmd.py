@@ -192,6 +192,50 @@ def _cut(text: Any, width: int = 60) -> str:
     return said if len(said) <= width else said[: width - 1] + "…"
 
 
+def _publish(
+    deployment: str, summary: str, a: str, b: str, rows: list[dict[str, Any]], port: int
+) -> None:
+    """The comparison as Prefect artifacts on the local server (started if need be)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.artifacts import publish_comparison
+    from flows.server import ensure_prefect_server
+
+    server = ensure_prefect_server(_context.settings(), port)
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        key = publish_comparison(deployment, summary, a, b, rows)
+    typer.echo(f"artifact: {server.url}/artifacts/key/{key}", err=True)
+
+
+def _replay(
+    query: Any, a: str, b: str, n: int, limit: int, as_json: bool, artifact: int | None
+) -> None:
+    from dataclasses import asdict
+
+    from serving.control.traffic_replay import replay_versions
+
+    found = replay_versions(_context.registry(), _context.settings().home, query, a, b, n)
+    share = f" ({found.agreement:.1%})" if found.agreement is not None else ""
+    summary = (
+        f"{found.version_a} vs {found.version_b} on {found.replayed} replayed inputs: "
+        f"{found.same} the same{share}, {found.replayed - found.same} differ"
+    )
+    if artifact is not None:
+        _publish(query.deployment, summary, found.version_a, found.version_b, found.rows, artifact)
+    if as_json:
+        typer.echo(json.dumps(asdict(found) | {"agreement": found.agreement}, indent=2))
+        return
+    typer.echo(summary)
+    differing = [r for r in found.rows if not r["same"]][:limit]
+    if differing:
+        rows = [
+            (_cut(r["request"]), _cut(r["answer_a"], 30), _cut(r["answer_b"], 30), r["seen"])
+            for r in differing
+        ]
+        headers = ("input", found.version_a, found.version_b, "seen")
+        typer.echo(format_table(headers, rows))
+
+
 @traffic_app.command("compare")
 def compare(
     deployment: Deployment,
@@ -201,28 +245,53 @@ def compare(
     since: SinceOpt = None,
     where: WhereOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Differing inputs shown.")] = 20,
+    replay: Annotated[
+        int | None,
+        typer.Option(
+            "--replay",
+            min=1,
+            help="Replay the N most asked captured inputs through both versions, here.",
+        ),
+    ] = None,
+    artifact: Annotated[
+        int | None,
+        typer.Option(
+            "--artifact",
+            help="Also publish the side-by-side table as a Prefect artifact on the local "
+            "server at this port (4200 is the demo's).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Where two versions answered the same inputs differently (canary traffic).
+    """Where two versions answered the same inputs differently (canary traffic, or a replay).
 
     Over the inputs both versions answered (status 200), their latest answers side by side:
-    how many agree, and the differing ones, most requested first.
+    how many agree, and the differing ones, most requested first. With --replay N, the N
+    inputs asked most often are answered now by both versions, loaded in this process
+    (greedy; no live server or key involved).
     """
     from dataclasses import asdict
 
     from serving.control.traffic_compare import compare_versions
 
     query = _query(deployment, None, app, since, where)
-    found = compare_versions(_context.settings().home, query, version_a, version_b, limit)
-    if as_json:
-        typer.echo(json.dumps(asdict(found) | {"agreement": found.agreement}, indent=2))
+    if replay is not None:
+        _replay(query, version_a, version_b, replay, limit, as_json, artifact)
         return
+    found = compare_versions(_context.settings().home, query, version_a, version_b, limit)
     a, b = found.version_a, found.version_b
     share = f" ({found.agreement:.1%})" if found.agreement is not None else ""
-    typer.echo(
+    summary = (
         f"{a} vs {b}: {found.shared} inputs both answered, {found.same} the same{share}, "
         f"{found.shared - found.same} differ; {found.only_a} only {a}, {found.only_b} only {b}"
     )
+    if artifact is not None:
+        shown = [r | {"seen": r["seen_a"] + r["seen_b"]} for r in found.differing]
+        _publish(deployment, summary, a, b, shown, artifact)
+    if as_json:
+        typer.echo(json.dumps(asdict(found) | {"agreement": found.agreement}, indent=2))
+        return
+    typer.echo(summary)
     if found.differing:
         rows = [
             (

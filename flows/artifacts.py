@@ -17,9 +17,11 @@ from conveyor.markdown import figure
 from gates.text.report import PLOT_ALT
 
 __all__ = [
+    "comparison_rows",
     "gate_check_rows",
     "inline_plot",
     "publish_gate_verdict",
+    "publish_comparison",
     "publish_promotion",
     "publish_validation",
     "validation_rows",
@@ -121,3 +123,43 @@ def publish_conversion(
         key=_key(deployment, stage),
         description=f"{what} and its parity gate",
     )
+
+
+def _cell(text: Any, width: int) -> str:
+    said = " ".join(str(text).split())
+    return said if len(said) <= width else said[: width - 1] + "…"
+
+
+def comparison_rows(
+    version_a: str, version_b: str, rows: list[dict[str, Any]]
+) -> list[dict[str, str]]:
+    """Side by side: the input, each version's answer (columns named by version), whether
+    they agree and how often the input was asked; differing rows first, as given."""
+    return [
+        {
+            "input": _cell(r["request"], 80),
+            version_a: _cell(r["answer_a"], 60),
+            version_b: _cell(r["answer_b"], 60),
+            "agree": "same" if r["same"] else "differs",
+            "asked": str(r["seen"]),
+        }
+        for r in rows
+    ]
+
+
+def publish_comparison(
+    deployment: str, summary: str, version_a: str, version_b: str, rows: list[dict[str, Any]]
+) -> str:
+    """Two versions' answers as a table artifact and a one-line summary; the table's key."""
+    key = _key(deployment, "traffic-compare")
+    create_markdown_artifact(
+        f"## {version_a} vs {version_b}\n\n{summary}\n",
+        key=f"{key}-summary",
+        description="Where two versions answer differently",
+    )
+    create_table_artifact(
+        comparison_rows(version_a, version_b, rows),
+        key=key,
+        description=f"{version_a} vs {version_b}: answers side by side, differing first",
+    )
+    return key

@@ -1,7 +1,8 @@
 """The gate's picture: what the gate judged on top, the weakest classes, the top confusions.
 
-Drawn for where it is read: the Prefect UI shows an artifact's image 846 px wide, so it is
-drawn 846 px wide at 1:1 (no shrinking: labels stay at their point size), the panels stacked.
+Drawn for where it is read: on a 1440 px wide window the Prefect UI shows an artifact's
+image 690 px wide (the current UI; 846 px in the older one), so it is drawn 690 px wide and
+shown at 1:1 in both (never shrunk: labels keep their point size), the panels stacked.
 The background is transparent and every mark has a colour that reads on the UI's light and
 dark themes alike (contrast of 4.5 or more on white and 3 or more on a near-black). The
 legend sits above the plot area, never over a bar.
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["INK", "SHOWN_WIDTH_PX", "draw_plot", "judged_lines", "write_plot"]
 
-SHOWN_WIDTH_PX = 846  # the Prefect UI's artifact column on a 1440 px wide window (issue 27)
+SHOWN_WIDTH_PX = 690  # the Prefect UI's artifact column at 1440 px (v2; v1: 846), measured
 DPI = 100
 INK = "#767676"  # text, axes, ticks: 4.5:1 on white, 4.7:1 on black
 CANDIDATE = "#3b82f6"  # bars
@@ -89,8 +90,8 @@ def _confusion_panel(ax: Axes, confusions: Sequence[Confusion]) -> None:
     ax.bar_label(bars, [f"{c.count} ({c.share:.0%})" for c in shown], padding=3, color=INK)
     ax.margins(x=0.2)
     ax.set_yticks(positions, [f"{c.truth}\n→ {c.predicted}" for c in shown])
-    ax.set_xlabel("test examples")
-    ax.set_title("top confusions: true → predicted (share of the true class)", loc="left")
+    ax.set_xlabel("test examples (share of the true class)")
+    ax.set_title("top confusions: true → predicted", loc="left")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -168,7 +169,7 @@ def write_plot(
     passed: bool = True,
 ) -> Path | None:
     """What the gate judged (``checks``), the weakest classes by name (champion marked) and
-    the top confusions, as a PNG 846 px wide; None if the model has no classes.
+    the top confusions, as a PNG :data:`SHOWN_WIDTH_PX` wide; None if the model has no classes.
 
     Labels in a script the default font lacks (Chinese class names) are drawn with an installed
     font that has them; with none, :class:`NoFontForText` is raised instead of drawing boxes.

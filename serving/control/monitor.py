@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError
@@ -21,6 +22,7 @@ from conveyor.serving_spec import serving_spec_of
 from data_checks.drift import compare_profiles
 from data_checks.reference import profile_of_version
 from serving.canary.bake import live_workers
+from serving.control.capture_profile import capture_profile
 from serving.worker.profile import PROFILE_STATS_KEY, InputProfile, merge_profiles
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class DriftReport:
     min_requests: int
     figures: tuple[Figure, ...]
     largest_shifts: list[dict[str, Any]] = field(default_factory=list)
+    source: str = "heartbeats"  # whose texts: the workers' profiles, or "capture"
 
     @property
     def judged(self) -> bool:
@@ -98,6 +101,7 @@ class DriftReport:
     def as_payload(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
+            "source": self.source,
             "min_requests": self.min_requests,
             "figures": {f.name: f.value for f in self.figures},
             "limits": {f.name: f.limit for f in self.figures},
@@ -164,20 +168,34 @@ def reference_for(record: VersionRecord) -> dict[str, Any]:
     return reference.profile
 
 
+def _recent(
+    registry: Registry, record: VersionRecord, home: Path | None
+) -> tuple[InputProfile, str]:
+    """The capture's real prompts when the version's capture is on and holds some in the
+    window, else the live workers' profiles; and which it was."""
+    if home is not None and serving_spec_of(record).capture.enabled:
+        try:
+            captured = capture_profile(home, record)
+        except Exception as exc:  # no tokenizer beside a GGUF, an unreadable file: the workers'
+            log.warning("drift of %s from its capture: %s; from the workers", record.version, exc)
+        else:
+            if captured.texts:
+                return captured, "capture"
+    return recent_profile(registry, record.deployment, record.version), "heartbeats"
+
+
 def monitor_version(
-    registry: Registry, deployment: str, version: str | None = None
+    registry: Registry, deployment: str, version: str | None = None, home: Path | None = None
 ) -> tuple[str, DriftReport]:
-    """Check one version (default: production) of a deployment against its training data."""
+    """Check one version (default: production) of a deployment against its training data;
+    with the home, on the prompts its capture recorded when its capture is on."""
     version = version or registry.alias(deployment, "production")
     if version is None:
         raise ConveyorError(f"{deployment} has no production version: promote one first")
     record = registry.resolve(version)
-    report = check_drift(
-        reference_for(record),
-        recent_profile(registry, deployment, record.version),
-        thresholds_for(record),
-    )
-    return record.version, report
+    recent, source = _recent(registry, record, home)
+    report = check_drift(reference_for(record), recent, thresholds_for(record))
+    return record.version, replace(report, source=source)
 
 
 def report_drift(

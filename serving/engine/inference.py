@@ -23,6 +23,7 @@ __all__ = [
     "ArtifactError",
     "SmokeError",
     "classify_texts",
+    "engine_answer",
     "engine_text",
     "generate_text",
     "load_for_serving",
@@ -132,7 +133,16 @@ def engine_text(
     adapter: str | None = None,
 ) -> str:
     """A greedy continuation of ``prompt`` through the decode engine, from sync code."""
-    ids = list(tokenizer(prompt)["input_ids"])
+    return engine_answer(engine, list(tokenizer(prompt)["input_ids"]), max_tokens, adapter)
+
+
+def engine_answer(
+    engine: DecodeEngine | LlamaCppEngine,
+    ids: list[int],
+    max_tokens: int,
+    adapter: str | None = None,
+) -> str:
+    """A greedy answer to prompt tokens ``ids`` through the decode engine, from sync code."""
     text, _ = _run_sync(engine.complete(ids, SamplingParams(max_tokens=max_tokens), adapter))
     return str(text)
 

@@ -24,6 +24,7 @@ import yaml
 from conveyor.ports import free_port
 from conveyor.settings import Settings
 from flows.server import ensure_prefect_server, stop_prefect_server
+from gates.text.plot import SHOWN_WIDTH_PX
 from serving.control.daemon import ensure_model_server, stop_model_server
 from testbed.clinc import write_slice
 from testbed.paths import REPO_ROOT
@@ -47,7 +48,8 @@ PAGE_FACTS = """() => {
             overflow: Math.round(box.right - column.right), text: t.innerText.slice(0, 80)};
   });
   const images = [...main.querySelectorAll('img')].map(i => ({
-    src: i.src.slice(0, 30), loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth}));
+    src: i.src.slice(0, 30), loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth,
+    shown: Math.round(i.getBoundingClientRect().width)}));
   return {tables, images, quotes: main.querySelectorAll('blockquote').length,
           text: main.innerText};
 }"""
@@ -153,10 +155,33 @@ def test_artifacts_and_swagger_read_well_in_a_real_browser(
             if what == "gate-verdict":
                 plots = [i for i in facts["images"] if i["src"].startswith("data:image/png")]
                 assert plots, (ui, facts["images"])
-                assert all(i["loaded"] and i["width"] > 300 for i in plots), facts["images"]
+                drawn = SHOWN_WIDTH_PX
+                assert all(i["loaded"] and i["width"] == drawn for i in plots), facts["images"]
+                # Drawn for the width it is shown at: not shrunk (its labels keep their size).
+                assert all(i["shown"] >= 0.9 * i["width"] for i in plots), (ui, facts["images"])
+                assert facts["text"].index("What the gate judged") < facts["text"].index(
+                    "headline"
+                ), (ui, facts["text"][:500])
                 assert ">= 0.3000" in facts["text"] and "0.30000" not in facts["text"]
             if what == "gate-checks":
                 assert "≥ 0.3000" in facts["text"], (ui, facts["text"][:500])
+
+    # The promotion artifact: when it was written, a straight move called so, no endpoint yet.
+    for ui, base in (("v2", "/v2"), ("v1", "")):
+        page.goto(
+            f"{retrained['prefect']}{base}/artifacts/artifact/{keys[f'{DEPLOYMENT}-promotion']}"
+        )
+        page.wait_for_selector("text=Promoted", timeout=60_000)
+        page.screenshot(path=str(screenshots / f"prefect-{ui}-promotion.png"), full_page=True)
+        said = page.evaluate(PAGE_FACTS)["text"]
+        assert "straight move, no canary" in said and "canary 100%" not in said, said[:800]
+        assert "when this was written (" in said, said[:800]
+    page.emulate_media(color_scheme="dark")  # the gate plot on the dark theme, for a person
+    page.goto(f"{retrained['prefect']}/v2/artifacts/artifact/{keys[f'{DEPLOYMENT}-gate-verdict']}")
+    page.wait_for_selector("table", timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(screenshots / "prefect-v2-gate-verdict-dark.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
 
     # Prefect's v2 UI always asks amplitude.com for its config (upstream, whatever the analytics
     # setting; offline it fails quietly): only our own page is held to "nothing from outside".

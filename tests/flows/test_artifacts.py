@@ -47,3 +47,18 @@ def test_the_plot_is_inlined_in_place_of_its_link(tmp_path: Path) -> None:
     encoded = base64.b64encode(png.read_bytes()).decode()
     assert inlined == f"## Gate verdict\n\n![{PLOT_ALT}](data:image/png;base64,{encoded})\n"
     assert inline_plot(report, str(tmp_path / "gone.png")) == report
+
+
+def test_a_comparison_is_a_side_by_side_table_differing_first() -> None:
+    from flows.artifacts import comparison_rows
+
+    rows = [
+        {"request": "wire   money " + "x" * 100, "answer_a": "transfer", "answer_b": "translate",
+         "same": False, "seen": 5},
+        {"request": "set a timer", "answer_a": "timer", "answer_b": "timer", "same": True,
+         "seen": 3},
+    ]  # fmt: skip
+    table = comparison_rows("intents:v1", "intents:v2", rows)
+    assert list(table[0]) == ["input", "intents:v1", "intents:v2", "agree", "asked"]
+    assert table[0]["input"].startswith("wire money x") and len(table[0]["input"]) == 80
+    assert [r["agree"] for r in table] == ["differs", "same"] and table[0]["asked"] == "5"

@@ -70,7 +70,9 @@ def _said_by(run_name: str) -> tuple[Any, list[str], str]:
         LogFilter,
         LogFilterFlowRunId,
     )
+    from prefect.logging.handlers import APILogWorker
 
+    APILogWorker.drain_all(timeout=10)  # the run's last lines are still on their way
     with get_client(sync_client=True) as client:
         run = next(r for r in client.read_flow_runs() if r.name == run_name)
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))

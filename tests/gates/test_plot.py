@@ -1,5 +1,6 @@
-"""The gate plot is drawn for where it is read: 846 px wide, readable labels, the legend off
-the bars, marks that read on a light and a dark theme, and what the gate judged on top."""
+"""The gate plot is drawn for where it is read: as wide as the UI's artifact column (690 px),
+readable labels, the legend off the bars, marks that read on a light and a dark theme, and
+what the gate judged on top."""
 
 from __future__ import annotations
 
@@ -73,6 +74,11 @@ def test_labels_are_readable_and_the_legend_covers_no_bar() -> None:
     renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
     texts = [t for t in figure.findobj(Text) if t.get_text().strip() and t.get_visible()]
     assert min(t.get_fontsize() for t in texts) >= 10, "labels under 10 pt at 1:1"
+    width = figure.bbox.width
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    # Straddling an edge is cut; wholly outside is a tick beyond the axis, never drawn.
+    cut = [text for text, b in boxes if b.x0 < 0 < b.x1 or b.x0 < width < b.x1 - 0.5]
+    assert not cut, f"cut off at the figure's edge: {cut}"
     weakest = figure.axes[0]
     legend = weakest.get_legend()
     assert legend is not None

@@ -87,6 +87,8 @@ def test_models_commands_read_the_registry(conveyor_home: Path, settings: object
     ).version
     registry.move_alias("intents", "production", v1, reason="first model")
     registry.move_alias("intents", "production", v2, reason="better macro-F1")
+    run = "http://127.0.0.1:4200/flow-runs/flow-run/5e2"
+    registry.update_version(v2, lineage={"flow_run_id": "5e2", "flow_run_url": run})
     registry.close()
 
     listing = conveyor("models", "list")
@@ -97,6 +99,12 @@ def test_models_commands_read_the_registry(conveyor_home: Path, settings: object
 
     shown = conveyor("models", "show", "intents@production")
     assert shown.returncode == 0 and "version:          intents:v2" in shown.stdout
+    assert f"made by:          flow run {run}\n" in shown.stdout
+    assert f"  intents:v2 made by: flow run {run}\n" in conveyor("status", "intents").stdout
+    assert (
+        "made by:          - (not made by a Prefect flow run)"
+        in conveyor("models", "show", v1).stdout
+    )
     as_json = json.loads(conveyor("models", "show", v1, "--json").stdout)
     assert as_json["metrics"] == {"accuracy": 0.91}
 

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,22 +182,37 @@ def test_chat_answers_are_captured_with_tokens_ttft_and_finish_reason(
     llm = register_llm(registry, settings, folder, serving={"capture": FAST})
     _, key = registry.create_api_key("bot", [DEPLOYMENT])
     chat = [{"role": "user", "content": "Name a restaurant near the river, I am bob@x.org"}]
+    redacted = [{"role": "user", "content": "Name a restaurant near the river, I am [REDACTED]"}]
     with running_server(settings.model_copy(update={"require_api_key": True})) as server:
         for tokens in (3, 5):
             body = {"model": DEPLOYMENT, "messages": chat, "max_tokens": tokens, "temperature": 0}
             status, answer = _post(server.port, "/v1/chat/completions", body, key)
             assert status == 200, answer
-        assert _wait_for_rows(settings, 2) == 2
+        # The prompt as the capture keeps it (redacted), asked live: what a replay must answer.
+        body = {"model": DEPLOYMENT, "messages": redacted, "max_tokens": 5, "temperature": 0}
+        status, answer = _post(server.port, "/v1/chat/completions", body, key)
+        assert status == 200, answer
+        live = answer["choices"][0]["message"]["content"]
+        assert _wait_for_rows(settings, 3) == 3
     (row,) = _summary(settings)
-    assert (row["version"], row["app"], row["requests"]) == (llm, "bot", 2)
-    assert row["tokens_out"] == 8 and row["finish_reasons"] == {"length": 2}
+    assert (row["version"], row["app"], row["requests"]) == (llm, "bot", 3)
+    assert row["tokens_out"] == 13 and row["finish_reasons"] == {"length": 3}
     sql = "SELECT request, answer, ttft_ms, cache_hit FROM traffic ORDER BY tokens_out"
     result = conveyor(settings, "traffic", DEPLOYMENT, "--json", "--sql", sql)
-    first, second = json.loads(result.stdout)
-    assert json.loads(first["request"]) == [
-        {"role": "user", "content": "Name a restaurant near the river, I am [REDACTED]"}
-    ]
+    first, *_ = json.loads(result.stdout)
+    assert json.loads(first["request"]) == redacted
     assert first["answer"] and first["ttft_ms"] > 0 and first["cache_hit"] is False
+    # Replayed through this version (loaded here) and another: the live 5-token answer.
+    other = register_llm(
+        registry, settings, write_tiny_llama(tmp_path / "o", smollm2_tokenizer_dir, 1)
+    )
+    replay = conveyor(
+        settings, "traffic", "compare", DEPLOYMENT, llm, other, "--replay", "1", "--json"
+    )
+    assert replay.returncode == 0, replay.stderr
+    [replayed] = json.loads(replay.stdout)["rows"]
+    assert (replayed["seen"], replayed["tokens"]) == (3, 5)
+    assert replayed["answer_a"] == live, (replayed, live)
     exported = tmp_path / "chat.jsonl"
     assert (
         conveyor(settings, "traffic", "export", DEPLOYMENT, "--to", str(exported)).returncode == 0
@@ -253,3 +270,51 @@ def test_a_worker_killed_mid_write_leaves_no_corrupt_file(
             _post(server.port, "/classify", {"text": "set a timer"}, key)  # its capture sweeps
             time.sleep(0.5)
         assert not drafts[0].exists()
+
+
+@contextmanager
+def _tiny_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of ``size`` (a tmpfs) mounted at ``folder``; root only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_capture_disk_that_fills_stops_the_capture_says_so_and_serving_goes_on(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    """The capture's folder on a 64 KiB filesystem: once it is full the capture stops and
+    says why (status, metrics, log), and every request is still answered."""
+    import random
+
+    version = make_version(registry, settings, tokenizer, 0, serving={"capture": FAST})
+    promote(registry, version, canary_percent=0, timeout=5)
+    _, key = registry.create_api_key("shop", [DEPLOYMENT])
+    rng = random.Random(7)
+    letters = "abcdefghijklmnopqrstuvwxyz "
+    statuses: list[int] = []
+    with (
+        _tiny_disk(settings.home / "capture", "64k"),
+        running_server(settings.model_copy(update={"require_api_key": True})) as server,
+    ):
+        deadline = time.monotonic() + 60
+        while server.status()["capture"]["stopped"] is None and time.monotonic() < deadline:
+            text = "".join(rng.choice(letters) for _ in range(1500))  # hardly compresses
+            statuses.append(_post(server.port, "/classify", {"text": text}, key)[0])
+        stopped = server.status()["capture"]["stopped"]
+        statuses += [_post(server.port, "/classify", {"text": "set a timer"}, key)[0]] * 5
+        metrics = _metrics(server.port)
+        log = server.log.read_text(errors="replace")
+    assert stopped is not None and "No space left on device" in stopped, stopped
+    assert set(statuses) == {200} and len(statuses) > 5
+    assert _sample(metrics, "conveyor_capture_rows_total", outcome="lost") > 0
+    assert f"capture of {DEPLOYMENT} stopped" in log and "serving goes on" in log

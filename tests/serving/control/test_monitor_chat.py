@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from conveyor.chat import Conversation, Message
+from conveyor.registry import Registry
+from conveyor.settings import Settings
 from data_checks.reference import profile_of_version
 from data_checks.stats import chat_profile
 from serving.control.monitor import MonitorThresholds, check_drift
@@ -80,3 +82,45 @@ def test_a_chat_versions_reference_is_recomputed_from_its_train_split(tmp_path: 
     )  # fmt: skip
     reference = profile_of_version(record)
     assert reference is not None and reference.profile == chat_profile(_training())
+
+
+def test_with_capture_on_a_language_model_is_judged_on_its_captured_prompts(
+    registry: Registry, settings: Settings, tmp_path: Path, smollm2_tokenizer_dir: Path
+) -> None:
+    """The workers' profiles hold nothing (no server), the capture holds 80 real chat
+    prompts far longer than training's: the monitor reads the capture and finds the drift;
+    with the capture off it reads the workers' (empty) profiles and judges nothing."""
+    from datetime import UTC, datetime
+
+    from conveyor.capture_format import capture_root, day_folder, day_of
+    from conveyor.serving_spec import CaptureSpec
+    from data_checks import PROFILE_KEY
+    from serving.control.monitor import monitor_version
+    from serving.worker.capture_rows import Exchange, rows_of
+    from serving.worker.capture_writer import DraftFile
+    from testbed.tiny_models import write_tiny_llama
+    from testbed.versions import DEPLOYMENT, register_llm
+
+    folder = write_tiny_llama(tmp_path / "llama", smollm2_tokenizer_dir)
+    version = register_llm(
+        registry,
+        settings,
+        folder,
+        serving={"capture": {"enabled": True}, "monitor": {"min_requests": 40}},
+    )
+    registry.update_version(version, metrics={PROFILE_KEY: chat_profile(_training())})
+    pasted = [("user", "please summarise this whole contract for me: " + "clause " * 150)]
+    exchanges = [Exchange(version, "active", "bot", "chat", 200, 9.0, pasted, "It says ...")] * 80
+    now = datetime.now(UTC)
+    rows = rows_of(CaptureSpec(enabled=True), now.timestamp(), exchanges, DEPLOYMENT, "w")
+    draft = DraftFile.open(
+        day_folder(capture_root(settings.home, DEPLOYMENT), day_of(now)), day_of(now), "w"
+    )
+    draft.append(rows)
+    draft.publish()
+
+    checked, report = monitor_version(registry, DEPLOYMENT, home=settings.home)
+    assert checked == version and report.source == "capture" and report.requests == 80
+    assert report.drifted and "length_psi" in report.reason(), report.reason()
+    _, blind = monitor_version(registry, DEPLOYMENT)  # no home: the workers' profiles
+    assert blind.source == "heartbeats" and blind.requests == 0 and not blind.judged

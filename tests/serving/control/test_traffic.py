@@ -142,3 +142,36 @@ def test_the_compare_command_prints_the_agreement_and_the_differing_inputs(
     ]
     missing = conveyor("traffic", "no-such-deployment")
     assert missing.returncode == 3 and missing.stderr.startswith("error: no deployment")
+
+
+def test_a_replay_asks_both_versions_the_most_asked_inputs_again(
+    registry: Registry, settings: Settings, tokenizer: Any
+) -> None:
+    """`compare --replay N`: the N inputs asked most often, answered now by both versions
+    loaded in process; version 1's replayed answers are the ones it gave live."""
+    from serving.engine.inference import classify_texts
+    from serving.worker.loading import load_version, release_version
+
+    v1 = make_version(registry, settings, tokenizer, 0)
+    v2 = make_version(registry, settings, tokenizer, 1)
+    asked = {"wire money": 5, "set a timer": 3, "book a flight to paris": 2, "what time": 1}
+    served = load_version(registry.resolve(v1))
+    live = {t: classify_texts(served.loaded, [t], 1, served.max_length)[0]["label"] for t in asked}
+    release_version(served)
+    exchanges = [_classify("v1", t, live[t]) for t, times in asked.items() for _ in range(times)]
+    _write(settings.home, datetime.now(UTC), exchanges)
+
+    result = conveyor("traffic", "compare", DEPLOYMENT, "v1", "v2", "--replay", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert (found["version_a"], found["version_b"], found["replayed"]) == (v1, v2, 3)
+    rows = found["rows"]
+    assert {r["request"] for r in rows} == {"wire money", "set a timer", "book a flight to paris"}
+    assert all(r["answer_a"] == live[r["request"]] for r in rows), (rows, live)
+    assert found["same"] == sum(r["answer_a"] == r["answer_b"] for r in rows)
+    assert [r["same"] for r in rows] == sorted(r["same"] for r in rows)  # differing first
+
+    table = conveyor("traffic", "compare", DEPLOYMENT, "v1", "v2", "--replay", "3")
+    assert table.stdout.startswith(f"{v1} vs {v2} on 3 replayed inputs: {found['same']} the same")
+    itself = conveyor("traffic", "compare", DEPLOYMENT, "v1", "v1", "--replay", "3")
+    assert itself.returncode != 0 and "not " + v1 + " with itself" in itself.stderr
