@@ -160,8 +160,8 @@ def test_a_distil_run_killed_mid_way_resumes_from_its_checkpoint(teacher: dict[s
     checkpoints = teacher["settings"].home / "checkpoints" / DEPLOYMENT
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not list(checkpoints.glob("step-00000020")) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 600  # shared cores: starting the engine may take minutes
+    while not list(checkpoints.glob("step-00000010")) and time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
@@ -169,7 +169,7 @@ def test_a_distil_run_killed_mid_way_resumes_from_its_checkpoint(teacher: dict[s
     assert list(checkpoints.glob("step-*")), "no checkpoint before the kill"
 
     resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+                             capture_output=True, text=True, timeout=900)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from step-000000" in resumed.stderr
     student = teacher["registry"].resolve(resumed.stdout.strip().splitlines()[-1])
