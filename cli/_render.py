@@ -161,13 +161,15 @@ def render_derived(children: Sequence[VersionRecord]) -> list[str]:
     for child in children:
         verdict = child.verdict or {}
         theirs = verdict.get("champion_metrics") or {}
-        against = f" vs {verdict.get('champion')}" if verdict.get("champion") else ""
+        reason = verdict.get("reason") or "not judged"
+        champion = verdict.get("champion")
+        against = f" (vs {champion})" if champion and champion not in reason else ""
         rows.append(
             (
                 child.version,
                 _method(child),
                 child.status,
-                (verdict.get("reason") or "not judged") + against,
+                reason + against,
                 footprint(verdict.get("candidate_metrics") or {}, theirs) or "-",
             )
         )

@@ -23,6 +23,7 @@ from flows.keys import run_key
 from flows.lines import outcome_text
 from flows.tasks import (
     convert_candidate,
+    distil_candidate,
     evaluate_candidate,
     package_model,
     promote_model,
@@ -82,6 +83,22 @@ def _converted(
         return version
     outcome["version"] = converted["version"]
     return str(converted["version"])
+
+
+def _distilled(
+    recipe: Recipe, version: str, champion: str | None, registry: Registry, outcome: dict[str, Any]
+) -> str:
+    """The version to promote: its student when the recipe asks for one (``compress.distil
+    .layers``) and it keeps parity with its teacher, else the version itself."""
+    layers = recipe.compress.distil.layers
+    if layers is None:
+        return version
+    student = distil_candidate(version, champion, layers, registry)
+    outcome["distillation"] = student
+    if not student["passed"]:
+        return version
+    outcome["version"] = student["version"]
+    return str(student["version"])
 
 
 def _quantized(
@@ -158,6 +175,7 @@ def retrain(
             f"{loaded.name}: {version} passed, not promoted", run_tags(loaded.name, version)
         )
     else:
+        version = _distilled(loaded, version, champion, registry, outcome)
         version = _converted(loaded, version, champion, registry, outcome)
         version = _quantized(loaded, version, champion, registry, outcome)
         outcome["package"] = package_model(version, registry)

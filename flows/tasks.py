@@ -31,6 +31,7 @@ from flows.lines import Promotion, log_line, metrics_text, promotion_lines, run_
 
 __all__ = [
     "DataGateFailed",
+    "distil_candidate",
     "evaluate_candidate",
     "package_model",
     "promote_model",
@@ -197,6 +198,38 @@ def quantize_candidate(version: str, champion: str | None, registry: Registry) -
         version.split(":")[0], lines, parity.report, stage="quantize", what="int8 ONNX"
     )
     get_run_logger().info("int8 quantization of %s: %s (%s)", version, verdict, outcome.reason)
+    return {
+        "version": outcome.version,
+        "passed": outcome.passed,
+        "reason": outcome.reason,
+        "footprint": speed,
+    }
+
+
+@task(name="distil", cache_policy=NO_CACHE)
+def distil_candidate(
+    version: str, champion: str | None, layers: int, registry: Registry
+) -> dict[str, Any]:
+    """A ``layers``-layer student of the passing version, trained on its soft targets and
+    judged against it (parity) and the champion; the outcome and parity report an artifact."""
+    from flows.compress import distil_and_judge
+    from gates import footprint
+
+    outcome = distil_and_judge(
+        registry, load_settings(), version, layers=layers, against=champion or "none"
+    )
+    parity = outcome.parity
+    speed = footprint(parity.candidate.metrics, parity.champion.metrics if parity.champion else {})
+    verdict = "passed" if outcome.passed else "refused"
+    lines = [
+        f"# {outcome.version}: {layers}-layer student of {version}, {verdict}",
+        "",
+        f"- {outcome.reason}",
+        f"- against {version}: {speed or 'no figures'}",
+        f"- parity report: `{parity.report_path}`",
+    ]
+    publish_conversion(version.split(":")[0], lines, parity.report, stage="distil", what="Student")
+    get_run_logger().info("distillation of %s: %s (%s)", version, verdict, outcome.reason)
     return {
         "version": outcome.version,
         "passed": outcome.passed,

@@ -76,4 +76,4 @@ def test_a_passing_classifier_is_quantized_judged_and_promoted_as_int8(
     children = shown.stdout.split("compressed children:")[1]
     assert "tiny-quant:v2" in children and "onnx-int8 int8-per-channel" in children
     assert "parity with" not in children  # the stored verdict's own reason
-    assert "vs tiny-quant:v1" in children and "weights" in children
+    assert "against champion tiny-quant:v1" in children and "weights" in children

@@ -6,6 +6,7 @@ killed mid-way resumes from its checkpoint."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from conveyor.settings import Settings
 from flows.compress import distil_and_judge
 from testbed.clinc import write_slice
 from testbed.paths import REPO_ROOT
+from tests.training.conftest import subprocess_env
 from training import DistillationError, distil_version, fine_tune, parse_student
 from training.distil import Distiller, DistilSettings, every_other_layer, student_from
 
@@ -153,15 +155,17 @@ def test_a_student_as_large_as_its_teacher_or_of_another_vocabulary_is_refused(
 
 @pytest.mark.integration
 def test_a_distil_run_killed_mid_way_resumes_from_its_checkpoint(teacher: dict[str, Any]) -> None:
-    env = {**os.environ, "CONVEYOR_HOME": str(teacher["settings"].home), "OMP_NUM_THREADS": "1"}
+    env = {**subprocess_env(teacher["settings"].home), "OMP_NUM_THREADS": "1"}
+    # the resume is under test, not the verdict: no per-class floor for this tiny student
     command = [sys.executable, "-m", "conveyor", "distil", teacher["version"], "--student",
                "layers=2", "--against", "none", "--set", "training.max_steps=60",
-               "--set", "training.checkpoint_every_steps=10"]  # fmt: skip
+               "--set", "training.checkpoint_every_steps=10",
+               "--set", "gates.max_class_f1_drop=1.0"]  # fmt: skip
     checkpoints = teacher["settings"].home / "checkpoints" / DEPLOYMENT
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 240
-    while not list(checkpoints.glob("step-00000020")) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 600  # shared cores: starting the engine may take minutes
+    while not (checkpoints / "latest").is_file() and time.monotonic() < deadline:  # complete
         assert process.poll() is None, process.stdout.read().decode()[-2000:]  # type: ignore[union-attr]
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
@@ -169,8 +173,9 @@ def test_a_distil_run_killed_mid_way_resumes_from_its_checkpoint(teacher: dict[s
     assert list(checkpoints.glob("step-*")), "no checkpoint before the kill"
 
     resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+                             capture_output=True, text=True, timeout=900)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resumed from step-000000" in resumed.stderr
+    found = re.search(r"resumed from \S*step-\d+ \(step (\d+)", resumed.stderr)
+    assert found and int(found.group(1)) >= 10, resumed.stderr[-2000:]
     student = teacher["registry"].resolve(resumed.stdout.strip().splitlines()[-1])
     assert student.metrics["train_steps"] == 60 and student.metrics["distilled_from"]
