@@ -20,6 +20,7 @@ import torch
 
 from conveyor.ports import free_port
 from conveyor.progress import waiting
+from training.build_locks import clear_stale_build_locks
 from training.errors import TrainingError
 
 log = logging.getLogger("training")
@@ -206,6 +207,7 @@ def initialize(
     import deepspeed
 
     ensure_distributed_env()
+    clear_stale_build_locks()  # else a build killed earlier makes this start wait forever
     head = os.environ.get("RANK", "0") == "0"  # rank zero speaks for all
     with waiting(log, ENGINE_START, ENGINE_START_SECONDS) if head else nullcontext():
         if not torch.distributed.is_initialized():
