@@ -27,6 +27,7 @@ log = logging.getLogger("training")
 # deepspeed_shm_comm is compiled with g++ on a machine's first start (74 s measured, STACK.md),
 # then loaded from TORCH_EXTENSIONS_DIR in ~2 s.
 ENGINE_START_SECONDS = 80.0
+PORT_ATTEMPTS = 3
 ENGINE_START = "starting the DeepSpeed engine (the first start on a machine compiles its C++ ops)"
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "build_scheduler",
     "deepspeed_config",
     "ensure_distributed_env",
+    "init_process_group",
     "initialize",
     "merge_config",
     "move_clipping_to_loop",
@@ -197,6 +199,26 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def init_process_group(backend: str, attempts: int = PORT_ATTEMPTS) -> None:
+    """DeepSpeed's process group. One process alone picks its own rendezvous port
+    (:func:`ensure_distributed_env`), free when picked; another process can bind it before
+    the store does (seen in CI: EADDRINUSE), and then a new port is picked. Ports the
+    launcher gave several processes are theirs to agree on: never changed."""
+    import deepspeed
+
+    for attempt in range(1, attempts + 1):
+        try:
+            deepspeed.init_distributed(dist_backend=backend, verbose=False)
+            return
+        except torch.distributed.DistNetworkError as exc:
+            alone = os.environ.get("WORLD_SIZE") == "1"
+            if not alone or "EADDRINUSE" not in str(exc) or attempt == attempts:
+                raise
+            taken, port = os.environ.get("MASTER_PORT"), free_port()
+            log.warning("rendezvous port %s was taken before it was bound; using %d", taken, port)
+            os.environ["MASTER_PORT"] = str(port)
+
+
 def initialize(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -211,8 +233,7 @@ def initialize(
     head = os.environ.get("RANK", "0") == "0"  # rank zero speaks for all
     with waiting(log, ENGINE_START, ENGINE_START_SECONDS) if head else nullcontext():
         if not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            deepspeed.init_distributed(dist_backend=backend, verbose=False)
+            init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
         )

@@ -226,3 +226,46 @@ def test_head_gets_its_own_learning_rate() -> None:
     names = {n for n, p in model.named_parameters() if id(p) in head_ids}
     assert names == {n for n, _ in model.named_parameters() if is_head(n)}
     assert sum(len(g["params"]) for g in boosted.param_groups) == len(list(model.parameters()))
+
+
+_JOIN_ON_A_TAKEN_PORT = """
+import os, sys
+import torch
+from training.engine import init_process_group
+init_process_group("gloo", attempts=int(sys.argv[1]))
+assert torch.distributed.get_world_size() == 1
+print("port", os.environ["MASTER_PORT"])
+"""
+
+
+def test_a_lone_process_whose_rendezvous_port_was_taken_picks_another() -> None:
+    import socket
+    import subprocess
+
+    from conveyor.ports import free_port
+
+    taken = free_port()
+    with socket.socket() as squatter:  # another process bound it between pick and bind
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(REPO_ROOT),
+            "RANK": "0",
+            "LOCAL_RANK": "0",
+            "WORLD_SIZE": "1",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(taken),
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", _JOIN_ON_A_TAKEN_PORT, "3"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO_ROOT,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # the store did meet the squatter (EADDRINUSE), and the process moved on
+    assert f"rendezvous port {taken} was taken before it was bound" in done.stderr
+    assert f"port {taken}" not in done.stdout and "port " in done.stdout
