@@ -1,8 +1,9 @@
 """Speed and memory beside quality: how a compressed candidate compares with its parent.
 
 A pure function of two evaluations' metrics (the gates measure both models in the same run:
-forward latency at batch 1 and 32, weights on disk), so a parity verdict can say what the
-compression bought next to what it cost.
+forward latency at batch 1 and 32, or a language model's greedy answer tokens per second;
+weights on disk), so a parity verdict can say what the compression bought next to what it
+cost.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __all__ = ["footprint"]
 _SHOWN = (
     ("p50_ms_batch1", "p50 batch 1", "ms"),
     ("p50_ms_batch32", "p50 batch 32", "ms"),
+    ("answer_tokens_per_s", "answers", "tokens/s"),  # a language model's greedy answers
     ("model_size_mb", "weights", "MB"),
 )
 

@@ -11,6 +11,7 @@ from conveyor.recipe.schema import Recipe
 from conveyor.registry import Registry
 from conveyor.settings import Settings
 from testbed.clinc import clinc_texts
+from testbed.paths import E2E_DIR
 
 LABELS = ("timer", "transfer", "translate", "definition")
 LONG_TEXT = (
@@ -105,6 +106,36 @@ def register_llm(
     )
     promote(registry, record.version, canary_percent=0, timeout=5)
     return record.version
+
+
+def register_e2e_llm(
+    registry: Registry, settings: Settings, folder: Path, **generation: float
+) -> str:
+    """The causal LM in ``folder`` as a chat version over the shipped E2E splits whose
+    generation gate is cheap (six prompts, eight new tokens); ``generation`` adds to that gate
+    (e.g. ``min_rouge_l=0.99``, which a random tiny model cannot reach)."""
+    return register_llm(
+        registry,
+        settings,
+        folder,
+        max_new_tokens=16,
+        data={
+            "train": str(E2E_DIR / "train.jsonl"),
+            "validation": str(E2E_DIR / "validation.jsonl"),
+            "test": str(E2E_DIR / "test.jsonl"),
+            "format": "chat",
+        },
+        gates={
+            "generation": {
+                "max_prompts": 6,
+                "max_new_tokens": 8,
+                "batch_size": 3,
+                "task_check": "e2e-facts",
+                **generation,
+            }
+        },
+        max_length=192,
+    )
 
 
 def texts_beyond(tokenizer: Any, vocab: int = SMOKE_SAFE_VOCAB) -> list[str]:

@@ -56,6 +56,7 @@ class GenerationRun:
     tokens: int = 0
     golden: list[GoldenResult] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    footprint: dict[str, float] = field(default_factory=dict)  # speed and weights, as metrics
     error: str | None = None
 
 
@@ -115,7 +116,11 @@ def run_generation(
     }
     what = f"{version}: test answers generated"
     run.answers = generate_answers(model, tokenizer, prompts, **asked, what=what)
-    run.seconds["generate_s"] = round(time.perf_counter() - started, 2)
+    elapsed = time.perf_counter() - started
+    run.seconds["generate_s"] = round(elapsed, 2)
+    if run.answers and elapsed > 0:
+        written = tokenizer(run.answers, add_special_tokens=False)["input_ids"]
+        run.footprint["answer_tokens_per_s"] = sum(len(ids) for ids in written) / elapsed
     run.scores = score_texts(run.answers, [g.references for g in groups], generation.language)
     checker = checker_for(generation.task_check)
     if checker is not None:
@@ -153,6 +158,7 @@ def evaluation_of(run: GenerationRun) -> GenerationEvaluation:
         "prompts": float(len(run.scores)),
     }
     metrics |= run.fact_rates
+    metrics |= run.footprint
     if run.hits is not None:
         metrics["task_accuracy"] = float(run.hits.mean()) if len(run.hits) else 0.0
     if run.tokens:

@@ -22,6 +22,8 @@ _SHOWN = (
     ("slot_error_rate", "slot error rate"),
     ("task_accuracy", "task accuracy"),
     ("perplexity", "perplexity of the references"),
+    ("answer_tokens_per_s", "answer tokens per second (greedy)"),
+    ("model_size_mb", "weights on disk (MB)"),
 )
 
 

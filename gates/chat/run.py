@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.model_folder import ArtifactError, ModelKind, load_model
+from conveyor.model_folder import WEIGHT_FILES, ArtifactError, ModelKind, load_model
 from conveyor.pretrained import BaseModelUnavailable, resolve_pretrained
 from conveyor.recipe import Recipe
 from gates.chat.decide import GenerationEvaluation
@@ -60,6 +60,12 @@ def _merged(model: Any) -> Any:
     return merge() if callable(merge) else model
 
 
+def _weights_mb(folder: Path) -> float:
+    """Weights on disk (safetensors shards or a GGUF): the memory side of a verdict."""
+    files = [p for p in folder.iterdir() if p.name in WEIGHT_FILES or p.suffix == ".safetensors"]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
 def _run(
     source: ModelSource,
     groups: list[PromptGroup],
@@ -77,7 +83,7 @@ def _run(
         log.warning("%s could not be loaded: %s", source.name, exc)
         return GenerationRun(source.name, error=str(exc))
     log.info("generating for %d prompts with %s", len(groups), source.name)
-    return run_generation(
+    run = run_generation(
         source.name,
         _merged(loaded.model),
         loaded.tokenizer,
@@ -87,6 +93,9 @@ def _run(
         max_length=recipe.model.max_length,
         reference_loss=loaded.kind is not ModelKind.GGUF,  # llama.cpp gives no losses
     )
+    if loaded.kind is not ModelKind.LORA_ADAPTER:  # an adapter's file is not the model's size
+        run.footprint["model_size_mb"] = _weights_mb(loaded.folder)
+    return run
 
 
 def _as_evaluation(evaluation: GenerationEvaluation, judged: GenerationJudgement) -> Evaluation:

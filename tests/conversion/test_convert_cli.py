@@ -15,36 +15,9 @@ from conveyor.registry import Registry
 from conveyor.settings import Settings
 from testbed.paths import REPO_ROOT
 from testbed.tiny_models import write_tiny_llama
-from testbed.versions import DEPLOYMENT, register_llm
+from testbed.versions import DEPLOYMENT, register_e2e_llm
 
 pytestmark = pytest.mark.integration
-E2E = REPO_ROOT / "data" / "e2e_nlg"
-
-
-def _register(registry: Registry, settings: Settings, folder: Path, **generation: float) -> str:
-    """The tiny Llama as a chat version over E2E whose generation gate is cheap."""
-    return register_llm(
-        registry,
-        settings,
-        folder,
-        max_new_tokens=16,
-        data={
-            "train": str(E2E / "train.jsonl"),
-            "validation": str(E2E / "validation.jsonl"),
-            "test": str(E2E / "test.jsonl"),
-            "format": "chat",
-        },
-        gates={
-            "generation": {
-                "max_prompts": 6,
-                "max_new_tokens": 8,
-                "batch_size": 3,
-                "task_check": "e2e-facts",
-                **generation,
-            }
-        },
-        max_length=192,
-    )
 
 
 def _convert(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +34,9 @@ def _convert(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_gguf_that_keeps_parity_passes_and_is_printed_last(
     registry: Registry, settings: Settings, tmp_path: Path, smollm2_tokenizer_dir: Path
 ) -> None:
-    parent = _register(registry, settings, write_tiny_llama(tmp_path / "m", smollm2_tokenizer_dir))
+    parent = register_e2e_llm(
+        registry, settings, write_tiny_llama(tmp_path / "m", smollm2_tokenizer_dir)
+    )
     result = _convert(parent, "--to", "gguf", "--quant", "f16")
     assert result.returncode == 0, result.stderr[-2000:]
     new = result.stdout.strip().splitlines()[-1]
@@ -76,7 +51,7 @@ def test_a_gguf_that_fails_its_gate_is_refused_with_the_numbers(
     registry: Registry, settings: Settings, tmp_path: Path, smollm2_tokenizer_dir: Path
 ) -> None:
     folder = write_tiny_llama(tmp_path / "m", smollm2_tokenizer_dir)
-    parent = _register(registry, settings, folder, min_rouge_l=0.99)  # a random model: ~0
+    parent = register_e2e_llm(registry, settings, folder, min_rouge_l=0.99)  # a random model: ~0
     result = _convert(parent, "--quant", "q4_0")
     assert result.returncode == 1, result.stderr[-2000:]
     new = result.stdout.strip().splitlines()[-1]

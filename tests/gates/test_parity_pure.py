@@ -73,6 +73,10 @@ def test_footprint_puts_speed_and_size_beside_each_other() -> None:
         "weights 23.0 MB vs 92.0 MB (0.25x)"
     )
     assert footprint(ours, {}) == ""
+    answers = {"answer_tokens_per_s": 300.0, "model_size_mb": 270.0}  # a language model's
+    assert footprint(answers, {"answer_tokens_per_s": 150.0, "model_size_mb": 540.0}) == (
+        "answers 300.0 tokens/s vs 150.0 tokens/s (2.00x); weights 270.0 MB vs 540.0 MB (0.50x)"
+    )
 
 
 def test_a_tolerance_that_is_not_a_number_is_refused_naming_the_key() -> None:
