@@ -7,14 +7,15 @@ plain eager on an H100 against 0.66-0.71x for DeepSpeed's ``bf16`` mode).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 
@@ -24,6 +25,8 @@ from training.build_locks import clear_stale_build_locks
 from training.errors import TrainingError
 
 log = logging.getLogger("training")
+P = ParamSpec("P")
+R = TypeVar("R")
 # deepspeed_shm_comm is compiled with g++ on a machine's first start (74 s measured, STACK.md),
 # then loaded from TORCH_EXTENSIONS_DIR in ~2 s.
 ENGINE_START_SECONDS = 80.0
@@ -37,6 +40,7 @@ __all__ = [
     "deepspeed_config",
     "ensure_distributed_env",
     "init_process_group",
+    "own_rank_environment",
     "initialize",
     "merge_config",
     "move_clipping_to_loop",
@@ -60,6 +64,24 @@ def ensure_distributed_env(environ: MutableMapping[str, str] | None = None) -> d
     changed = {k: v for k, v in wanted.items() if k not in env}
     env.update(changed)
     return changed
+
+
+def own_rank_environment(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` with :func:`ensure_distributed_env`'s variables, then take back the ones
+    it set. They are only read when the process group starts; left behind, every child this
+    process starts later (a flow run, a `conveyor` command, a server) inherits a rank and a
+    rendezvous port this process's store already holds."""
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        changed = ensure_distributed_env()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            for key in changed:
+                os.environ.pop(key, None)
+
+    return run
 
 
 def resolve_precision(precision: str, on_gpu: bool) -> str:

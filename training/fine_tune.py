@@ -216,6 +216,7 @@ def _metrics(fit_result: FitResult) -> dict[str, float]:
     return metrics
 
 
+@ds.own_rank_environment
 def fine_tune(
     recipe: Recipe,
     settings: Settings,
@@ -236,7 +237,6 @@ def fine_tune(
     the recipe's ``training.deepspeed`` merges over both.
     """
     apply_offline_environment(settings)
-    ds.ensure_distributed_env()
     t = recipe.training
     fingerprint = fingerprint_splits(recipe.data.fingerprinted())
     directory = checkpoint_dir(settings, recipe.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from conveyor.serving_spec import ServingSpec
 from conveyor.settings import Settings
 from conveyor.splits import fingerprint_splits
 from testbed.paths import RECIPES_DIR
-from tests.training.conftest import LABELS, RecipeFactory
+from tests.training.conftest import DIST_VARS, LABELS, RecipeFactory
 from training import NonFiniteLossError, checkpoint_dir, evaluate, fine_tune
 from training.checkpoints import latest_checkpoint
 from training.data import LabelMap, encode_classification, read_texts
@@ -75,9 +76,13 @@ def test_gradient_accumulation_halves_the_optimizer_steps(
     make_recipe: RecipeFactory, settings: Settings, registry: Registry
 ) -> None:
     path = make_recipe(training={"gradient_accumulation_steps": 2, "epochs": 1})
+    for key in DIST_VARS:  # a process not started by a launcher
+        os.environ.pop(key, None)
     result = fine_tune(load_recipe(path), settings, show_progress=False, registry=registry)
     assert result.steps == 10
     assert result.metrics["train_samples"] == 160
+    # the rank and rendezvous port it set for itself are not left for its children to inherit
+    assert [key for key in DIST_VARS if key in os.environ] == []
 
 
 def test_early_stopping_stops_when_validation_stops_improving(
