@@ -154,12 +154,15 @@ def resume_problem(directory: Path, fingerprint: str, recipe: dict[str, Any]) ->
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The tag DeepSpeed's ``latest`` file names (written last, so never half a checkpoint)."""
+    """The tag DeepSpeed's ``latest`` file names (written last, so never half a checkpoint).
+    DeepSpeed rewrites it in place: a run killed between truncate and write leaves it empty,
+    which names no checkpoint (not the folder itself)."""
     pointer = directory / "latest"
     if not pointer.is_file():
         return None
-    tag = directory / pointer.read_text().strip()
-    return tag if tag.is_dir() else None
+    name = pointer.read_text().strip()
+    tag = directory / name
+    return tag if name and tag.is_dir() else None
 
 
 def _prune(directory: Path, keep: int) -> None:

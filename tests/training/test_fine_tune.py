@@ -236,3 +236,13 @@ def test_the_log_says_what_happens_with_elapsed_time_and_eta(
     steps = [line for line in lines if line.startswith("step ") and "loss" in line]
     assert steps and steps[-1].startswith("step 4/4 (100%), "), steps
     assert all(" elapsed, ETA " in line for line in steps), steps
+
+
+def test_an_empty_latest_pointer_names_no_checkpoint(tmp_path: Path) -> None:
+    """A run killed while DeepSpeed rewrote `latest` leaves it empty: that is no checkpoint,
+    not the checkpoint folder itself."""
+    (tmp_path / "step-00000007").mkdir()
+    (tmp_path / "latest").write_text("")
+    assert latest_checkpoint(tmp_path) is None
+    (tmp_path / "latest").write_text("step-00000007\n")
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-00000007"

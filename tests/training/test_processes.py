@@ -85,8 +85,10 @@ def _wait_for_checkpoint(directory: Path, at_least: int, process: subprocess.Pop
     deadline = time.monotonic() + 240
     latest = directory / "latest"
     while time.monotonic() < deadline:
-        if latest.is_file():
-            step = int(latest.read_text().strip().removeprefix("step-"))
+        # DeepSpeed rewrites `latest` in place: read between its truncate and write, it is empty
+        written = latest.read_text().strip() if latest.is_file() else ""
+        if written:
+            step = int(written.removeprefix("step-"))
             if step >= at_least:
                 return step
         if process.poll() is not None:

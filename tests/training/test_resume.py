@@ -47,7 +47,9 @@ def _wait_for_checkpoint(directory: Path, at_least: int, process: subprocess.Pop
     deadline = time.monotonic() + 180
     latest = directory / "latest"
     while time.monotonic() < deadline:
-        if latest.is_file() and int(latest.read_text().strip().removeprefix("step-")) >= at_least:
+        # DeepSpeed rewrites `latest` in place: read between its truncate and write, it is empty
+        written = latest.read_text().strip() if latest.is_file() else ""
+        if written and int(written.removeprefix("step-")) >= at_least:
             return
         if process.poll() is not None:
             pytest.fail(f"training ended before it could be killed:\n{process.stderr.read()}")  # type: ignore[union-attr]
