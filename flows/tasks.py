@@ -181,29 +181,11 @@ def quantize_candidate(version: str, champion: str | None, registry: Registry) -
     """The passing classifier written as an int8 ONNX graph, judged against it (parity) and
     the champion; the outcome, its speed and size, and the parity report are an artifact."""
     from flows.compress import quantize_and_judge
-    from gates import footprint
 
     outcome = quantize_and_judge(registry, load_settings(), version, against=champion or "none")
-    parity = outcome.parity
-    speed = footprint(parity.candidate.metrics, parity.champion.metrics if parity.champion else {})
-    verdict = "passed" if outcome.passed else "refused"
-    lines = [
-        f"# {outcome.version}: int8 ONNX of {version}, {verdict}",
-        "",
-        f"- {outcome.reason}",
-        f"- against {version}: {speed or 'no figures'}",
-        f"- parity report: `{parity.report_path}`",
-    ]
-    publish_conversion(
-        version.split(":")[0], lines, parity.report, stage="quantize", what="int8 ONNX"
+    return _derived_outcome(
+        version, outcome, f"int8 ONNX of {version}", stage="quantize", what="int8 ONNX"
     )
-    get_run_logger().info("int8 quantization of %s: %s (%s)", version, verdict, outcome.reason)
-    return {
-        "version": outcome.version,
-        "passed": outcome.passed,
-        "reason": outcome.reason,
-        "footprint": speed,
-    }
 
 
 @task(name="distil", cache_policy=NO_CACHE)
@@ -213,23 +195,33 @@ def distil_candidate(
     """A ``layers``-layer student of the passing version, trained on its soft targets and
     judged against it (parity) and the champion; the outcome and parity report an artifact."""
     from flows.compress import distil_and_judge
-    from gates import footprint
 
     outcome = distil_and_judge(
         registry, load_settings(), version, layers=layers, against=champion or "none"
     )
+    title = f"{layers}-layer student of {version}"
+    return _derived_outcome(version, outcome, title, stage="distil", what="Student")
+
+
+def _derived_outcome(
+    version: str, outcome: Any, title: str, *, stage: str, what: str
+) -> dict[str, Any]:
+    """A judged child of ``version`` (int8 graph, student) published as the stage's
+    artifact and logged; its outcome, speed and size for the flow."""
+    from gates import footprint
+
     parity = outcome.parity
     speed = footprint(parity.candidate.metrics, parity.champion.metrics if parity.champion else {})
     verdict = "passed" if outcome.passed else "refused"
     lines = [
-        f"# {outcome.version}: {layers}-layer student of {version}, {verdict}",
+        f"# {outcome.version}: {title}, {verdict}",
         "",
         f"- {outcome.reason}",
         f"- against {version}: {speed or 'no figures'}",
         f"- parity report: `{parity.report_path}`",
     ]
-    publish_conversion(version.split(":")[0], lines, parity.report, stage="distil", what="Student")
-    get_run_logger().info("distillation of %s: %s (%s)", version, verdict, outcome.reason)
+    publish_conversion(version.split(":")[0], lines, parity.report, stage=stage, what=what)
+    get_run_logger().info("%s: %s (%s)", title, verdict, outcome.reason)
     return {
         "version": outcome.version,
         "passed": outcome.passed,
