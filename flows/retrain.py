@@ -78,11 +78,7 @@ def _converted(
     if recipe.convert.to != "gguf":
         return version
     converted = convert_candidate(version, champion, recipe.convert.quant, registry)
-    outcome["conversion"] = converted
-    if not converted["passed"]:
-        return version
-    outcome["version"] = converted["version"]
-    return str(converted["version"])
+    return _child_if_passed("conversion", converted, version, outcome)
 
 
 def _distilled(
@@ -94,11 +90,7 @@ def _distilled(
     if layers is None:
         return version
     student = distil_candidate(version, champion, layers, registry)
-    outcome["distillation"] = student
-    if not student["passed"]:
-        return version
-    outcome["version"] = student["version"]
-    return str(student["version"])
+    return _child_if_passed("distillation", student, version, outcome)
 
 
 def _quantized(
@@ -109,11 +101,19 @@ def _quantized(
     if recipe.compress.quantize.to != "onnx-int8":
         return version
     quantized = quantize_candidate(version, champion, registry)
-    outcome["quantization"] = quantized
-    if not quantized["passed"]:
+    return _child_if_passed("quantization", quantized, version, outcome)
+
+
+def _child_if_passed(
+    stage: str, child: dict[str, Any], version: str, outcome: dict[str, Any]
+) -> str:
+    """Record a derived candidate's result under ``stage``; it is the version to promote when
+    it passed its gates, else ``version`` stays (the refusal is in the outcome)."""
+    outcome[stage] = child
+    if not child["passed"]:
         return version
-    outcome["version"] = quantized["version"]
-    return str(quantized["version"])
+    outcome["version"] = child["version"]
+    return str(child["version"])
 
 
 @flow(name="retrain", flow_run_name="retrain {recipe}", log_prints=True)
