@@ -143,3 +143,26 @@ def test_an_old_world_readable_registry_is_tightened(tmp_path: Path) -> None:
 )
 def test_urls_are_shown_with_the_password_masked(url: str, shown: str) -> None:
     assert masked_url(url) == shown
+
+
+def test_opening_a_new_registry_waits_out_a_writer_instead_of_failing(tmp_path: Path) -> None:
+    """A fresh file is still in rollback-journal mode; while another connection holds its
+    write lock, SQLite refuses the switch to WAL at once (no busy handler: it could deadlock).
+    Opening the registry must wait for the writer, not fail with "database is locked" (one of
+    eight processes opening a new registry together did, in CI)."""
+    path = tmp_path / "registry.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        registry = Registry.from_url(f"sqlite:///{path}", actor="t")
+        with registry.engine.connect() as connection:
+            mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        registry.close()
+    finally:
+        release.join()
+        holder.close()
+    assert mode == "wal"
