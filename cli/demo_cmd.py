@@ -44,8 +44,8 @@ def demo(
         typer.Option(
             "--steps",
             min=1,
-            help="Training budget (optimizer steps); default 400 for a classifier, the "
-            "recipe's own for a language model.",
+            help="Training budget (optimizer steps); default the recipe's own, capped at 400 "
+            "for a classifier.",
         ),
     ] = None,
     port: Annotated[int, typer.Option("--port", help="Model server port on 127.0.0.1.")] = 3000,

@@ -8,7 +8,6 @@ folder and registers the version.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import shutil
@@ -179,14 +178,6 @@ def prepare(recipe: Recipe, work_dir: Path, teacher: Teacher | None = None) -> P
     return Prepared(tokenizer, model, train, validation, label_names, int(pad_id))
 
 
-def _total_steps(recipe: Recipe, examples: int, world: int) -> int:
-    t = recipe.training
-    if t.max_steps:
-        return t.max_steps
-    batches = max(1, math.ceil(examples / t.batch_size) // world)
-    return max(1, math.ceil(t.epochs * batches / t.gradient_accumulation_steps))
-
-
 def _start(directory: Path, resume: bool, fingerprint: str, recipe: Recipe, rank: int) -> None:
     if resume:
         problem = resume_problem(directory, fingerprint, recipe.model_dump(mode="json"))
@@ -244,7 +235,7 @@ def fine_tune(
     _start(directory, resume, fingerprint, recipe, rank)
     prepared = prepare(recipe, directory, teacher)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    total = _total_steps(recipe, len(prepared.train), world)
+    total = recipe.training.planned_steps(len(prepared.train), world)
     on_gpu = t.gpus > 0 and torch.cuda.is_available()
     precision = ds.resolve_precision(t.precision, on_gpu)
     config, clip_norm = ds.move_clipping_to_loop(

@@ -7,6 +7,7 @@ Paths are resolved relative to the recipe file by :mod:`conveyor.recipe.loading`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -213,6 +214,14 @@ class TrainingSection(_Section):
         if self.gpus > 0 and self.processes > 1:
             raise ValueError("processes: CPU processes need gpus 0 (one process per GPU)")
         return self
+
+    def planned_steps(self, examples: int, world: int = 1) -> int:
+        """Optimizer steps asked for: ``max_steps``, else ``epochs`` over ``examples`` rows
+        split across ``world`` processes."""
+        if self.max_steps:
+            return self.max_steps
+        batches = max(1, math.ceil(examples / self.batch_size) // world)
+        return max(1, math.ceil(self.epochs * batches / self.gradient_accumulation_steps))
 
 
 class GatesSection(_Section):
