@@ -175,7 +175,7 @@ class CaptureRecorder:
             self._count("lost", len(exchanges))
             return
         self._spec = spec
-        self._next_sweep = min(self._next_sweep, time.monotonic())
+        self._sweep_soon()
         rows = rows_of(spec, at, exchanges, self.deployment, self.worker)
         day = day_of(rows[0]["ts"]) if rows else None
         held = day_of(self._rows[0]["ts"]) if self._rows else None
@@ -193,7 +193,7 @@ class CaptureRecorder:
             self._lose(len(exchanges))
             return
         self._spec = spec
-        self._next_sweep = min(self._next_sweep, time.monotonic())
+        self._sweep_soon()
         sink.add(rows_of(spec, at, exchanges, self.deployment, self.worker))
 
     def _write_postgres(self, final: bool = False) -> None:
@@ -221,6 +221,12 @@ class CaptureRecorder:
     def _lose(self, n: int) -> None:
         self.state.lost += n
         self._count("lost", n)
+
+    def _sweep_soon(self) -> None:
+        """Apply the retention on the next tick once a record says the version's, then
+        every SWEEP_SECONDS (not on every record: a sweep lists folders, or deletes rows)."""
+        if self._next_sweep == math.inf:
+            self._next_sweep = time.monotonic()
 
     def _tick(self) -> None:
         """Flush rows into the draft when due; publish the draft when it is big or old."""
