@@ -19,7 +19,7 @@ from serving.control.traffic import TrafficError, TrafficQuery, run_sql, select_
 from serving.worker.capture import CaptureRecorder, Exchange
 from serving.worker.capture_postgres import RETRY_SECONDS
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
 def _exchange(text: str, version: str = "dep:v1", app: str = "shop", **more: object) -> Exchange:
