@@ -75,8 +75,9 @@ def read_postgres_capture(
                 with cursor.copy(copy_sql) as copy:
                     for block in copy:
                         buffer.write(block)
-    except psycopg.Error as exc:
-        raise ConveyorError(f"cannot read the capture in Postgres: {exc}".strip()) from exc
+    except psycopg.Error as exc:  # one line: the CLI prints it as its one error line
+        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConveyorError(f"cannot read the capture in Postgres: {said}") from exc
     return _parsed(buffer.getvalue())
 
 

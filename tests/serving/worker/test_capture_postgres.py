@@ -6,6 +6,7 @@ dropped and counted, submitting never blocks, and writing resumes when it comes 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from conveyor.capture_format import capture_root
 from conveyor.capture_sink import CAPTURE_TABLE
+from conveyor.errors import ConveyorError
 from conveyor.serving_spec import CaptureSpec
 from serving.control.traffic import TrafficError, TrafficQuery, run_sql, select_rows, summarize
 from serving.worker.capture import CaptureRecorder, Exchange
@@ -57,8 +59,8 @@ def test_two_replicas_write_one_table_that_traffic_queries_read_back(
     summary = {row["app"]: row for row in summarize(home, query)}
     assert (summary["shop"]["version"], summary["shop"]["requests"]) == ("dep:v1", 20)
     assert (summary["crm"]["requests"], summary["crm"]["cache_hits"]) == (20, 20)
-    narrowed = TrafficQuery("dep", version="v2", app="crm", where="request LIKE '%jazz 1%'")
-    rows = select_rows(home, TrafficQuery(**{**narrowed.__dict__, "sinks": (capture_db,)}))
+    narrowed = replace(query, version="v2", app="crm", where="request LIKE '%jazz 1%'")
+    rows = select_rows(home, narrowed)
     assert sorted(r["request"] for r in rows) == ["play jazz 1"] + [
         f"play jazz {i}" for i in range(10, 20)
     ]
@@ -78,6 +80,14 @@ def test_two_replicas_write_one_table_that_traffic_queries_read_back(
 
 def test_a_sink_without_a_table_yet_reads_as_no_traffic(tmp_path: Path, capture_db: str) -> None:
     assert summarize(tmp_path, TrafficQuery("dep", sinks=(capture_db,))) == []
+
+
+def test_a_sink_that_cannot_be_read_is_one_line_naming_postgres(tmp_path: Path) -> None:
+    down = TrafficQuery("dep", sinks=("postgresql://postgres@127.0.0.1:1/none",))
+    with pytest.raises(ConveyorError) as caught:
+        summarize(tmp_path, down)
+    said = str(caught.value)
+    assert said.startswith("cannot read the capture in Postgres: ") and "\n" not in said
 
 
 def test_retention_deletes_the_deployments_rows_older_than_its_days(
