@@ -1,5 +1,6 @@
 """`conveyor traffic DEPLOYMENT` and `conveyor traffic export`: questions over the captured
-traffic (DuckDB over the workers' Parquet files), and captured rows as a data split."""
+traffic (DuckDB over the workers' Parquet files and the rows of any Postgres sink the
+deployment's versions capture to), and captured rows as a data split."""
 
 from __future__ import annotations
 
@@ -57,12 +58,18 @@ def _query(
     since: str | None,
     where: str | None,
 ) -> TrafficQuery:
-    from serving.control.traffic import TrafficQuery, parse_since
+    from serving.control.traffic import TrafficQuery, capture_sinks, parse_since
 
-    if not _context.registry().list_versions(deployment, limit=1):
+    registry = _context.registry()
+    if not registry.list_versions(deployment, limit=1):
         raise NotFoundError(f"no deployment named {deployment!r} in the registry")
     return TrafficQuery(
-        deployment, version, app, parse_since(since) if since else None, where or None
+        deployment,
+        version,
+        app,
+        parse_since(since) if since else None,
+        where or None,
+        sinks=capture_sinks(registry, deployment),
     )
 
 

@@ -69,6 +69,7 @@ class CaptureSpec(_Spec):
     rotate_mb: float = Field(default=_default(CaptureSection, "rotate_mb"), gt=0)
     rotate_seconds: float = Field(default=_default(CaptureSection, "rotate_seconds"), gt=0)
     max_pending: int = Field(default=_default(CaptureSection, "max_pending"), ge=1)
+    sink: str = _default(CaptureSection, "sink")
 
 
 class ServingSpec(_Spec):

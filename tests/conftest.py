@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(kinds)}: pick one")
         if not kinds:
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture
+def capture_db() -> Iterator[str]:
+    """A fresh PostgreSQL database on 127.0.0.1:5432 for a capture sink; its libpq URL.
+    Dropped afterwards, whatever connections are left on it."""
+    import psycopg
+
+    from testbed.live_server import port_open
+
+    if not port_open("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not listening on 127.0.0.1:5432")
+    name = f"conveyor_capture_{uuid.uuid4().hex[:12]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        pytest.skip(f"cannot create a database on 127.0.0.1:5432: {exc}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

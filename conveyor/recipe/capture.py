@@ -11,12 +11,14 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from conveyor.capture_sink import PARQUET, sink_problem
+
 __all__ = ["CaptureSection"]
 
 
 class CaptureSection(BaseModel):
     """Request/response capture (`conveyor traffic` reads it): sampled, redacted, written
-    as Parquet under the home by each worker, off the request path."""
+    by each worker off the request path, as Parquet under the home or into Postgres."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,7 +37,9 @@ class CaptureSection(BaseModel):
         "(e-mail addresses and card-like numbers always are).",
     )
     retention_days: PositiveInt = Field(
-        default=30, description="Days of capture kept; older days are deleted by the workers."
+        default=30,
+        description="Days of capture kept; older days (older rows in Postgres) are deleted "
+        "by the workers.",
     )
     rotate_mb: float = Field(
         default=64.0, gt=0, description="A capture file is closed and published at this size."
@@ -50,6 +54,22 @@ class CaptureSection(BaseModel):
         description="Requests waiting to be written per worker; beyond, they are dropped "
         "and counted (an answer never waits for the capture).",
     )
+
+    sink: str = Field(
+        default=PARQUET,
+        description="Where rows go: `parquet` (files under the home, one host) or "
+        "`postgresql://USER@HOST[:PORT]/DATABASE` (one table, `conveyor_capture`, for "
+        "replicas on several hosts; no password in the URL: PGPASSWORD or ~/.pgpass). "
+        "While Postgres is down, rows are dropped and counted; serving goes on.",
+    )
+
+    @field_validator("sink")
+    @classmethod
+    def _sink_usable(cls, sink: str) -> str:
+        problem = sink_problem(sink)
+        if problem is not None:
+            raise ValueError(problem)
+        return sink
 
     @field_validator("redact")
     @classmethod

@@ -128,6 +128,15 @@ def _field_names(loc: Sequence[int | str]) -> list[str]:
     return list(model.model_fields)
 
 
+def _masked(value: Any) -> Any:
+    """A URL's password shown as ``***`` (a capture sink's URL may hold one by mistake)."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    from conveyor.registry.engine import masked_url
+
+    return masked_url(value)
+
+
 def _describe(error: Any, touched: set[tuple[str, ...]]) -> str:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc)
@@ -143,7 +152,7 @@ def _describe(error: Any, touched: set[tuple[str, ...]]) -> str:
         text = str(error["msg"]).removeprefix("Value error, ")
     else:
         got = error.get("input")
-        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        shown = "" if isinstance(got, dict | list) else f" (got {_masked(got)!r})"
         text = f"{key}: {error['msg']}{shown}"
     if tuple(loc) in touched:
         text += " [set by --set]"

@@ -59,7 +59,8 @@ def masked_url(url: str) -> str:
     """``url`` fit to print or log: a password (in the URL or its query) shows as ``***``."""
     try:
         parsed = make_url(url)
-    except ArgumentError:  # not a URL SQLAlchemy reads; still never show what looks secret
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads (or a bad port): still
+        # never show what looks secret
         return _PASSWORD_IN_URL.sub(r"\1***@", url)
     if "password" in parsed.query:
         parsed = parsed.update_query_dict({"password": "***"})

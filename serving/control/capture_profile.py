@@ -15,7 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from conveyor.capture_sink import is_postgres
 from conveyor.registry import VersionRecord
+from conveyor.serving_spec import serving_spec_of
 from serving.control.traffic import TrafficQuery, capture_connection, execute
 from serving.worker.profile import InputProfile, profile_of
 
@@ -46,7 +48,9 @@ def capture_profile(
     home: Path, record: VersionRecord, window: timedelta = CAPTURE_WINDOW
 ) -> InputProfile:
     """The profile of the requests ``record`` answered in the capture over ``window``."""
-    query = TrafficQuery(record.deployment, version=record.version, since=window)
+    sink = serving_spec_of(record).capture.sink
+    sinks = (sink,) if is_postgres(sink) else ()
+    query = TrafficQuery(record.deployment, version=record.version, since=window, sinks=sinks)
     with capture_connection(home, query) as con:
         _, rows = execute(con, _ROWS, "monitor", checked=True)
     if not rows:

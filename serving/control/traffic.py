@@ -6,6 +6,11 @@ only the deployment's published capture files (``allowed_paths``), has external 
 turned off and its configuration locked, and every statement it runs is checked to be one
 ``SELECT`` first. So ``--sql`` and ``--where`` can ask anything of the capture and can
 neither write nor read another file.
+
+Versions whose ``serving.capture.sink`` is a Postgres database have their rows read out of
+it first (:mod:`serving.control.capture_postgres`: fixed SQL, the deployment, version, app
+and ``--since`` pushed down, a read-only session) into an Arrow table that joins the
+Parquet files in ``capture``; DuckDB never connects to Postgres itself.
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.capture_format import CAPTURE_SCHEMA, capture_root, published_files
+from conveyor.capture_sink import is_postgres
 from conveyor.errors import ConveyorError
+from conveyor.registry import Registry
+from conveyor.serving_spec import serving_spec_of
+from serving.control.capture_postgres import read_postgres_capture
 
 __all__ = [
     "TrafficError",
     "capture_connection",
+    "capture_sinks",
     "execute",
     "TrafficQuery",
     "parse_since",
@@ -57,6 +67,7 @@ class TrafficQuery:
     app: str | None = None
     since: timedelta | None = None
     where: str | None = None
+    sinks: tuple[str, ...] = ()  # Postgres sinks holding some of its rows (beside the files)
 
     def start(self, now: datetime) -> datetime | None:
         return now - self.since if self.since is not None else None
@@ -85,10 +96,30 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def capture_sinks(registry: Registry, deployment: str) -> tuple[str, ...]:
+    """The Postgres sinks the deployment's versions capture to (none: Parquet only)."""
+    sinks = {serving_spec_of(r).capture.sink for r in registry.list_versions(deployment)}
+    return tuple(sorted(sink for sink in sinks if is_postgres(sink)))
+
+
+def _postgres_rows(query: TrafficQuery, start: datetime | None, whole: bool) -> Any:
+    """The rows the query's Postgres sinks hold, as one Arrow table (None: no sinks)."""
+    import pyarrow as pa
+
+    if not query.sinks:
+        return None
+    version, app = (None, None) if whole else (query.full_version(), query.app)
+    tables = [
+        read_postgres_capture(url, query.deployment, version, app, start) for url in query.sinks
+    ]
+    return pa.concat_tables(tables)
+
+
 @contextmanager
-def capture_connection(home: Path, query: TrafficQuery) -> Iterator[Any]:
+def capture_connection(home: Path, query: TrafficQuery, whole: bool = False) -> Iterator[Any]:
     """A DuckDB connection whose table ``traffic`` holds the rows ``query`` selects (the
-    whole capture is ``capture``); it can read no other file and write none."""
+    deployment's capture since ``query.since`` is ``capture``: with ``whole``, a Postgres
+    sink is read for every version and app); it can read no other file and write none."""
     import duckdb
     import pyarrow as pa
 
@@ -96,16 +127,22 @@ def capture_connection(home: Path, query: TrafficQuery) -> Iterator[Any]:
     files = [
         str(p) for p in published_files(capture_root(home, query.deployment), query.start(now))
     ]
+    stored = _postgres_rows(query, query.start(now), whole)
     con = duckdb.connect(":memory:")
     try:
+        sources = []
         if files:
             con.execute("SET allowed_paths = ?", [files])
-        else:
+            sources.append(f"SELECT * FROM read_parquet([{', '.join(map(_quoted, files))}])")
+        if stored is not None:
+            con.register("_postgres", stored)
+            sources.append("SELECT * FROM _postgres")
+        if not sources:
             con.register("_empty", pa.Table.from_pylist([], schema=CAPTURE_SCHEMA))
+            sources.append("SELECT * FROM _empty")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
-        source = f"read_parquet([{', '.join(map(_quoted, files))}])" if files else "_empty"
-        con.execute(f"CREATE VIEW capture AS SELECT * FROM {source}")
+        con.execute(f"CREATE VIEW capture AS {' UNION ALL BY NAME '.join(sources)}")
         narrowing = f"SELECT * FROM capture WHERE {query.filters(now)}"
         _checked(narrowing, "--where")
         execute(con, f"CREATE VIEW traffic AS {narrowing}", what="--where", checked=True)
@@ -156,7 +193,7 @@ def execute(
 def run_sql(home: Path, query: TrafficQuery, sql: str) -> tuple[list[str], list[Any]]:
     """Any one SELECT over ``traffic`` (the rows ``query`` selects) or ``capture`` (all)."""
     _checked(sql)
-    with capture_connection(home, query) as con:
+    with capture_connection(home, query, whole=True) as con:
         return execute(con, sql)
 
 

@@ -8,6 +8,12 @@ publishes it by rename when it reaches the version's ``rotate_mb`` or ``rotate_s
 (:mod:`conveyor.capture_format` says where). A write that fails (a full disk) stops the
 capture, says so in the log, the metrics and ``/v1/status``, and serving goes on; it is
 tried again a minute later.
+
+A version whose ``sink`` is a Postgres URL has its rows copied into that database instead
+(:mod:`serving.worker.capture_postgres`), by this same thread, once a second. While the
+database is down or cut the connection, what was held and what arrives is dropped and
+counted as lost, and ``stopped`` says why; the sink is tried again, on a new connection,
+``RETRY_SECONDS`` later.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.capture_format import capture_root, day_folder, day_of, draft_pid
+from conveyor.capture_sink import is_postgres
 from conveyor.serving_spec import CaptureSpec
+from serving.worker.capture_postgres import PostgresSink
 from serving.worker.capture_rows import Exchange, rows_of
 from serving.worker.capture_writer import DraftFile
 
@@ -55,7 +63,7 @@ class CaptureState:
 
     written: int = 0  # rows in published files
     dropped: int = 0  # the queue was full: never a slower answer
-    lost: int = 0  # not written: the capture was stopped (a failed write)
+    lost: int = 0  # not written: the capture was stopped (a failed write, Postgres down)
     files: int = 0
     stopped: str | None = None
 
@@ -85,6 +93,7 @@ class CaptureRecorder:
         self._last_flush = time.monotonic()
         self._retry_at = 0.0
         self._next_sweep = math.inf  # retention applies once a record says the version's
+        self._sinks: dict[str, PostgresSink] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set only to stop: the thread drains on its own clock
@@ -142,6 +151,9 @@ class CaptureRecorder:
                 if job is None:
                     self._tick()  # retention too, when it is due
                     self._guarded(self._publish)
+                    self._write_postgres(final=True)
+                    for sink in self._sinks.values():
+                        sink.close()
                     return
                 self._take(*job)
             self._tick()
@@ -155,12 +167,15 @@ class CaptureRecorder:
                 return jobs
 
     def _take(self, spec: CaptureSpec, at: float, exchanges: Sequence[Exchange]) -> None:
+        if is_postgres(spec.sink):
+            self._take_postgres(spec, at, exchanges)
+            return
         if self.state.stopped is not None and time.monotonic() < self._retry_at:
             self.state.lost += len(exchanges)
             self._count("lost", len(exchanges))
             return
         self._spec = spec
-        self._next_sweep = min(self._next_sweep, time.monotonic())
+        self._sweep_soon()
         rows = rows_of(spec, at, exchanges, self.deployment, self.worker)
         day = day_of(rows[0]["ts"]) if rows else None
         held = day_of(self._rows[0]["ts"]) if self._rows else None
@@ -170,8 +185,52 @@ class CaptureRecorder:
             self._guarded(self._publish)
         self._rows += rows
 
+    def _take_postgres(self, spec: CaptureSpec, at: float, exchanges: Sequence[Exchange]) -> None:
+        sink = self._sinks.get(spec.sink)
+        if sink is None:
+            sink = self._sinks[spec.sink] = PostgresSink(spec.sink, self.deployment)
+        if sink.resting():
+            self._lose(len(exchanges))
+            return
+        self._spec = spec
+        self._sweep_soon()
+        sink.add(rows_of(spec, at, exchanges, self.deployment, self.worker))
+
+    def _write_postgres(self, final: bool = False) -> None:
+        for sink in self._sinks.values():
+            if not (final and sink.rows) and not sink.due(FLUSH_SECONDS, FLUSH_ROWS):
+                continue
+            try:
+                written = sink.write()
+            except Exception as exc:  # down, cut, timed out: the capture's, never the answer's
+                self._lose(sink.failed())
+                if self.state.stopped is None:
+                    log.error(
+                        "capture of %s to Postgres stopped: %s; serving goes on, retrying",
+                        self.deployment,
+                        _one_line(exc),
+                    )
+                self.state.stopped = f"{type(exc).__name__}: {_one_line(exc)}"
+                continue
+            self.state.written += written
+            self._count("written", written)
+            if self.state.stopped is not None:
+                log.warning("capture of %s writes to Postgres again", self.deployment)
+                self.state.stopped = None
+
+    def _lose(self, n: int) -> None:
+        self.state.lost += n
+        self._count("lost", n)
+
+    def _sweep_soon(self) -> None:
+        """Apply the retention on the next tick once a record says the version's, then
+        every SWEEP_SECONDS (not on every record: a sweep lists folders, or deletes rows)."""
+        if self._next_sweep == math.inf:
+            self._next_sweep = time.monotonic()
+
     def _tick(self) -> None:
         """Flush rows into the draft when due; publish the draft when it is big or old."""
+        self._write_postgres()
         due = time.monotonic() - self._last_flush >= FLUSH_SECONDS
         if self._rows and (due or len(self._rows) >= FLUSH_ROWS):
             self._guarded(self._flush)
@@ -245,6 +304,21 @@ class CaptureRecorder:
             log.warning(
                 "capture of %s: sweeping %s failed", self.deployment, self.root, exc_info=True
             )
+        if retention:
+            for sink in self._sinks.values():
+                self._sweep_postgres(sink)
+
+    def _sweep_postgres(self, sink: PostgresSink) -> None:
+        if sink.resting():
+            return
+        try:
+            deleted = sink.delete_older(self._spec.retention_days)
+        except Exception as exc:  # down: the next sweep deletes them
+            sink.close()
+            log.warning("capture of %s: retention in Postgres failed: %s", self.deployment, exc)
+            return
+        if deleted:
+            log.info("capture of %s: %d rows past the retention deleted", self.deployment, deleted)
 
     def _sweep_folders(self, retention: bool) -> None:
         if not self.root.is_dir():
@@ -260,6 +334,11 @@ class CaptureRecorder:
                 pid = draft_pid(draft.name)
                 if pid is not None and not _alive(pid):
                     draft.unlink(missing_ok=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    said = str(exc).strip()
+    return said.splitlines()[0] if said else type(exc).__name__
 
 
 def _alive(pid: int) -> bool:

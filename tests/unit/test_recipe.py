@@ -229,6 +229,35 @@ def test_a_capture_redact_pattern_that_does_not_compile_is_refused(tmp_path: Pat
     assert problem.startswith("serving.capture.redact: ") and "redact[1] '(unclosed'" in problem
 
 
+@pytest.mark.parametrize(
+    ("sink", "said"),
+    [
+        ("mysql://u@db/capture", "expected 'parquet' or a postgresql://"),
+        ("postgresql://u:s3cret@db/capture", "a password does not belong in the recipe"),
+        ("postgresql://u@db/capture?password=s3cret", "a password does not belong"),
+        ("postgresql://u@db", "names no host or no database"),
+        ("postgresql://u@db:port/capture", "is not a URL"),
+        ("s3://bucket/capture", "expected 'parquet' or a postgresql://"),
+    ],
+)
+def test_a_capture_sink_that_is_not_parquet_or_a_postgres_url_is_refused(
+    tmp_path: Path, sink: str, said: str
+) -> None:
+    capture = f"serving:\n  capture:\n    enabled: true\n    sink: '{sink}'\n"
+    (problem,) = _problems(_write(tmp_path, VALID + capture))
+    assert problem.startswith("serving.capture.sink: ") and said in problem, problem
+    assert "s3cret" not in problem.split("belong", 1)[-1]
+
+
+def test_a_postgres_capture_sink_reaches_the_serving_spec(tmp_path: Path) -> None:
+    from conveyor.serving_spec import ServingSpec
+
+    sink = "postgresql://capture@db.internal:5433/traffic"
+    capture = f"serving:\n  capture:\n    enabled: true\n    sink: '{sink}'\n"
+    spec = ServingSpec.from_recipe(load_recipe(_write(tmp_path, VALID + capture), []))
+    assert spec.capture.sink == sink and ServingSpec().capture.sink == "parquet"
+
+
 def test_the_capture_section_reaches_the_serving_spec(tmp_path: Path) -> None:
     from conveyor.serving_spec import ServingSpec
 
