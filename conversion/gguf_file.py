@@ -29,7 +29,13 @@ import numpy as np
 import numpy.typing as npt
 
 from conversion.errors import ConversionError
-from conversion.gguf_layout import GgufLayout, gguf_tensors, layout_for, write_hyperparameters
+from conversion.gguf_layout import (
+    GgufLayout,
+    gguf_tensor_count,
+    gguf_tensors,
+    layout_for,
+    write_hyperparameters,
+)
 
 __all__ = ["QUANTS", "write_gguf"]
 
@@ -78,17 +84,17 @@ def _encoded(data: npt.NDArray[Any], qtype: Any) -> npt.NDArray[Any]:
 
 
 def _tensors(writer: Any, model: Any, layout: GgufLayout, quant: str) -> None:
-    tensors = list(gguf_tensors(model, layout))
+    total = gguf_tensor_count(model)
     started = time.monotonic()
-    for index, (name, data) in enumerate(tensors, start=1):
+    for index, (name, data) in enumerate(gguf_tensors(model, layout), start=1):
         qtype = _qtype(name, data, quant)
         writer.add_tensor(name, _encoded(data, qtype), raw_dtype=qtype)
-        if index % 50 == 0 or index == len(tensors):
+        if index % 50 == 0 or index == total:
             elapsed = time.monotonic() - started
-            eta = elapsed / index * (len(tensors) - index)
+            eta = elapsed / index * (total - index)
             log.info(
                 "gguf %s: %d/%d tensors, %.0f s, about %.0f s left",
-                quant, index, len(tensors), elapsed, eta,
+                quant, index, total, elapsed, eta,
             )  # fmt: skip
 
 

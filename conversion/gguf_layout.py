@@ -30,7 +30,14 @@ import numpy.typing as npt
 
 from conversion.errors import ConversionError
 
-__all__ = ["LAYOUTS", "GgufLayout", "gguf_tensors", "layout_for", "write_hyperparameters"]
+__all__ = [
+    "LAYOUTS",
+    "GgufLayout",
+    "gguf_tensor_count",
+    "gguf_tensors",
+    "layout_for",
+    "write_hyperparameters",
+]
 
 _GEMMA_PATTERN = 6  # llama.cpp's Gemma 3: five sliding-window layers, then one global
 _GEMMA_LOCAL_ROPE = 10000.0  # llama.cpp's Gemma 3 local layers' rotary base, not in the file
@@ -151,17 +158,28 @@ def _arranged(hf_name: str, data: npt.NDArray[Any], config: Any, layout: GgufLay
     return data
 
 
+def _written(model: Any) -> Iterator[tuple[str, Any]]:
+    """The state dict's tensors a GGUF holds: a tied output matrix is the token embedding."""
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    for hf_name, tensor in model.state_dict().items():
+        if not (tied and hf_name == "lm_head.weight"):
+            yield hf_name, tensor
+
+
+def gguf_tensor_count(model: Any) -> int:
+    """How many tensors :func:`gguf_tensors` yields for ``model``."""
+    return sum(1 for _ in _written(model))
+
+
 def gguf_tensors(model: Any, layout: GgufLayout) -> Iterator[tuple[str, npt.NDArray[Any]]]:
-    """``(GGUF name, float32 array)`` for each weight of ``model``, laid out for llama.cpp."""
+    """``(GGUF name, float32 array)`` for each weight of ``model``, laid out for llama.cpp,
+    one at a time: the caller stores each (quantized, say) before the next is made."""
     from gguf import MODEL_ARCH_NAMES, get_tensor_name_map
 
     config = model.config
     code = next(k for k, v in MODEL_ARCH_NAMES.items() if v == layout.arch)
     names = get_tensor_name_map(code, int(config.num_hidden_layers))
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    for hf_name, tensor in model.state_dict().items():
-        if tied and hf_name == "lm_head.weight":
-            continue
+    for hf_name, tensor in _written(model):
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise ConversionError(f"{hf_name}: no GGUF name for this tensor in {layout.arch}'s map")
