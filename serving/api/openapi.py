@@ -6,7 +6,7 @@ every route whatever the model. Here the document is built from the deployment a
 version that serves now: only the routes of its task, the request limits of its serving
 spec, the real refusals (one ``{"error", "field"}`` shape; on the OpenAI-compatible routes of a
 causal-lm version, OpenAI's ``{"error": {"message", "type", "param", "code"}}``) and examples
-that answer 200.
+that answer 200, in English and in Chinese (served as UTF-8, not escaped).
 :func:`openapi_document` is a pure function; :class:`OpenApiPages` serves it (ASGI).
 """
 
@@ -22,7 +22,7 @@ from conveyor.serving_spec import ServingSpec
 from conveyor.settings import Settings
 from serving.api.edge import MAX_BODY_BYTES
 from serving.api.openai.openapi import openai_paths, openai_schemas
-from serving.api.openapi_parts import RETRY_HEADERS, VERSION_HEADER, operation
+from serving.api.openapi_parts import RETRY_HEADERS, VERSION_HEADER, examples, operation
 from serving.api.validation import MAX_TOP_K
 
 __all__ = ["DOCS_PATH", "ApiFacts", "OpenApiPages", "index_html", "openapi_document"]
@@ -136,7 +136,10 @@ def _classify(facts: ApiFacts) -> dict[str, Any]:
         },
         "oneOf": [{"required": ["text"]}, {"required": ["texts"]}],
     }
-    example = {"text": "set a timer for five minutes", "top_k": 3}
+    example = examples(
+        {"text": "set a timer for five minutes", "top_k": 3},
+        {"text": "帮我定一个五分钟的计时器", "top_k": 3},
+    )
     ok = {
         "description": "A label for each text, in order, from the version named in the body "
         "and in `X-Model-Version`.",
@@ -319,7 +322,8 @@ class OpenApiPages:
         if facts is None:
             await self.app(scope, receive, send)
         elif path == DOCS_PATH:
-            body = json.dumps(openapi_document(facts)).encode()
+            # Chinese as characters, not \uXXXX escapes: the raw JSON reads as the page does
+            body = json.dumps(openapi_document(facts), ensure_ascii=False).encode()
             await _respond(send, body, b"application/json")
         else:
             title = f"conveyor: {facts.deployment} {facts.version or ''}".strip()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conversion import ConversionError, write_gguf
-from conversion.gguf_file import rotary_to_interleaved
+from conversion.gguf_layout import rotary_to_interleaved
 from conveyor.llamacpp import LlamaCppModel
 from conveyor.pretrained import smollm2_gguf
 from testbed.tiny_models import write_tiny_llama
@@ -91,7 +91,9 @@ def test_an_architecture_the_converter_does_not_write_is_refused_by_name(tmp_pat
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=64))
-    with pytest.raises(ConversionError, match=r"'gpt2' model \(GPT2LMHeadModel\).*llama"):
+    with pytest.raises(
+        ConversionError, match=r"'gpt2' model \(GPT2LMHeadModel\).*llama, qwen2, gemma3_text"
+    ):
         write_gguf(model, None, tmp_path / "x.gguf", quant="f16", tokenizer_folder=tmp_path)
     assert not (tmp_path / "x.gguf").exists()
 

@@ -31,7 +31,6 @@ from testbed.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
 DEPLOYMENT = "tiny-intents"
 RUN_FLOW = (
     "import json, sys\n"
@@ -53,13 +52,6 @@ PAGE_FACTS = """() => {
   return {tables, images, quotes: main.querySelectorAll('blockquote').length,
           text: main.innerText};
 }"""
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CONVEYOR_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
@@ -109,20 +101,6 @@ def _artifacts(api: str) -> dict[str, str]:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return {a["key"]: a["id"] for a in json.loads(response.read()) if a.get("key")}
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.skip("needs Debian's chromium: apt-get install -y chromium (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def test_artifacts_and_swagger_read_well_in_a_real_browser(

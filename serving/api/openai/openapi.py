@@ -11,7 +11,7 @@ from typing import Any
 
 from serving.api.edge import MAX_BODY_BYTES
 from serving.api.openai.protocol import Kind, request_schema
-from serving.api.openapi_parts import RETRY_HEADERS, VERSION_HEADER, operation
+from serving.api.openapi_parts import RETRY_HEADERS, VERSION_HEADER, examples, operation
 
 __all__ = ["openai_paths", "openai_schemas"]
 
@@ -70,12 +70,25 @@ def _ok(schema: str) -> dict[str, Any]:
     }
 
 
-def _example(kind: Kind, deployment: str, max_new_tokens: int) -> dict[str, Any]:
-    if kind == "chat":
-        ask = [{"role": "user", "content": "Describe a cheap restaurant by the river."}]
-        return {"model": deployment, "messages": ask, "max_tokens": min(32, max_new_tokens)}
-    prompt = "The capital of France is"
-    return {"model": deployment, "prompt": prompt, "max_tokens": min(16, max_new_tokens)}
+_ASKS: dict[Kind, tuple[str, str]] = {  # English, Chinese
+    "chat": ("Describe a cheap restaurant by the river.", "推荐一家河边的便宜餐馆。"),
+    "completion": ("The capital of France is", "中国的首都是"),
+}
+
+
+def _examples(kind: Kind, deployment: str, max_new_tokens: int) -> dict[str, Any]:
+    def body(text: str) -> dict[str, Any]:
+        if kind == "chat":
+            messages = [{"role": "user", "content": text}]
+            return {
+                "model": deployment,
+                "messages": messages,
+                "max_tokens": min(32, max_new_tokens),
+            }
+        return {"model": deployment, "prompt": text, "max_tokens": min(16, max_new_tokens)}
+
+    english, chinese = _ASKS[kind]
+    return examples(body(english), body(chinese))
 
 
 def _models() -> dict[str, Any]:
@@ -100,8 +113,8 @@ def openai_paths(deployment: str, max_new_tokens: int) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for kind, (name, summary, answer, path) in _OPERATIONS.items():
         request, _ = request_schema(kind, max_new_tokens)
-        example = _example(kind, deployment, max_new_tokens)
-        paths[path] = operation(name, summary, request, example, _responses(_ok(answer)))
+        named = _examples(kind, deployment, max_new_tokens)
+        paths[path] = operation(name, summary, request, named, _responses(_ok(answer)))
     paths["/v1/models"] = _models()
     return paths
 

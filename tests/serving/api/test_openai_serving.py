@@ -235,10 +235,15 @@ def test_the_served_document_states_the_bounds_the_server_enforces(
     with running_server(settings) as server:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         conn.request("GET", "/docs.json")
-        document = json.loads(conn.getresponse().read())
+        raw = conn.getresponse().read()
+        assert "推荐一家河边的便宜餐馆。".encode() in raw  # the Chinese example, not \u escapes
+        document = json.loads(raw)
         for path in ("/v1/chat/completions", "/v1/completions"):
             body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-            schema, example = body["schema"], body["example"]
+            schema, example = body["schema"], body["examples"]["english"]["value"]
+            chinese = body["examples"]["chinese"]["value"]
+            status, answer = _post(server.port, path, chinese)
+            assert status == 200, answer
             top = _bound(schema, "max_tokens", "maximum")
             assert top == MAX_NEW_TOKENS
             hottest = _bound(schema, "temperature", "maximum")

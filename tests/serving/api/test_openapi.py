@@ -16,6 +16,7 @@ from serving.api.openapi import ApiFacts, index_html, openapi_document
 from testbed.live_server import running_server
 from testbed.versions import DEPLOYMENT, make_version
 
+CHINESE_EXAMPLE = "帮我定一个五分钟的计时器"
 OPENAI_ROUTES = {"/v1/chat/completions", "/v1/completions"}
 MODEL_ROUTES = {"/classify", "/v1/models"} | OPENAI_ROUTES
 REFUSALS = {"400", "401", "403", "413", "415", "422", "429", "500", "503"}
@@ -43,7 +44,9 @@ def test_only_the_routes_of_the_serving_task_are_documented(task: str, routes: s
         error = "#/components/schemas/" + ("OpenAIError" if openai else "Error")
         assert set(operation["responses"]) == {"200", *refusals}
         body = operation["requestBody"]["content"]["application/json"]
-        jsonschema.validate(body["example"], _schema(document, body["schema"]))
+        assert [e["summary"] for e in body["examples"].values()] == ["English", "中文 (Chinese)"]
+        for example in body["examples"].values():
+            jsonschema.validate(example["value"], _schema(document, body["schema"]))
         for status in refusals:
             answer = operation["responses"][status]
             assert "X-Model-Version" in answer["headers"]
@@ -69,7 +72,7 @@ def test_each_documented_bound_is_the_one_the_server_enforces(kind: Any) -> None
     route = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
     body = document["paths"][route]["post"]["requestBody"]["content"]["application/json"]
     schema = _schema(document, body["schema"])
-    good = body["example"]
+    good = body["examples"]["english"]["value"]
     over = {
         "temperature": _property(schema, "temperature", "maximum") + 0.01,
         "top_p": _property(schema, "top_p", "maximum") + 0.01,
@@ -163,14 +166,17 @@ def test_a_real_worker_documents_itself_truly_and_every_refusal_names_the_versio
             assert _get(port, undeclared)[0] == 404, undeclared
         status, _, raw = _get(port, "/docs.json")
         document = json.loads(raw)
+        assert CHINESE_EXAMPLE.encode() in raw  # UTF-8 as it is, not \u escapes
         assert document["info"] == document["info"] | {"title": f"conveyor: {DEPLOYMENT}"}
         assert document["info"]["version"] == version
         assert set(document["paths"]) & MODEL_ROUTES == {"/classify"}
 
         operation = document["paths"]["/classify"]["post"]
-        example = operation["requestBody"]["content"]["application/json"]["example"]
-        status, answer, headers = _post(port, json.dumps(example).encode())
-        assert status == 200 and headers["x-model-version"] == version == answer["version"]
+        named = operation["requestBody"]["content"]["application/json"]["examples"]
+        assert named["chinese"]["value"]["text"] == CHINESE_EXAMPLE
+        for example in named.values():  # each one answers
+            status, answer, headers = _post(port, json.dumps(example["value"]).encode())
+            assert status == 200 and headers["x-model-version"] == version == answer["version"]
         ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
         jsonschema.validate(answer, _schema(document, ok))
 
