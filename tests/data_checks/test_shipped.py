@@ -7,12 +7,13 @@ import pytest
 from conveyor.recipe import load_recipe
 from data_checks import validate_recipe
 from data_checks.text.tokens import APPROXIMATION
+from testbed.opt_in import shipped_recipe_params
 from testbed.paths import RECIPES_DIR
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("path", sorted(RECIPES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", shipped_recipe_params(sorted(RECIPES_DIR.glob("*.yaml"))))
 def test_shipped_recipe_data_passes(path: object) -> None:
     recipe = load_recipe(path)  # type: ignore[arg-type]
     report = validate_recipe(recipe)
