@@ -77,6 +77,13 @@ class GenerationGates(Section):
         le=1,
         description="Ceiling on the share of answers contradicting or adding a fact.",
     )
+    max_echo_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Ceiling on the share of answers that write the prompt's structured input "
+        "back (act notation) instead of answering; reported by `crosswoz-acts`.",
+    )
     min_task_accuracy: float | None = Field(
         default=None, ge=0, le=1, description="Floor on exact-match / regex accuracy."
     )

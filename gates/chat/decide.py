@@ -37,6 +37,7 @@ _FLOORS = (
 _CEILINGS = (
     ("max_omission_rate", "omission_rate", "share of answers omitting a fact"),
     ("max_hallucination_rate", "hallucination_rate", "share of answers contradicting a fact"),
+    ("max_echo_rate", "echo_rate", "share of answers echoing the structured input"),
 )
 
 

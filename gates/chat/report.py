@@ -18,6 +18,7 @@ _SHOWN = (
     ("chrf", "chrF"),
     ("omission_rate", "answers omitting a fact"),
     ("hallucination_rate", "answers contradicting or adding a fact"),
+    ("echo_rate", "answers echoing the structured input"),
     ("fact_error_rate", "answers with any fact error"),
     ("slot_error_rate", "slot error rate"),
     ("task_accuracy", "task accuracy"),

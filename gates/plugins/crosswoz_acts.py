@@ -13,6 +13,9 @@ one slot are joined by ``、``; general acts (问候, 不客气, ...) carry no v
   A value not stated is *omitted*.
 - a number in the reply (a price, a phone number, a rating, an hour) that occurs in no act of
   the prompt is *added*: the facts a customer-service reply must not invent.
+- a reply that writes act notation (``告知(景点.电话=…)``) *echoes* the prompt instead of
+  answering it: it states every value, so omission alone would reward it (two thirds of
+  Qwen2.5-Coder's zero-shot answers did, BENCHMARKS.md), and it is an error of its own.
 
 It is lenient where the data is loose (its errors are meant to be errors); its rates on the
 human references of the shipped test split are measured in its tests. :data:`CROSSWOZ_ACTS` is
@@ -38,7 +41,11 @@ __all__ = [
     "parse_acts",
 ]
 
-_ACT = re.compile(r"^(告知|推荐|无结果)\((.*)\)$")
+_INTENTS = ("告知", "推荐", "无结果")  # inform, recommend, no result: the acts with values
+_ACT = re.compile(rf"^({'|'.join(_INTENTS)})\((.*)\)$")
+# an intent followed by its bracket, as the prompt writes acts (folding makes full-width
+# brackets ASCII); brackets alone are not enough: names such as 密云印象(农家院.渔家美食) have them
+_ECHO = re.compile(rf"(?:{'|'.join(_INTENTS)})\(")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _ABSENT = ("没有", "暂无", "无", "没", "不")
 _SORRY = (*_ABSENT, "抱歉", "对不起", "不好意思", "遗憾")
@@ -68,6 +75,7 @@ class ActCheck:
     acts: tuple[Act, ...]
     omitted: tuple[Act, ...] = ()
     added: tuple[str, ...] = ()  # numbers said that no act holds
+    echoed: bool = False  # the reply writes act notation instead of a sentence
 
     @property
     def hallucinated(self) -> bool:
@@ -75,7 +83,7 @@ class ActCheck:
 
     @property
     def correct(self) -> bool:
-        return not (self.omitted or self.added)
+        return not (self.omitted or self.added or self.echoed)
 
 
 def _folded(text: str) -> str:
@@ -122,7 +130,8 @@ def check_acts(acts: Sequence[Act], reply: str) -> ActCheck:
     omitted = tuple(a for a in acts if not any(form and form in said for form in _forms(a)))
     allowed = "".join(_folded(a.value) for a in acts)
     added = tuple(n for n in _NUMBER.findall(said) if n not in allowed)
-    return ActCheck(tuple(acts), omitted, tuple(dict.fromkeys(added)))
+    echoed = _ECHO.search(said) is not None
+    return ActCheck(tuple(acts), omitted, tuple(dict.fromkeys(added)), echoed)
 
 
 @dataclass(frozen=True)
@@ -130,21 +139,24 @@ class ActRates:
     outputs: int
     omission_rate: float
     hallucination_rate: float
-    error_rate: float  # share of replies with any omitted value or added number
+    echo_rate: float  # share of replies writing act notation instead of answering
+    error_rate: float  # share of replies with any omitted value, added number or echo
     slot_error_rate: float  # (omitted values + added numbers) / act values
 
 
 def act_rates(found: Sequence[ActCheck]) -> ActRates:
-    """Shares of replies omitting a value, adding a number, either; and per value."""
+    """Shares of replies omitting a value, adding a number, echoing the acts, any of these;
+    and errors per value."""
     count = len(found)
     if count == 0:
-        return ActRates(0, 0.0, 0.0, 0.0, 0.0)
+        return ActRates(0, 0.0, 0.0, 0.0, 0.0, 0.0)
     values = sum(len(c.acts) for c in found)
     errors = sum(len(c.omitted) + len(c.added) for c in found)
     return ActRates(
         outputs=count,
         omission_rate=sum(bool(c.omitted) for c in found) / count,
         hallucination_rate=sum(c.hallucinated for c in found) / count,
+        echo_rate=sum(c.echoed for c in found) / count,
         error_rate=sum(not c.correct for c in found) / count,
         slot_error_rate=errors / max(values, 1),
     )
@@ -163,6 +175,7 @@ class CrossWozActs:
         return {
             "omission_rate": found.omission_rate,
             "hallucination_rate": found.hallucination_rate,
+            "echo_rate": found.echo_rate,
             "fact_error_rate": found.error_rate,
             "slot_error_rate": found.slot_error_rate,
         }

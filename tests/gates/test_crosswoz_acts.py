@@ -63,6 +63,24 @@ def test_values_the_data_spells_several_ways(prompt: str, reply: str, stated: bo
     assert (not check_acts(parse_acts(prompt), reply).omitted) is stated
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "告知(餐馆.推荐菜=墨鱼红烧肉、干烧四鲜)；告知(餐馆.电话=010-82150018)；告知(餐馆.人均消费=131元)",
+        "好的，无结果（景点）。推荐菜＝墨鱼红烧肉 干烧四鲜，电话010-82150018，131元",  # full-width
+    ],
+)
+def test_a_reply_that_writes_the_acts_back_is_an_echo_even_stating_every_value(reply: str) -> None:
+    found = check_acts(parse_acts(PROMPT), reply)
+    assert found.echoed and not found.correct
+
+
+def test_brackets_in_a_real_sentence_are_not_an_echo() -> None:
+    reply = "没有找到景点。推荐墨鱼红烧肉和干烧四鲜（招牌菜），电话010-82150018，人均131元。"
+    found = check_acts(parse_acts(PROMPT), reply)
+    assert not found.echoed and found.correct
+
+
 def test_rates_and_the_recipe_name_selects_the_plugin() -> None:
     checker = checker_for("crosswoz-acts")
     assert checker is not None
@@ -73,6 +91,7 @@ def test_rates_and_the_recipe_name_selects_the_plugin() -> None:
     assert checker.rates(results) == {
         "omission_rate": 0.5,
         "hallucination_rate": 0.5,
+        "echo_rate": 0.0,
         "fact_error_rate": 0.5,
         "slot_error_rate": pytest.approx((4 + 1) / 10),
     }
@@ -91,4 +110,5 @@ def test_on_the_human_references_of_the_shipped_test_split_errors_are_rare() -> 
     assert len(found) == 1484
     assert rates.omission_rate < 0.03
     assert rates.hallucination_rate < 0.03
+    assert rates.echo_rate == 0.0  # no human reply writes act notation
     assert rates.error_rate > 0.0
