@@ -62,13 +62,17 @@ def quantize_and_judge(
 
 
 def distil_parity(recipe: Recipe) -> list[str]:
-    """The parity overrides for a student against its teacher, by the kind of gates."""
-    drop = recipe.compress.distil.max_headline_drop
+    """The parity overrides for a student against its teacher, by the kind of gates: a
+    language model's perplexity rise is held to ``compress.distil.max_perplexity_increase``,
+    not to the recipe's tolerance against its champion."""
+    distil = recipe.compress.distil
     if recipe.task is Task.CLASSIFICATION:
-        return compress_parity(recipe, drop)
+        return compress_parity(recipe, distil.max_headline_drop)
+    perplexity = [f"gates.max_perplexity_increase={distil.max_perplexity_increase}"]
     if recipe.data.format is DataFormat.CHAT:
-        return parity_overrides(drop, recipe.convert.max_fact_error_rise)
-    return [f"gates.max_perplexity_increase={drop}"]
+        fact_rise = recipe.convert.max_fact_error_rise
+        return [*parity_overrides(distil.max_headline_drop, fact_rise), *perplexity]
+    return perplexity
 
 
 def distil_and_judge(

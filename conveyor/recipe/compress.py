@@ -65,6 +65,14 @@ class DistilSection(Section):
         description="Parity: allowed drop of the headline metric (and macro-F1) against the "
         "teacher.",
     )
+    max_perplexity_increase: float = Field(
+        default=0.3,
+        ge=0,
+        description="Parity for a language-model student: allowed relative rise of its "
+        "perplexity of the test references over the teacher's (0.3: 30%, what halving a "
+        "model's layers costs at full budget; BENCHMARKS.md). Replaces "
+        "`gates.max_perplexity_increase` in the gate against the teacher.",
+    )
 
 
 class CompressSection(Section):

@@ -1,12 +1,16 @@
-"""The retrain flow with the recipe's `compress.quantize` section, on a real (temporary)
-Prefect server: a tiny BERT classifier passes its gates, is written as an int8 ONNX graph,
-keeps parity with the version it came from and is promoted in its place, with the
-quantization's artifact; `conveyor models show` lists the child under its parent with its
-verdict, speed and size."""
+"""The retrain flow with the recipe's `compress` section, on a real (temporary) Prefect
+server. A tiny BERT classifier passes its gates, is written as an int8 ONNX graph, keeps
+parity with the version it came from and is promoted in its place, with the quantization's
+artifact; `conveyor models show` lists the child under its parent with its verdict, speed
+and size. A tiny Llama chat model passes its gates, is distilled into a 1-layer student
+(`compress.distil`) judged against it, and the student is written as GGUF (`convert`) and
+judged against the student: each stage a Prefect task with its artifact and a gated child."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +27,8 @@ from conveyor.registry import Registry
 from flows import retrain
 from testbed.clinc import write_slice
 from testbed.paths import REPO_ROOT
+
+E2E_DIR = REPO_ROOT / "data" / "e2e_nlg"
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +83,66 @@ def test_a_passing_classifier_is_quantized_judged_and_promoted_as_int8(
     assert "tiny-quant:v2" in children and "onnx-int8 int8-per-channel" in children
     assert "parity with" not in children  # the stored verdict's own reason
     assert "against champion tiny-quant:v1" in children and "weights" in children
+
+
+@pytest.fixture
+def lm_recipe_file(tmp_path: Path, tiny_llama: Path) -> Path:
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama, base)
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, rows in (("train", 64), ("validation", 16), ("test", 30)):
+        lines = (E2E_DIR / f"{split}.jsonl").read_text().splitlines(keepends=True)[:rows]
+        (data / f"{split}.jsonl").write_text("".join(lines))
+    recipe: dict[str, Any] = {
+        "name": "tiny-distil",
+        "task": "causal-lm",
+        "data": {"train": "data/train.jsonl", "validation": "data/validation.jsonl",
+                 "test": "data/test.jsonl", "format": "chat", "label_field": None},
+        "model": {"base": str(base), "max_length": 160},
+        "training": {"max_steps": 4, "batch_size": 8, "lr": 3e-2, "warmup_ratio": 0.1,
+                     "lora": {"enabled": True, "r": 4, "alpha": 8,
+                              "target_modules": ["q_proj", "v_proj"]}},
+        "gates": {"bootstrap_samples": 100, "max_perplexity_increase": 100.0,
+                  "generation": {"max_prompts": 4, "max_new_tokens": 6,
+                                 "task_check": "e2e-facts", "max_headline_drop": 1.0}},
+        # random weights: the tolerances are wide, the stages and their gates are under test
+        "compress": {"distil": {"layers": 1, "max_headline_drop": 1.0,
+                                "max_perplexity_increase": 100.0}},
+        "convert": {"to": "gguf", "quant": "f16", "max_headline_drop": 1.0,
+                    "max_fact_error_rise": 1.0},
+    }  # fmt: skip
+    path = tmp_path / "tiny-distil.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_a_passing_language_model_is_distilled_then_converted_each_stage_gated(
+    prefect_server: None, lm_recipe_file: Path, registry: Registry
+) -> None:
+    outcome = retrain(str(lm_recipe_file))
+    distillation, conversion = outcome["distillation"], outcome["conversion"]
+    assert distillation["passed"], distillation["reason"]
+    assert distillation["version"] == "tiny-distil:v2"
+    assert "parity with tiny-distil:v1" in distillation["reason"]
+    assert re.match(r"answers [\d.]+ tokens/s vs [\d.]+ tokens/s", distillation["footprint"])
+    assert conversion["passed"], conversion["reason"]
+    assert "parity with tiny-distil:v2" in conversion["reason"]  # the student's GGUF
+    assert outcome["promoted"] and outcome["version"] == conversion["version"] == "tiny-distil:v3"
+    assert registry.alias("tiny-distil", "production") == "tiny-distil:v3"
+
+    student = registry.resolve("tiny-distil:v2")
+    assert student.metrics["distilled_from"] == "tiny-distil:v1"
+    assert student.metrics["student_layers"] == 1
+    assert student.verdict is not None and student.verdict["passed"]
+    assert read_manifest(student.artifact_uri or "").kind is ModelKind.CAUSAL_LM
+    gguf = registry.resolve("tiny-distil:v3")
+    assert gguf.metrics["converted_from"] == "tiny-distil:v2"
+    assert read_manifest(gguf.artifact_uri or "").kind is ModelKind.GGUF
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts() if a.key}
+        tasks = {r.name.rsplit("-", 1)[0]: r for r in client.read_task_runs()}
+    stages = ("tiny-distil-gate-verdict", "tiny-distil-distil", "tiny-distil-conversion")
+    assert {*stages, "tiny-distil-promotion"} <= keys
+    for name in ("fine-tune", "evaluate-and-gate", "distil", "convert-gguf", "promote"):
+        assert name in tasks and tasks[name].state_name == "Completed", name

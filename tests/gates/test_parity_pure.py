@@ -1,6 +1,7 @@
 """The parity gate of a compressed candidate, with plain values: the headline's drop against
 the parent within tolerance (its paired interval in the detail), in-scope accuracy as a
-headline, speed and size beside quality, and a tolerance that is not a number."""
+headline, speed and size beside quality, a language-model student's perplexity held to the
+distil tolerance, and a tolerance that is not a number."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 from conveyor.errors import ConveyorError
 from conveyor.recipe import load_recipe
 from conveyor.recipe.schema import GatesSection
+from flows.compress import distil_parity
 from gates import footprint
 from gates.bootstrap import Interval
+from gates.chat.decide import GenerationEvaluation, decide_generation
 from gates.text.decide import decide
 from gates.text.evaluate import _classification_metric
 from gates.verdict import Evaluation
@@ -83,5 +86,32 @@ def test_a_tolerance_that_is_not_a_number_is_refused_naming_the_key() -> None:
     recipe = REPO_ROOT / "recipes" / "clinc150-minilm.yaml"
     with pytest.raises(ConveyorError, match=r"compress\.quantize\.max_headline_drop"):
         load_recipe(recipe, ["compress.quantize.max_headline_drop=half a point"])
+    with pytest.raises(ConveyorError, match=r"compress\.distil\.max_perplexity_increase"):
+        load_recipe(recipe, ["compress.distil.max_perplexity_increase=a tenth"])
     with pytest.raises(ConveyorError, match=r"compress\.quantize\.to"):
         load_recipe(recipe.with_name("e2e-smollm2.yaml"), ["compress.quantize.to=onnx-int8"])
+
+
+def test_a_chat_student_is_held_to_the_distil_perplexity_tolerance_not_the_champions() -> None:
+    recipe = load_recipe(REPO_ROOT / "recipes" / "e2e-smollm2.yaml")
+    assert recipe.gates.max_perplexity_increase == 0.0  # against a champion: no rise at all
+    tolerance = recipe.compress.distil.max_perplexity_increase
+    parity = load_recipe(REPO_ROOT / "recipes" / "e2e-smollm2.yaml", distil_parity(recipe))
+    assert parity.gates.max_perplexity_increase == tolerance
+    teacher = GenerationEvaluation("d:v1", {"rouge_l": 0.50, "perplexity": 4.0})
+    within = GenerationEvaluation(
+        "d:v2", {"rouge_l": 0.50, "perplexity": 4.0 * (1 + tolerance * 0.9)}
+    )
+    beyond = GenerationEvaluation(
+        "d:v2", {"rouge_l": 0.50, "perplexity": 4.0 * 1.5 * (1 + tolerance)}
+    )
+
+    def perplexity_check(student: GenerationEvaluation) -> str:
+        verdict = decide_generation(student, teacher, parity.gates)
+        return next(c.outcome for c in verdict.checks if c.name == "max_perplexity_increase")
+
+    assert perplexity_check(within) == "pass"
+    assert perplexity_check(beyond) == "fail"
+    smaller = ["compress.distil.max_perplexity_increase=0.1"]
+    tighter = load_recipe(REPO_ROOT / "recipes" / "e2e-smollm2.yaml", smaller)
+    assert f"gates.max_perplexity_increase={0.1}" in distil_parity(tighter)

@@ -24,7 +24,7 @@ from tests.training.conftest import subprocess_env
 pytestmark = pytest.mark.integration
 # a few steps of a random 1-layer student: its perplexity may rise, the gates are under test
 CHEAP = ("--set", "training.max_steps=3", "--set", "training.batch_size=4",
-         "--set", "gates.max_perplexity_increase=1.0")  # fmt: skip
+         "--set", "compress.distil.max_perplexity_increase=1.0")  # fmt: skip
 
 
 def _distil(home: Path, teacher: str, *args: str) -> subprocess.CompletedProcess[str]:
