@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,16 @@ def _ask(result: Any) -> str:
     Python string literal with Chinese (any text) unescaped."""
     prompt = result.examples[0]["text"] if result.examples else "Hello!"
     return json.dumps(prompt, ensure_ascii=False)
+
+
+def _curl(result: Any) -> str:
+    """A /classify call on the first text the demo asked, quoted for a shell."""
+    text = result.examples[0]["text"] if result.examples else "hello"
+    body = json.dumps({"texts": [text]}, ensure_ascii=False)
+    return (
+        f"curl -s -X POST {result.endpoint}/classify "
+        f'-H "Content-Type: application/json" -d {shlex.quote(body)} -i'
+    )
 
 
 OPENAI_SNIPPET = """\
@@ -105,11 +116,7 @@ def demo(
         typer.echo(OPENAI_SNIPPET.format(endpoint=result.endpoint, model=name, ask=_ask(result)))
     elif result.endpoint:
         typer.echo(f"endpoint:    {result.endpoint}/classify   (Swagger UI: {result.endpoint}/)")
-        typer.echo(
-            f"try:         curl -s -X POST {result.endpoint}/classify "
-            '-H "Content-Type: application/json" '
-            '-d \'{"texts": ["book a flight to paris"]}\' -i'
-        )
+        typer.echo(f"try:         {_curl(result)}")
     for line in then_lines(name):
         typer.echo(line)
 
