@@ -88,18 +88,28 @@ def _chat_round(port: int, seconds: float) -> Callable[[], float]:
 
 
 @contextmanager
-def _pair(root: Path, make: Callable[[Settings, dict[str, Any]], None]) -> Iterator[list[Server]]:
-    """Two servers, capture on and off, each in its own home."""
+def _pair(
+    root: Path, make: Callable[[Settings, dict[str, Any]], None], control: bool = False
+) -> Iterator[list[Server]]:
+    """Two servers, capture on and off, each in its own home; ``control``: both off (an A/A
+    run, which shows how far two identical servers differ on these cores)."""
+    arms = (
+        (("a", CAPTURE_OFF), ("b", CAPTURE_OFF))
+        if control
+        else (("on", CAPTURE_ON), ("off", CAPTURE_OFF))
+    )
     with ExitStack() as stack:
         servers = []
-        for name, serving in (("on", CAPTURE_ON), ("off", CAPTURE_OFF)):
+        for name, serving in arms:
             settings = _settings(root, f"{make.__name__.strip('_')}-{name}")
             make(settings, serving)
             servers.append(stack.enter_context(running_server(settings, torch_threads=None)))
         yield servers
 
 
-def serving_overhead(root: Path, seconds: float, repeats: int, only: str | None) -> None:
+def serving_overhead(
+    root: Path, seconds: float, repeats: int, only: str | None, control: bool = False
+) -> None:
     os.environ["CONVEYOR_CACHE_SIZE"] = "0"  # every request reaches the model
     for make, rounds, what in (
         (_classifier, _classify_round, "/classify at c=16"),
@@ -107,11 +117,13 @@ def serving_overhead(root: Path, seconds: float, repeats: int, only: str | None)
     ):
         if only is not None and only not in what:
             continue
-        with _pair(root, make) as (on, off):
+        arms = ("capture off (a)", "capture off (b)") if control else ("capture on", "capture off")
+        title = "A/A control, both" if control else "capture on (sample 1.0) vs"
+        with _pair(root, make, control) as (on, off):
             result = compare(
-                f"serving {what}: capture on (sample 1.0) vs off",
-                ("capture on", rounds(on.port, seconds)),
-                ("capture off", rounds(off.port, seconds)),
+                f"serving {what}: {title} off",
+                (arms[0], rounds(on.port, seconds)),
+                (arms[1], rounds(off.port, seconds)),
                 repeats=repeats,
                 unit="requests/s",
             )
@@ -209,6 +221,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--only", choices=("serving", "summary", "classify", "chat"), default=None)
+    parser.add_argument(
+        "--control", action="store_true", help="serving: an A/A run, both servers capture off"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-capture-"))
     print(f"load average at start: {os.getloadavg()}")
@@ -216,7 +231,7 @@ def main() -> None:
         summary_speed(root, args.rows, args.repeats)
     if args.only != "summary":
         arm = args.only if args.only in ("classify", "chat") else None
-        serving_overhead(root, args.seconds, args.repeats, arm)
+        serving_overhead(root, args.seconds, args.repeats, arm, args.control)
     print(f"load average at end: {os.getloadavg()}")
 
 
