@@ -15,13 +15,14 @@ from typing import Any
 
 from conveyor.model_folder import ModelKind, load_model, read_manifest
 from conveyor.recipe import Recipe, recipe_from_dict
+from conveyor.recipe.compress import FULL_WEIGHTS_LR
 from conveyor.registry import Registry, VersionRecord
 from conveyor.settings import Settings
 from training.distil import DistillationError, DistilSettings, Teacher, check_vocabularies
 from training.fine_tune import TrainResult, fine_tune
 from training.modeling import load_tokenizer, resolve_base
 
-__all__ = ["METHOD", "distil_version", "parse_student", "student_recipe"]
+__all__ = ["METHOD", "distil_version", "parse_student", "student_lr", "student_recipe"]
 
 log = logging.getLogger("training")
 METHOD = "distil"
@@ -36,17 +37,27 @@ def parse_student(text: str) -> int:
     return int(value)
 
 
+def student_lr(recipe: Recipe) -> float:
+    """The student's learning rate: ``compress.distil.lr``, else the teacher's own, except
+    after LoRA, whose rates are meant for adapters, not for the full weights a student trains."""
+    if recipe.compress.distil.lr is not None:
+        return recipe.compress.distil.lr
+    return FULL_WEIGHTS_LR if recipe.training.lora.enabled else recipe.training.lr
+
+
 def student_recipe(record: VersionRecord, layers: int, overrides: Sequence[str]) -> Recipe:
     """The teacher's recipe for its student: ``compress.distil.layers`` set, full weights (no
-    LoRA), the head at the body's learning rate (it is trained already), then ``overrides``."""
+    LoRA) at :func:`student_lr`, the head at the body's learning rate (it is trained already),
+    then ``overrides`` (a ``training.lr`` given there wins)."""
+    source = f"recipe of {record.version}"
+    asked = recipe_from_dict(record.recipe, list(overrides), source=source)
     forced = [
         f"compress.distil.layers={layers}",
         "training.lora.enabled=false",
         "training.head_lr_multiplier=1.0",
+        f"training.lr={student_lr(asked)!r}",
     ]
-    return recipe_from_dict(
-        record.recipe, [*forced, *overrides], source=f"recipe of {record.version}"
-    )
+    return recipe_from_dict(record.recipe, [*forced, *overrides], source=source)
 
 
 def _teacher_model(record: VersionRecord, settings: Settings) -> Any:

@@ -17,10 +17,19 @@ from pydantic import Field, PositiveInt
 
 from conveyor.recipe._section import Section
 
-__all__ = ["ONNX_QUANTS", "CompressSection", "DistilSection", "OnnxQuant", "QuantizeSection"]
+__all__ = [
+    "FULL_WEIGHTS_LR",
+    "ONNX_QUANTS",
+    "CompressSection",
+    "DistilSection",
+    "OnnxQuant",
+    "QuantizeSection",
+]
 
 OnnxQuant = Literal["int8", "int8-per-channel"]
 ONNX_QUANTS: tuple[str, ...] = get_args(OnnxQuant)
+# a student of a LoRA teacher: a full-weight fine-tuning rate (the shipped MiniLM recipes' order)
+FULL_WEIGHTS_LR = 5e-5
 ParityMetric = Literal["accuracy", "macro_f1", "in_scope_accuracy"]
 
 
@@ -57,6 +66,14 @@ class DistilSection(Section):
         le=1,
         description="Weight of the KL term on the teacher's soft targets (1 - alpha: the "
         "hard-label loss).",
+    )
+    lr: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="The student's peak learning rate (it trains full weights). Null: the "
+        "teacher's `training.lr`, or `5e-5` when the teacher trained LoRA adapters, whose "
+        "rates (1e-3 and up) would wreck full weights.",
     )
     max_headline_drop: float = Field(
         default=0.02,
