@@ -5,7 +5,9 @@ as boxes with a warning nobody reads. :func:`fonts_for` reads the character maps
 matplotlib knows and those installed on the system (fontconfig's folders; the project's
 scripts install ``fonts-wqy-microhei`` on Debian), and returns the default font followed by the
 first one that covers what the default lacks; :class:`NoFontForText` names the characters
-no font has.
+no font has. A "Last Resort" font (matplotlib 3.11 ships one) maps every code point to a box
+naming its block: it covers everything and draws nothing readable, so it never counts (a CI
+run whose checkout sorted before /usr/share picked it and drew Chinese labels as boxes).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["INSTALL_HINT", "NoFontForText", "candidate_fonts", "fonts_for"]
+__all__ = ["INSTALL_HINT", "NoFontForText", "candidate_fonts", "fonts_for", "is_placeholder_font"]
 
 INSTALL_HINT = (
     "install a CJK font: apt-get install fonts-wqy-microhei (Debian; .ci/run does), "
@@ -38,6 +40,21 @@ def _codepoints(path: str) -> frozenset[int]:
     except Exception:  # an unreadable font file covers nothing  # noqa: BLE001
         return frozenset()
     return frozenset(table)
+
+
+@lru_cache(maxsize=64)
+def _family(path: str) -> str:
+    from fontTools.ttLib import TTFont
+
+    try:
+        return str(TTFont(path, fontNumber=0, lazy=True)["name"].getDebugName(1) or "")
+    except Exception:  # an unreadable font file has no name  # noqa: BLE001
+        return ""
+
+
+def is_placeholder_font(path: Path) -> bool:
+    """A Last Resort font: a box per Unicode block for every code point, never a glyph."""
+    return _family(str(path)).casefold().startswith("last resort")
 
 
 def candidate_fonts() -> list[Path]:
@@ -63,7 +80,7 @@ def fonts_for(texts: Iterable[str], candidates: Sequence[Path] | None = None) ->
     needed = _needed(texts)
     if not fonts:
         raise NoFontForText(f"no font installed to draw a plot; {INSTALL_HINT}")
-    default, rest = fonts[0], fonts[1:]
+    default, rest = fonts[0], [font for font in fonts[1:] if not is_placeholder_font(font)]
     lacking = {ch for ch in needed if ord(ch) not in _codepoints(str(default))}
     if not lacking:
         return [default]

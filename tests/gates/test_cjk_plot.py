@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gates.text._fonts import NoFontForText, candidate_fonts, fonts_for
+from gates.text._fonts import NoFontForText, candidate_fonts, fonts_for, is_placeholder_font
 from gates.text.plot import write_plot
 from gates.text.report import top_confusions
 from gates.verdict import Evaluation
@@ -45,3 +45,29 @@ def test_the_default_font_alone_draws_boxes_so_the_plot_refuses() -> None:
         fonts_for(CHINESE, candidates=default)
     message = str(refused.value)
     assert "体" in message and "fonts-wqy-microhei" in message
+
+
+def _last_resort() -> Path:
+    import matplotlib
+
+    found = sorted(Path(matplotlib.get_data_path()).rglob("LastResort*.ttf"))
+    if not found:
+        pytest.skip("this matplotlib ships no Last Resort font")
+    return found[0]
+
+
+def test_a_last_resort_font_never_counts_as_covering_chinese() -> None:
+    """matplotlib 3.11's Last Resort font maps every code point to a box: listed before the
+    CJK font (a checkout under /tmp sorts before /usr/share), it was chosen, and CI's plot
+    drew every Chinese label as a box with no warning."""
+    default, last_resort = candidate_fonts()[0], _last_resort()
+    cjk = [font for font in candidate_fonts() if font != default and not is_placeholder_font(font)]
+    chinese = fonts_for(CHINESE, candidates=[default, *cjk])[1]
+    assert is_placeholder_font(last_resort) and not is_placeholder_font(chinese)
+    assert fonts_for(CHINESE, candidates=[default, last_resort, chinese]) == [default, chinese]
+    with pytest.raises(NoFontForText):
+        fonts_for(CHINESE, candidates=[default, last_resort])
+
+
+def test_the_font_chosen_from_what_is_installed_is_a_real_one() -> None:
+    assert not any(is_placeholder_font(font) for font in fonts_for(CHINESE))
