@@ -74,9 +74,14 @@ def demo_steps(recipe: Recipe) -> int:
     """The demo's training budget: the recipe's own, a classifier's capped at
     ``CLASSIFIER_STEPS`` (CLINC150's 5 epochs would take 20 minutes here; a recipe that asks
     for fewer, such as SIB-200's 176, keeps its own)."""
-    if recipe.task == "causal-lm":
-        return recipe.training.planned_steps(len(read_chat_split(recipe.data.train)))
-    return min(CLASSIFIER_STEPS, recipe.training.planned_steps(len(read_split(recipe.data.train))))
+    training = recipe.training
+    if training.max_steps:  # no need to count the data
+        steps = training.max_steps
+    elif recipe.task == "causal-lm":
+        steps = training.planned_steps(len(read_chat_split(recipe.data.train)))
+    else:
+        steps = training.planned_steps(len(read_split(recipe.data.train)))
+    return steps if recipe.task == "causal-lm" else min(CLASSIFIER_STEPS, steps)
 
 
 def _test_inputs(recipe: Recipe) -> list[str]:

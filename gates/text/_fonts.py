@@ -80,12 +80,13 @@ def fonts_for(texts: Iterable[str], candidates: Sequence[Path] | None = None) ->
     needed = _needed(texts)
     if not fonts:
         raise NoFontForText(f"no font installed to draw a plot; {INSTALL_HINT}")
-    default, rest = fonts[0], [font for font in fonts[1:] if not is_placeholder_font(font)]
+    default, rest = fonts[0], fonts[1:]
     lacking = {ch for ch in needed if ord(ch) not in _codepoints(str(default))}
     if not lacking:
         return [default]
     for font in rest:
-        if all(ord(ch) in _codepoints(str(font)) for ch in lacking):
+        covers = all(ord(ch) in _codepoints(str(font)) for ch in lacking)
+        if covers and not is_placeholder_font(font):
             return [default, font]
     shown = "".join(sorted(lacking)[:20])
     raise NoFontForText(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,8 +26,7 @@ from conveyor.registry import Registry
 from flows import retrain
 from testbed.clinc import write_slice
 from testbed.paths import REPO_ROOT
-
-E2E_DIR = REPO_ROOT / "data" / "e2e_nlg"
+from testbed.tiny_chat_recipe import write_tiny_chat_recipe
 
 pytestmark = pytest.mark.integration
 
@@ -87,34 +85,14 @@ def test_a_passing_classifier_is_quantized_judged_and_promoted_as_int8(
 
 @pytest.fixture
 def lm_recipe_file(tmp_path: Path, tiny_llama: Path) -> Path:
-    base = tmp_path / "base"
-    shutil.copytree(tiny_llama, base)
-    data = tmp_path / "data"
-    data.mkdir()
-    for split, rows in (("train", 64), ("validation", 16), ("test", 30)):
-        lines = (E2E_DIR / f"{split}.jsonl").read_text().splitlines(keepends=True)[:rows]
-        (data / f"{split}.jsonl").write_text("".join(lines))
-    recipe: dict[str, Any] = {
-        "name": "tiny-distil",
-        "task": "causal-lm",
-        "data": {"train": "data/train.jsonl", "validation": "data/validation.jsonl",
-                 "test": "data/test.jsonl", "format": "chat", "label_field": None},
-        "model": {"base": str(base), "max_length": 160},
-        "training": {"max_steps": 4, "batch_size": 8, "lr": 3e-2, "warmup_ratio": 0.1,
-                     "lora": {"enabled": True, "r": 4, "alpha": 8,
-                              "target_modules": ["q_proj", "v_proj"]}},
-        "gates": {"bootstrap_samples": 100, "max_perplexity_increase": 100.0,
-                  "generation": {"max_prompts": 4, "max_new_tokens": 6,
-                                 "task_check": "e2e-facts", "max_headline_drop": 1.0}},
-        # random weights: the tolerances are wide, the stages and their gates are under test
+    # random weights: the tolerances are wide, the stages and their gates are under test
+    extra = {
         "compress": {"distil": {"layers": 1, "max_headline_drop": 1.0,
                                 "max_perplexity_increase": 100.0}},
         "convert": {"to": "gguf", "quant": "f16", "max_headline_drop": 1.0,
                     "max_fact_error_rise": 1.0},
     }  # fmt: skip
-    path = tmp_path / "tiny-distil.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    return write_tiny_chat_recipe(tmp_path, tiny_llama, "tiny-distil", extra)
 
 
 def test_a_passing_language_model_is_distilled_then_converted_each_stage_gated(
